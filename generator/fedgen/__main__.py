@@ -1,0 +1,3 @@
+from fedgen.cli import main
+
+main()

@@ -1,0 +1,121 @@
+"""The command line: thin click commands over fedgen.api. Exit codes: 0 ok, 1 findings or drift,
+2 invalid input, 3 external failure."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from fedgen import __version__
+from fedgen.errors import FedgenError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """One line per error on stderr and the error's exit code; a traceback only with --debug."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except FedgenError as exc:
+            if debug:
+                traceback.print_exc()
+            _err(f"error: {exc}" if "\n" not in str(exc) else str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _err("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # a bug: say so in one line, details with --debug
+            if debug:
+                traceback.print_exc()
+            _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            sys.exit(70)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(__version__, prog_name="fedgen")
+def main(debug: bool) -> None:
+    """Render an NVIDIA FLARE federation into a GitOps repository for GKE, and check it.
+
+    \b
+    Typical day:
+      fedgen render federation.yaml     # provision kits, write clusters/ tenants/ terraform/
+      git diff && git commit            # review what changed
+      fedgen validate                   # the PR check (no state, no network)
+
+    Exit codes: 0 ok, 1 findings or drift, 2 invalid input, 3 external failure.
+    """
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help="GitOps repository to write into.")
+@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix. Default: <repo>/.fedgen/state (git-ignored, owner-only).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the repo differs from what would be rendered.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes.")
+@handle_errors
+def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool) -> None:
+    """Provision the federation's kits from the state and write the repo.
+
+    \b
+    Incremental: adding a site issues one certificate and leaves every other file byte-identical.
+    Deterministic: the same spec and state give the same bytes, SealedSecrets included.
+    The state holds the CA and every private key: keep it out of git (the default location is ignored).
+    """
+    from fedgen.api import render as do_render
+
+    result = do_render(spec=spec, repo=repo, state=state, check=check)
+    for note in result.notes:
+        _err(f"note: {note}")
+    for warning in result.warnings:
+        _err(f"warning: {warning}")
+    if result.issued:
+        _err(f"issued certificates: {', '.join(result.issued)}")
+    if show_diff:
+        for change in result.plan.changes:
+            click.echo(_unified(change.path, change.old, change.new), nl=False)
+    counts = {a: sum(1 for c in result.plan.changes if c.action == a) for a in ("create", "update", "delete")}
+    summary = f"{counts['create']} created, {counts['update']} updated, {counts['delete']} deleted, {len(result.plan.unchanged)} unchanged"
+    if check:
+        if result.plan.is_noop:
+            _err(f"up to date ({summary})")
+            return
+        for change in result.plan.changes:
+            click.echo(f"{change.action}\t{change.path}")
+        _err(f"drift: the repo differs from the render ({summary}); run fedgen render {spec}")
+        sys.exit(1)
+    _err(f"done: {summary}")
+
+
+def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
+    a = (old or b"").decode(errors="replace").splitlines(keepends=True)
+    b = (new or b"").decode(errors="replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(a, b, fromfile=f"a/{path}" if old is not None else "/dev/null", tofile=f"b/{path}" if new is not None else "/dev/null")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+@main.command()
+@handle_errors
+def schema() -> None:
+    """Print the JSON Schema of the federation spec (for editors and CI)."""
+    from fedgen.spec.schema import spec_schema
+
+    click.echo(json.dumps(spec_schema(), indent=2))

@@ -1,0 +1,297 @@
+"""The NVFlare server workload: kit ConfigMaps, the key's SealedSecret, Service, hardened Deployment,
+DestinationRule, and the mesh policies that let only the ingress gateway reach the NVFlare ports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fedgen.render.layout import (
+    GATEWAY_NAMESPACE,
+    GATEWAY_POD_LABELS,
+    KSA_NAME,
+    MANAGED_BY,
+    TENANT_NODE_LABEL,
+    job_store_root,
+    key_secret_name,
+    kit_root,
+    local_configmap_name,
+    server_fqdn,
+    startup_configmap_name,
+)
+from fedgen.spec.model import RUN_AS_ID, WORKSPACE_MOUNT, Federation
+
+Obj = dict[str, Any]
+
+SERVER_KEY = "startup/server.key"
+SERVER_MODULE = "nvflare.private.fed.app.server.server_train"
+PYTHON = "/usr/local/bin/python3"
+# Kit files the server process never reads; they stay out of the ConfigMaps.
+UNUSED_KIT_FILES = frozenset({"readme.txt", "startup/start.sh", "startup/sub_start.sh", "startup/stop_fl.sh"})
+
+
+def server_labels(fed: Federation) -> dict[str, str]:
+    return {"run": fed.server.workload_name}
+
+
+def _meta(name: str, namespace: str, labels: Mapping[str, str] | None = None) -> Obj:
+    return {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **(labels or {})}}
+
+
+def resources_json(fed: Federation, default: bytes) -> bytes:
+    """local/resources.json: the kit's default with the job store and snapshots moved to the workspace bucket."""
+    doc = json.loads(default)
+    root = job_store_root(fed)
+    doc["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"] = f"{root}/snapshot-storage"
+    for component in doc["components"]:
+        if component.get("id") == "job_manager":
+            component["args"]["uri_root"] = f"{root}/jobs-storage"
+    return (json.dumps(doc, indent=4) + "\n").encode()
+
+
+def kit_configmaps(fed: Federation, kit: Mapping[str, bytes]) -> list[Obj]:
+    """startup/ (certificates, fed_server.json) and local/ (defaults plus our resources.json), key excluded."""
+    startup = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("startup/") and p != SERVER_KEY and p not in UNUSED_KIT_FILES}
+    local = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("local/")}
+    local["resources.json"] = resources_json(fed, kit["local/resources.json.default"]).decode()
+    ns = fed.server.tenant
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(startup_configmap_name(fed), ns, server_labels(fed)), "data": startup},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(local_configmap_name(fed), ns, server_labels(fed)), "data": dict(sorted(local.items()))},
+    ]
+
+
+def kit_digest(configmaps: list[Obj], encrypted_key: Mapping[str, str]) -> str:
+    """Changes whenever what the pod mounts changes, so the Deployment rolls (plain ConfigMaps do not)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([c["data"] for c in configmaps], sort_keys=True).encode())
+    h.update(json.dumps(dict(encrypted_key), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def service(fed: Federation) -> Obj:
+    s = fed.server
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(s.name, s.tenant, server_labels(fed)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": server_labels(fed),
+            "ports": [
+                {"name": "tcp-flport", "port": s.fl_port, "targetPort": "tcp-flport", "protocol": "TCP", "appProtocol": "tcp"},
+                {"name": "tcp-adminport", "port": s.admin_port, "targetPort": "tcp-adminport", "protocol": "TCP", "appProtocol": "tcp"},
+            ],
+        },
+    }
+
+
+def deployment(fed: Federation, *, digest: str) -> Obj:
+    s = fed.server
+    root = kit_root(fed)
+    tcp_probe = {"tcpSocket": {"port": "tcp-flport"}}
+    container = {
+        "name": "nvflare",
+        "image": fed.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [PYTHON],
+        "args": [
+            "-u",
+            "-m",
+            SERVER_MODULE,
+            "-m",
+            root,
+            "-s",
+            "fed_server.json",
+            "--set",
+            "secure_train=true",
+            f"uid={s.name}",
+            "config_folder=config",
+            f"org={s.org}",
+        ],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        ],
+        "ports": [
+            {"name": "tcp-flport", "containerPort": s.fl_port, "protocol": "TCP"},
+            {"name": "tcp-adminport", "containerPort": s.admin_port, "protocol": "TCP"},
+        ],
+        "startupProbe": {**tcp_probe, "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {**tcp_probe, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**tcp_probe, "periodSeconds": 20, "failureThreshold": 3},
+        "resources": {
+            "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+            "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsGroup": RUN_AS_ID,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_ID,
+        },
+        "volumeMounts": [
+            {"name": "kit", "mountPath": root},
+            {"name": "startup", "mountPath": f"{root}/startup", "readOnly": True},
+            {"name": "local", "mountPath": f"{root}/local", "readOnly": True},
+            {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    volumes = [
+        {"name": "kit", "emptyDir": {"sizeLimit": "1Gi"}},
+        {
+            "name": "startup",
+            "projected": {
+                "defaultMode": 0o444,
+                "sources": [
+                    {"configMap": {"name": startup_configmap_name(fed)}},
+                    {"secret": {"name": key_secret_name(fed), "items": [{"key": "server.key", "path": "server.key", "mode": 0o440}]}},
+                ],
+            },
+        },
+        {"name": "local", "configMap": {"name": local_configmap_name(fed), "defaultMode": 0o444}},
+        {
+            "name": "workspace",
+            "csi": {
+                "driver": "gcsfuse.csi.storage.gke.io",
+                "volumeAttributes": {
+                    "bucketName": fed.workspace.bucket_name,
+                    "mountOptions": f"implicit-dirs,uid={RUN_AS_ID},gid={RUN_AS_ID},file-mode=664,dir-mode=775",
+                },
+            },
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(s.workload_name, s.tenant, server_labels(fed)),
+        "spec": {
+            "replicas": 1,
+            # One server owns the job store: never run an old and a new pod side by side.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": server_labels(fed)},
+            "template": {
+                "metadata": {
+                    "labels": {**MANAGED_BY, **server_labels(fed)},
+                    "annotations": {
+                        "fedgen.dev/kit-digest": digest,
+                        "gke-gcsfuse/volumes": "true",
+                        "proxy.istio.io/config": '{ "holdApplicationUntilProxyStarts": true }',
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": KSA_NAME,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "fsGroup": RUN_AS_ID,
+                        "runAsGroup": RUN_AS_ID,
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_ID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {"matchExpressions": [{"key": TENANT_NODE_LABEL, "operator": "In", "values": [s.tenant]}]}
+                                ]
+                            }
+                        }
+                    },
+                    "tolerations": [{"key": TENANT_NODE_LABEL, "operator": "Equal", "value": s.tenant, "effect": "NoExecute"}],
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def destination_rule(fed: Federation) -> Obj:
+    """Gateway -> server rides the mesh's mTLS tunnel; NVFlare's own TLS travels inside it untouched."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": _meta(fed.server.name, fed.server.tenant),
+        "spec": {"host": server_fqdn(fed), "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+    }
+
+
+def _ports(fed: Federation) -> list[str]:
+    return [str(fed.server.fl_port), str(fed.server.admin_port)]
+
+
+def gateway_only_authorization(fed: Federation) -> list[Obj]:
+    """One ALLOW rule (gateway namespace -> NVFlare ports) and a DENY for every other source on those ports.
+
+    The DENY is needed because the tenant's same-namespace ALLOW would otherwise open the ports to any pod
+    of the tenant.
+    """
+    s = fed.server
+    selector = {"matchLabels": server_labels(fed)}
+    return [
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": _meta(f"{s.workload_name}-allow-gateway", s.tenant),
+            "spec": {
+                "action": "ALLOW",
+                "selector": selector,
+                "rules": [{"from": [{"source": {"namespaces": [GATEWAY_NAMESPACE]}}], "to": [{"operation": {"ports": _ports(fed)}}]}],
+            },
+        },
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": _meta(f"{s.workload_name}-deny-non-gateway", s.tenant),
+            "spec": {
+                "action": "DENY",
+                "selector": selector,
+                "rules": [{"from": [{"source": {"notNamespaces": [GATEWAY_NAMESPACE]}}], "to": [{"operation": {"ports": _ports(fed)}}]}],
+            },
+        },
+    ]
+
+
+def gateway_only_network_policy(fed: Federation) -> Obj:
+    s = fed.server
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(f"{s.workload_name}-allow-gateway", s.tenant),
+        "spec": {
+            "podSelector": {"matchLabels": server_labels(fed)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": GATEWAY_NAMESPACE}},
+                            "podSelector": {"matchLabels": dict(GATEWAY_POD_LABELS)},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": s.fl_port}, {"protocol": "TCP", "port": s.admin_port}],
+                }
+            ],
+        },
+    }
+
+
+def sealed_key_manifest(fed: Federation, encrypted: Mapping[str, str], scope: str) -> Obj:
+    from fedgen.seal import sealed_secret_manifest
+
+    return sealed_secret_manifest(
+        name=key_secret_name(fed),
+        namespace=fed.server.tenant,
+        scope=scope,
+        encrypted_data=encrypted,
+        labels={**MANAGED_BY, **server_labels(fed)},
+    )

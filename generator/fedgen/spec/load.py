@@ -1,0 +1,107 @@
+"""spec file -> Federation: safe YAML, JSON Schema, semantic checks, then frozen records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fedgen.errors import SpecErrors
+from fedgen.spec.model import (
+    Admin,
+    Cluster,
+    Federation,
+    GitOps,
+    Platform,
+    Sealing,
+    Server,
+    Site,
+    Workspace,
+)
+from fedgen.spec.schema import schema_errors
+from fedgen.spec.semantic import derived_bucket_name, semantic_problems
+from fedgen.spec.yamlsafe import load_yaml_file
+
+DEFAULT_FL_PORT = 8002
+DEFAULT_ADMIN_PORT = 8003
+
+
+def load_federation(path: Path, *, now: datetime | None = None) -> Federation:
+    """Load and check a spec; raise SpecErrors with every problem, sorted by position."""
+    origin = _display(path)
+    doc = load_yaml_file(path, origin=origin)
+    errors = schema_errors(doc)
+    if errors:
+        raise SpecErrors([msg for _, msg in errors])
+    spec_dir = path.resolve().parent
+    problems = semantic_problems(doc, spec_dir, now=now)
+    if problems:
+        positioned = sorted({(doc.position(p, key=k), doc.error(p, m, key=k)) for p, m, k in problems})
+        raise SpecErrors([msg for _, msg in positioned])
+    return _build(doc.data, path.resolve(), spec_dir)
+
+
+def _display(path: Path) -> str:
+    """The path as the user typed it."""
+    return str(path)
+
+
+def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
+    spec = data["spec"]
+    s = spec["server"]
+    ports = s.get("ports", {"fl": DEFAULT_FL_PORT, "admin": DEFAULT_ADMIN_PORT})
+    server = Server(
+        name=str(s["name"]),
+        org=str(s["org"]),
+        cluster=str(s["cluster"]),
+        tenant=str(s["tenant"]),
+        fl_port=int(ports["fl"]),
+        admin_port=int(ports["admin"]),
+        host_names=tuple(str(h) for h in s.get("hostNames", [s["name"]])),
+        exposure=str(s.get("exposure", "gateway")),
+        load_balancer_source_ranges=tuple(sorted(str(c) for c in s.get("loadBalancerSourceRanges", []))),
+    )
+    g = spec["gitops"]
+    gitops = GitOps(
+        engine=str(g["engine"]),
+        repo=str(g["repo"]),
+        revision=str(g.get("revision", "main")),
+        auth=str(g.get("auth", "none")),
+        secret_ref=_opt(g.get("secretRef")),
+        gcp_service_account_email=_opt(g.get("gcpServiceAccountEmail")),
+    )
+    sealing_spec = spec.get("sealing", {})
+    cert = sealing_spec.get("certificate")
+    sealing = Sealing(
+        certificate=(spec_dir / str(cert)).resolve() if cert else None,
+        scope=str(sealing_spec.get("scope", "strict")),
+    )
+    p = spec.get("platform", {})
+    platform = Platform(
+        resource_name_prefix=str(p.get("resourceNamePrefix", "acp")),
+        platform_name=str(p.get("platformName", "dev")),
+    )
+    bucket_name = derived_bucket_name(spec)
+    assert bucket_name is not None  # the server cluster exists once semantic checks passed
+    return Federation(
+        name=str(data["metadata"]["name"]),
+        nvflare_version=str(spec["nvflare"]["version"]),
+        image=str(spec["nvflare"]["image"]),
+        gitops=gitops,
+        sealing=sealing,
+        clusters=tuple(
+            Cluster(name=str(c["name"]), project_id=str(c["projectId"]), region=str(c["region"]), project_number=_opt(c.get("projectNumber")))
+            for c in spec["clusters"]
+        ),
+        platform=platform,
+        workspace=Workspace(bucket=str(spec["workspace"]["bucket"]), bucket_name=bucket_name),
+        server=server,
+        sites=tuple(Site(name=str(x["name"]), org=str(x["org"])) for x in spec["sites"]),
+        admins=tuple(Admin(name=str(x["name"]), org=str(x["org"]), role=str(x["role"])) for x in spec["admins"]),
+        spec_path=spec_path,
+        node_pool_machine_type=str(p.get("nodePoolMachineType", "n4-standard-8")),
+    )
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,115 @@
+"""The federation as typed, frozen records: what every later stage reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_RESOURCE_NAME_PREFIX = "acp"
+DEFAULT_PLATFORM_NAME = "dev"
+# The gcsfuse mount point of the reference architecture; the job store lives below it.
+WORKSPACE_MOUNT = "/workspace/nvfl"
+# uid/gid the NVFlare container runs as (reference architecture).
+RUN_AS_ID = 10000
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    project_id: str
+    region: str
+    project_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    org: str
+    cluster: str
+    tenant: str
+    fl_port: int
+    admin_port: int
+    host_names: tuple[str, ...]
+    exposure: str  # gateway | loadbalancer
+    load_balancer_source_ranges: tuple[str, ...]
+
+    @property
+    def default_host(self) -> str:
+        return self.host_names[0]
+
+    @property
+    def workload_name(self) -> str:
+        """Deployment name and pod label value, as in the reference architecture."""
+        return f"nvflare-{self.name}"
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    org: str
+
+
+@dataclass(frozen=True)
+class Admin:
+    name: str
+    org: str
+    role: str
+
+
+@dataclass(frozen=True)
+class GitOps:
+    engine: str  # config-sync | argocd
+    repo: str
+    revision: str
+    auth: str = "none"
+    secret_ref: str | None = None
+    gcp_service_account_email: str | None = None
+
+
+@dataclass(frozen=True)
+class Sealing:
+    certificate: Path | None  # absolute path, resolved against the spec's folder
+    scope: str  # strict | namespace-wide | cluster-wide
+
+
+@dataclass(frozen=True)
+class Platform:
+    resource_name_prefix: str = DEFAULT_RESOURCE_NAME_PREFIX
+    platform_name: str = DEFAULT_PLATFORM_NAME
+
+
+@dataclass(frozen=True)
+class Workspace:
+    bucket: str
+    bucket_name: str  # the real GCS bucket name
+
+
+@dataclass(frozen=True)
+class Federation:
+    name: str  # NVFlare project name
+    nvflare_version: str
+    image: str
+    gitops: GitOps
+    sealing: Sealing
+    clusters: tuple[Cluster, ...]
+    platform: Platform
+    workspace: Workspace
+    server: Server
+    sites: tuple[Site, ...]
+    admins: tuple[Admin, ...]
+    spec_path: Path  # absolute path of the spec file
+    node_pool_machine_type: str = "n4-standard-8"
+
+    @property
+    def server_cluster(self) -> Cluster:
+        return next(c for c in self.clusters if c.name == self.server.cluster)
+
+    @property
+    def participant_names(self) -> tuple[str, ...]:
+        return (self.server.name, *(s.name for s in self.sites), *(a.name for a in self.admins))
+
+    def participant_org(self, name: str) -> str:
+        for p in (self.server, *self.sites, *self.admins):
+            if p.name == name:
+                return p.org
+        raise KeyError(name)

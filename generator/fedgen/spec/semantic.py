@@ -1,0 +1,202 @@
+"""Checks the JSON Schema cannot express: references, uniqueness, names that become paths or Kubernetes
+names, reserved namespaces, CIDRs, bucket names, the nvflare version, the sealing certificate."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fedgen.errors import InputError
+from fedgen.spec.yamlsafe import LoadedYaml
+
+Path_ = list[str | int]
+Problem = tuple[Path_, str, bool]  # (path in the document, message, point at the key rather than the value)
+
+# Server and tenant names are prefixed and suffixed to name objects (nvflare-<server>-startup,
+# nvflare-<tenant>), so they stay 23 characters short of the 63 a DNS label allows.
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")  # RFC 1035 label: Service names
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # folders, object names
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+NVFLARE_ORG = re.compile(r"^[A-Za-z0-9_]{1,63}$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
+RESERVED_NAMESPACES = frozenset(
+    {
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "istio-system",
+        "istio-ingress",
+        "istio-egress",
+        "config-management-system",
+        "config-management-monitoring",
+        "resource-group-system",
+        "gatekeeper-system",
+        "gke-managed-system",
+        "gmp-system",
+        "gmp-public",
+        "argocd",
+        "cnrm-system",
+    }
+)
+RESERVED_NAMESPACE_PREFIXES = ("kube-", "gke-", "istio-", "config-management-", "gatekeeper-")
+CERT_MAX_BYTES = 64 * 1024
+
+
+def semantic_problems(doc: LoadedYaml, spec_dir: Path, *, now: datetime | None = None) -> list[Problem]:
+    """Run only on a document that passed the schema, so every field has its declared type."""
+    spec: dict[str, Any] = doc.data["spec"]
+    return [
+        *_names(spec),
+        *_references(spec),
+        *_server(spec),
+        *_workspace(spec),
+        *_nvflare_version(spec),
+        *_sealing(spec, spec_dir, now or datetime.now(timezone.utc)),
+    ]
+
+
+def _names(spec: dict[str, Any]) -> Iterator[Problem]:
+    server = spec["server"]
+    if not DNS_LABEL.match(server["name"]):
+        yield (["spec", "server", "name"], f"server name {server['name']!r} must be a DNS label (lower-case letters, digits, '-', starting with a letter, at most 40): it becomes the Service name clients dial", False)
+    for i, cluster in enumerate(spec["clusters"]):
+        if not DNS_1123_LABEL.match(cluster["name"]):
+            yield (["spec", "clusters", i, "name"], f"cluster name {cluster['name']!r} must be a DNS label (lower-case letters, digits, '-'): it becomes the folder clusters/<name>", False)
+    for i, site in enumerate(spec["sites"]):
+        if not DNS_1123_LABEL.match(site["name"]):
+            yield (["spec", "sites", i, "name"], f"site name {site['name']!r} must be a DNS label (lower-case letters, digits, '-', at most 63): it becomes file and object names", False)
+    for i, admin in enumerate(spec["admins"]):
+        if not EMAIL.match(admin["name"]) or ".." in admin["name"]:
+            yield (["spec", "admins", i, "name"], f"admin name {admin['name']!r} must be an e-mail address (NVFlare requires it)", False)
+    orgs: list[tuple[Path_, str]] = [(["spec", "server", "org"], server["org"])]
+    orgs += [(["spec", "sites", i, "org"], s["org"]) for i, s in enumerate(spec["sites"])]
+    orgs += [(["spec", "admins", i, "org"], a["org"]) for i, a in enumerate(spec["admins"])]
+    for path, org in orgs:
+        if not NVFLARE_ORG.match(org):
+            yield (path, f"org {org!r} may hold only letters, digits and '_' (NVFlare rejects anything else, '-' included)", False)
+    seen: dict[str, str] = {}
+    entries: list[tuple[Path_, str, str]] = [(["spec", "server", "name"], server["name"], "server")]
+    entries += [(["spec", "sites", i, "name"], s["name"], f"sites[{i}]") for i, s in enumerate(spec["sites"])]
+    entries += [(["spec", "admins", i, "name"], a["name"], f"admins[{i}]") for i, a in enumerate(spec["admins"])]
+    entries += [(["spec", "clusters", i, "name"], c["name"], f"clusters[{i}]") for i, c in enumerate(spec["clusters"])]
+    for path, name, label in entries:
+        folded = name.lower()
+        if folded in seen:
+            yield (path, f"name {name!r} is already used by {seen[folded]}; participant and cluster names must be unique", False)
+        else:
+            seen[folded] = label
+
+
+def _references(spec: dict[str, Any]) -> Iterator[Problem]:
+    clusters = [c["name"] for c in spec["clusters"]]
+    if spec["server"]["cluster"] not in clusters:
+        yield (["spec", "server", "cluster"], f"server.cluster {spec['server']['cluster']!r} is not in spec.clusters (known: {', '.join(clusters)})", False)
+    gitops = spec["gitops"]
+    auth = gitops.get("auth", "none")
+    if auth in ("ssh", "cookiefile", "token", "githubapp") and "secretRef" not in gitops:
+        yield (["spec", "gitops", "auth"], f"gitops.auth {auth!r} needs gitops.secretRef (a Secret in config-management-system)", False)
+    if auth == "gcpserviceaccount" and "gcpServiceAccountEmail" not in gitops:
+        yield (["spec", "gitops", "auth"], "gitops.auth 'gcpserviceaccount' needs gitops.gcpServiceAccountEmail", False)
+    if not any(a["role"] == "project_admin" for a in spec["admins"]):
+        yield (["spec", "admins"], "at least one admin must have role 'project_admin' (someone has to submit jobs)", True)
+
+
+def _server(spec: dict[str, Any]) -> Iterator[Problem]:
+    server = spec["server"]
+    tenant = server["tenant"]
+    if not NAMESPACE.match(tenant):
+        yield (["spec", "server", "tenant"], f"tenant {tenant!r} must be a DNS label (lower-case letters, digits, '-', at most 40): it is a namespace", False)
+    elif tenant in RESERVED_NAMESPACES or tenant.startswith(RESERVED_NAMESPACE_PREFIXES):
+        yield (["spec", "server", "tenant"], f"tenant {tenant!r} is a reserved namespace; pick a namespace of your own (e.g. fl-1)", False)
+    ports = server.get("ports")
+    if ports and ports["fl"] == ports["admin"]:
+        yield (["spec", "server", "ports", "admin"], f"admin port {ports['admin']} equals the fl port; NVFlare needs two ports", False)
+    for i, host in enumerate(server.get("hostNames", [])):
+        if not HOST_NAME.match(host):
+            yield (["spec", "server", "hostNames", i], f"host name {host!r} is not a DNS host name (lower-case, dot-separated labels)", False)
+    hosts = server.get("hostNames", [])
+    if len(set(hosts)) != len(hosts):
+        yield (["spec", "server", "hostNames"], "hostNames lists a name twice", False)
+    for i, cidr in enumerate(server.get("loadBalancerSourceRanges", [])):
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            yield (["spec", "server", "loadBalancerSourceRanges", i], f"{cidr!r} is not a CIDR ({exc})", False)
+
+
+def _workspace(spec: dict[str, Any]) -> Iterator[Problem]:
+    ws = spec["workspace"]
+    if "bucketName" in ws:
+        path: Path_ = ["spec", "workspace", "bucketName"]
+        name = ws["bucketName"]
+        what = "workspace.bucketName"
+    else:
+        path = ["spec", "workspace", "bucket"]
+        name = derived_bucket_name(spec)
+        what = f"the derived bucket name {name!r} (<projectId>-<resourceNamePrefix>-<platformName>-<bucket>)"
+    if name is None:
+        return
+    if not BUCKET.match(name) or ".." in name or name.startswith("goog") or "google" in name:
+        yield (path, f"{what} is not a valid GCS bucket name (3-63 of a-z 0-9 - _ ., starting and ending with a letter or digit, no 'goog' prefix)", False)
+    elif len(name) > 63:
+        yield (path, f"{what} is longer than 63 characters; set workspace.bucketName", False)
+
+
+def derived_bucket_name(spec: dict[str, Any]) -> str | None:
+    ws = spec["workspace"]
+    if "bucketName" in ws:
+        return str(ws["bucketName"])
+    cluster = next((c for c in spec["clusters"] if c["name"] == spec["server"]["cluster"]), None)
+    if cluster is None:
+        return None
+    platform = spec.get("platform", {})
+    prefix = platform.get("resourceNamePrefix", "acp")
+    name = platform.get("platformName", "dev")
+    return f"{cluster['projectId']}-{prefix}-{name}-{ws['bucket']}"
+
+
+def installed_nvflare_version() -> str | None:
+    try:
+        return metadata.version("nvflare")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:
+    wanted = spec["nvflare"]["version"]
+    installed = installed_nvflare_version()
+    if installed is None:
+        yield (["spec", "nvflare", "version"], "the nvflare library is not installed; fedgen provisions with it (pip install nvflare)", False)
+    elif wanted.split(".")[:2] != installed.split(".")[:2]:
+        yield (["spec", "nvflare", "version"], f"nvflare.version {wanted} does not match the installed nvflare {installed} (major.minor must agree: kits provisioned by one are run by the other)", False)
+
+
+def _sealing(spec: dict[str, Any], spec_dir: Path, now: datetime) -> Iterator[Problem]:
+    cert = spec.get("sealing", {}).get("certificate")
+    if cert is None:
+        return
+    path: Path_ = ["spec", "sealing", "certificate"]
+    cert_path = (spec_dir / cert).resolve()
+    try:
+        with cert_path.open("rb") as fh:
+            pem = fh.read(CERT_MAX_BYTES + 1)
+    except OSError as exc:
+        yield (path, f"sealing certificate {cert!r} cannot be read ({exc.strerror}); fetch it with kubeseal --fetch-cert", False)
+        return
+    if len(pem) > CERT_MAX_BYTES:
+        yield (path, f"sealing certificate {cert!r} is larger than {CERT_MAX_BYTES // 1024} KiB; expected one PEM certificate", False)
+        return
+    from fedgen.seal import load_certificate
+
+    try:
+        load_certificate(pem, origin=cert, now=now)
+    except InputError as exc:
+        yield (path, str(exc), False)

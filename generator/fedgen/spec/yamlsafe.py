@@ -1,0 +1,149 @@
+"""Read a YAML document the paranoid way, keeping positions for error messages.
+
+Refused: more than MAX_BYTES, more than one document, anchors and aliases (alias bombs), tags other than
+the YAML core ones, duplicate keys, nesting deeper than MAX_DEPTH. Every refusal is a positioned SpecErrors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from fedgen.errors import InputError, SpecErrors
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+_CORE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
+)
+
+
+@dataclass(frozen=True)
+class LoadedYaml:
+    """The parsed document (ruamel round-trip types, which remember line and column) and its origin."""
+
+    data: Any
+    origin: str
+
+    def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        """1-based (line, column) of the value at path (or of its key), or of the deepest existing parent."""
+        node = self.data
+        line, col = 1, 1
+        for step in path:
+            if isinstance(node, CommentedMap) and step in node:
+                kl, kc = node.lc.key(step)
+                vl, vc = node.lc.value(step)
+                line, col = (kl, kc) if key and step == path[-1] else (vl, vc)
+                line, col = line + 1, col + 1
+                node = node[step]
+            elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
+                il, ic = node.lc.item(step)
+                line, col = il + 1, ic + 1
+                node = node[step]
+            else:
+                break
+        return line, col
+
+    def error(self, path: Sequence[str | int], message: str, *, key: bool = False) -> str:
+        line, col = self.position(path, key=key)
+        return f"{self.origin}:{line}:{col}: {message}"
+
+
+def load_yaml_file(path: Path, *, origin: str | None = None) -> LoadedYaml:
+    origin = origin or str(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{origin}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{origin}: is a folder, expected a YAML file") from None
+    except OSError as exc:
+        raise InputError(f"{origin}: cannot read ({exc.strerror})") from None
+    return load_yaml_bytes(raw, origin=origin)
+
+
+def load_yaml_bytes(raw: bytes, *, origin: str) -> LoadedYaml:
+    if len(raw) > MAX_BYTES:
+        raise SpecErrors([f"{origin}:1:1: file is larger than {MAX_BYTES // 1024} KiB; a federation spec is far smaller"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecErrors([f"{origin}:1:1: not UTF-8 text (byte {exc.start})"]) from None
+    if "\x00" in text:
+        raise SpecErrors([f"{origin}:1:1: contains a NUL character"])
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        nodes = list(yaml.compose_all(text))
+    except MarkedYAMLError as exc:
+        raise SpecErrors([_marked(origin, exc)]) from None
+    except (YAMLError, RecursionError, ValueError) as exc:
+        raise SpecErrors([f"{origin}:1:1: not valid YAML ({_one_line(str(exc))})"]) from None
+    nodes = [n for n in nodes if n is not None]
+    if not nodes:
+        raise SpecErrors([f"{origin}:1:1: the file is empty; expected a Federation spec"])
+    if len(nodes) > 1:
+        mark = nodes[1].start_mark
+        raise SpecErrors([f"{origin}:{mark.line + 1}:{mark.column + 1}: more than one YAML document; a spec file holds exactly one"])
+    problems: list[str] = []
+    _check_nodes(nodes[0], origin, problems, depth=0, seen=set())
+    if problems:
+        raise SpecErrors(problems)
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        raise SpecErrors([_marked(origin, exc)]) from None
+    except (YAMLError, ValueError) as exc:
+        raise SpecErrors([f"{origin}:1:1: not valid YAML ({_one_line(str(exc))})"]) from None
+    return LoadedYaml(data=data, origin=origin)
+
+
+def _check_nodes(node: Node, origin: str, problems: list[str], *, depth: int, seen: set[int]) -> None:
+    where = f"{origin}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+    if id(node) in seen:  # an alias of an anchored node already reported
+        return
+    seen.add(id(node))
+    if node.anchor:
+        problems.append(f"{where}: YAML anchors and aliases are not allowed in a spec (write the value out)")
+        return
+    if depth > MAX_DEPTH:
+        problems.append(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        return
+    if node.tag not in _CORE_TAGS and not (isinstance(node, ScalarNode) and node.tag is None):
+        problems.append(f"{where}: YAML tag {node.tag!r} is not allowed; plain values only")
+        return
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if not isinstance(key, ScalarNode):
+                kw = f"{origin}:{key.start_mark.line + 1}:{key.start_mark.column + 1}"
+                problems.append(f"{kw}: mapping keys must be plain strings")
+                continue
+            if key.tag == "tag:yaml.org,2002:merge" or key.value == "<<":
+                kw = f"{origin}:{key.start_mark.line + 1}:{key.start_mark.column + 1}"
+                problems.append(f"{kw}: YAML merge keys (<<) are not allowed in a spec")
+                continue
+            _check_nodes(value, origin, problems, depth=depth + 1, seen=seen)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            _check_nodes(item, origin, problems, depth=depth + 1, seen=seen)
+
+
+def _marked(origin: str, exc: MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "not valid YAML"
+    if "duplicate key" in str(exc):
+        problem = f"duplicate key: {problem}"
+    return f"{origin}:{line}:{col}: {_one_line(problem)}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

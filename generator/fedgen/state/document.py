@@ -1,0 +1,57 @@
+"""The state document: plain JSON with sorted keys, so equal state is equal bytes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedgen.errors import InputError
+
+FORMAT = 1
+
+
+@dataclass
+class StateDocument:
+    """Everything secret fedgen keeps.
+
+    nvflare_cert: NVFlare's own cert.json content (root CA and every participant's cert and key).
+    participants: per participant, the inputs its certificate was issued for (type, org, role, host names),
+        so a render can tell which certificates must be re-issued.
+    sealing: the development sealing key pair, when the spec names no sealing certificate.
+    sealed: per sealed value (namespace/name/key), digests of the plaintext, the certificate and the
+        ciphertext, so unchanged secrets keep their ciphertext byte for byte.
+    """
+
+    project: str | None = None
+    nvflare_cert: dict[str, Any] = field(default_factory=dict)
+    participants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sealing: dict[str, str] = field(default_factory=dict)
+    sealed: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "format": FORMAT,
+            "project": self.project,
+            "nvflare_cert": self.nvflare_cert,
+            "participants": self.participants,
+            "sealing": self.sealing,
+            "sealed": self.sealed,
+        }
+        return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: str) -> StateDocument:
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{origin}: state is not valid JSON ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise InputError(f"{origin}: not a fedgen state document of format {FORMAT}")
+        return cls(
+            project=doc.get("project"),
+            nvflare_cert=dict(doc.get("nvflare_cert") or {}),
+            participants=dict(doc.get("participants") or {}),
+            sealing=dict(doc.get("sealing") or {}),
+            sealed=dict(doc.get("sealed") or {}),
+        )

@@ -1,0 +1,25 @@
+"""The interface every state backend implements."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from fedgen.state.document import StateDocument
+
+
+class StateStore(Protocol):
+    """A place holding one StateDocument, with an exclusive lock.
+
+    load() returns an empty document when nothing was saved yet. save() replaces the document atomically
+    and fails (ExternalError) rather than overwrite a document someone else saved since load().
+    lock() is held for the whole render; a held lock is an ExternalError naming the holder.
+    """
+
+    description: str
+
+    def load(self) -> StateDocument: ...
+
+    def save(self, document: StateDocument) -> None: ...
+
+    def lock(self) -> AbstractContextManager[None]: ...
