@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from fedgen import __version__
-from fedgen.errors import FedgenError
+from fedgen.errors import FedgenError, SpecErrors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +35,8 @@ def handle_errors(fn: F) -> F:
         except FedgenError as exc:
             if debug:
                 traceback.print_exc()
-            _err(f"error: {exc}" if "\n" not in str(exc) else str(exc))
+            # Positioned spec errors already read FILE:LINE:COL: message, one per line.
+            _err(str(exc) if isinstance(exc, SpecErrors) else f"error: {exc}")
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             _err("interrupted")

@@ -1,0 +1,92 @@
+"""Helpers shared by the tests: a spec unlike the example, tree snapshots, external tools."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from fedgen.errors import ExternalError
+from fedgen.tools import find_tool
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Deliberately unlike examples/federation.yaml: other project, server, tenant, cluster, ports, names.
+OTHER_SPEC: dict[str, Any] = {
+    "apiVersion": "fedgen/v1",
+    "kind": "Federation",
+    "metadata": {"name": "genomics"},
+    "spec": {
+        "nvflare": {"version": "2.9.0", "image": "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare:2.9.0"},
+        "gitops": {"engine": "config-sync", "repo": "https://git.example.org/fl/genomics-gitops.git", "revision": "release"},
+        "sealing": {"certificate": "sealing.pem", "scope": "strict"},
+        "clusters": [{"name": "gke-eu", "projectId": "gen-proj", "region": "europe-west4", "projectNumber": "123456789012"}],
+        "platform": {"resourceNamePrefix": "gx", "platformName": "prod"},
+        "workspace": {"bucket": "flws"},
+        "server": {
+            "name": "flserver",
+            "org": "genomics_lab",
+            "cluster": "gke-eu",
+            "tenant": "fl-genomics",
+            "ports": {"fl": 9102, "admin": 9103},
+            "hostNames": ["fl.genomics.example.org", "flserver"],
+            "exposure": "gateway",
+            "loadBalancerSourceRanges": ["203.0.113.0/24", "198.51.100.7/32"],
+        },
+        "sites": [{"name": "site-a", "org": "hospital_a"}, {"name": "site-b", "org": "hospital_b"}],
+        "admins": [{"name": "lead@genomics.example.org", "org": "genomics_lab", "role": "project_admin"}],
+    },
+}
+
+def dump_yaml(data: Any, path: Path) -> None:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+
+
+def tree_snapshot(root: Path, *, exclude: tuple[str, ...] = (".fedgen/state",)) -> dict[str, bytes]:
+    """Every regular file under root (relative posix path -> bytes), the state excluded."""
+    out: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not any(rel == e or rel.startswith(e + "/") for e in exclude):
+            out[rel] = path.read_bytes()
+    return out
+
+
+def tool(name: str) -> str:
+    """A required external tool: missing is a test failure, never a skip."""
+    try:
+        return str(find_tool(name))
+    except ExternalError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def kustomize_build(folder: Path) -> str:
+    proc = subprocess.run(
+        [tool("kubectl"), "kustomize", "--load-restrictor=LoadRestrictionsNone", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def free_port_pair() -> tuple[int, int]:
+    """Two free, consecutive-ish loopback ports for a server's fl and admin ports."""
+    socks = []
+    try:
+        for _ in range(2):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return socks[0].getsockname()[1], socks[1].getsockname()[1]
+    finally:
+        for s in socks:
+            s.close()

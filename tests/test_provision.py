@@ -1,0 +1,335 @@
+"""fedgen.provision against the real NVFlare 2.9 library (no mocks): certificates, kits, re-issue rules."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from fedgen.errors import ExternalError, InputError
+from fedgen.provision import KitFile, ProvisionResult, provision
+from fedgen.spec.model import (
+    Admin,
+    Cluster,
+    Federation,
+    GitOps,
+    Platform,
+    Sealing,
+    Server,
+    Site,
+    Workspace,
+)
+from fedgen.state.document import StateDocument
+
+ADMIN = "admin@example.com"
+HOSTS = ("fl.example.com", "fl-alt.example.com")
+
+
+def make_federation(
+    *,
+    sites: tuple[Site, ...] = (Site("site1", "org_b"), Site("site2", "org_c")),
+    admins: tuple[Admin, ...] = (Admin(ADMIN, "org_a", "project_admin"),),
+    host_names: tuple[str, ...] = HOSTS,
+    server_name: str = "server1",
+    name: str = "proj",
+) -> Federation:
+    return Federation(
+        name=name,
+        nvflare_version="2.9.0",
+        image="example.com/nvflare:2.9.0",
+        gitops=GitOps(engine="config-sync", repo="https://example.com/repo.git", revision="main"),
+        sealing=Sealing(certificate=None, scope="strict"),
+        clusters=(Cluster(name="c1", project_id="p1", region="europe-west1"),),
+        platform=Platform(),
+        workspace=Workspace(bucket="ws", bucket_name="ws-bucket"),
+        server=Server(
+            name=server_name,
+            org="org_a",
+            cluster="c1",
+            tenant="t1",
+            fl_port=8002,
+            admin_port=8003,
+            host_names=host_names,
+            exposure="gateway",
+            load_balancer_source_ranges=(),
+        ),
+        sites=sites,
+        admins=admins,
+        spec_path=Path("/nonexistent/federation.yaml"),
+    )
+
+
+@pytest.fixture(scope="module")
+def base() -> ProvisionResult:
+    """One cold provisioning run shared by the tests (they must not mutate it)."""
+    return provision(make_federation(), StateDocument())
+
+
+def doc_copy(result: ProvisionResult) -> StateDocument:
+    return copy.deepcopy(result.document)
+
+
+def entry_bytes(document: StateDocument, name: str) -> bytes:
+    return json.dumps(document.nvflare_cert[name], sort_keys=True).encode()
+
+
+def cert_of(document: StateDocument, name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(document.nvflare_cert[name]["cert"].encode())
+
+
+def kit_cert(result: ProvisionResult, name: str, file: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(result.kits[name][f"startup/{file}"].data)
+
+
+def test_empty_document_creates_ca_and_every_certificate(base: ProvisionResult) -> None:
+    names = ("server1", "site1", "site2", ADMIN)
+    assert base.issued == tuple(sorted(names))
+    assert set(base.kits) == set(names)
+    doc = base.document
+    assert doc.project == "proj"
+    assert list(doc.nvflare_cert) == ["root_cert", "root_pri_key", *names]
+    assert doc.participants == {
+        "server1": {"type": "server", "org": "org_a", "host_names": list(HOSTS)},
+        "site1": {"type": "client", "org": "org_b"},
+        "site2": {"type": "client", "org": "org_c"},
+        ADMIN: {"type": "admin", "org": "org_a", "role": "project_admin"},
+    }
+    # The kit's certificate and key are the ones kept in the state.
+    assert base.kits["site1"]["startup/client.crt"].data.decode() == doc.nvflare_cert["site1"]["cert"]
+    assert base.kits["server1"]["startup/server.key"].data.decode() == doc.nvflare_cert["server1"]["pri_key"]
+
+
+def test_kit_layout_and_modes(base: ProvisionResult) -> None:
+    server = base.kits["server1"]
+    for path in (
+        "startup/fed_server.json",
+        "startup/rootCA.pem",
+        "startup/server.crt",
+        "local/resources.json.default",
+        "readme.txt",
+    ):
+        assert server[path].mode == 0o644, path
+    assert server["startup/server.key"] == KitFile(server["startup/server.key"].data, 0o600)
+    for script in ("start.sh", "sub_start.sh", "stop_fl.sh"):
+        assert server[f"startup/{script}"].mode == 0o755
+    site = base.kits["site1"]
+    assert site["startup/client.key"].mode == 0o600
+    assert {"startup/fed_client.json", "startup/client.crt", "startup/rootCA.pem"} <= set(site)
+    admin = base.kits[ADMIN]
+    assert admin["startup/fl_admin.sh"].mode == 0o755
+    assert "startup/fed_admin.json" in admin
+    for kit in base.kits.values():
+        assert not any(p.endswith("signature.json") for p in kit)  # plain 2.9 kits are not signed
+        assert all(f.mode in (0o644, 0o755, 0o600) for f in kit.values())
+        assert all(f.mode == 0o600 for p, f in kit.items() if p.endswith(".key"))
+
+
+def test_same_document_gives_byte_identical_kits(base: ProvisionResult) -> None:
+    doc = doc_copy(base)
+    before = doc.to_bytes()
+    first = provision(make_federation(), doc)
+    second = provision(make_federation(), doc)
+    assert doc.to_bytes() == before  # input not mutated
+    assert first.issued == second.issued == ()
+    assert first.document is not doc
+    assert first.document.to_bytes() == second.document.to_bytes() == base.document.to_bytes()
+    assert set(first.kits) == set(second.kits) == set(base.kits)
+    for name, kit in first.kits.items():
+        assert list(kit) == list(second.kits[name])
+        for path, file in kit.items():
+            assert file.data == second.kits[name][path].data, (name, path)
+            assert file.mode == second.kits[name][path].mode, (name, path)
+    assert first.kits == base.kits
+    # The document survives its JSON form: records compare equal after a round trip.
+    reloaded = StateDocument.from_bytes(base.document.to_bytes(), "test")
+    assert provision(make_federation(), reloaded, kits_for=()).issued == ()
+
+
+def test_kits_for_limits_kits_but_every_participant_gets_a_certificate() -> None:
+    result = provision(make_federation(), StateDocument(), kits_for=["site1"])
+    assert set(result.kits) == {"site1"}
+    assert result.issued == ("admin@example.com", "server1", "site1", "site2")
+    names = {"root_cert", "root_pri_key", "server1", "site1", "site2", ADMIN}
+    assert set(result.document.nvflare_cert) == names
+    assert provision(make_federation(), result.document, kits_for=()).kits == {}
+
+
+def test_server_kit_does_not_depend_on_listed_clients(base: ProvisionResult) -> None:
+    alone = provision(make_federation(), doc_copy(base), kits_for=["server1"])
+    assert set(alone.kits) == {"server1"}
+    assert alone.issued == ()
+    assert alone.kits["server1"] == base.kits["server1"]
+    # Entries of participants left out of the project are carried over unchanged.
+    assert alone.document.to_bytes() == base.document.to_bytes()
+
+
+def test_left_out_participants_are_not_given_to_nvflare(base: ProvisionResult) -> None:
+    """A broken entry of a site whose kit is not asked for is never read by NVFlare, and kept as it is."""
+    doc = doc_copy(base)
+    doc.nvflare_cert["site2"] = {"cert": "not a certificate", "pri_key": "not a key"}
+    result = provision(make_federation(), doc, kits_for=["site1"])
+    assert result.issued == ()
+    assert result.document.nvflare_cert["site2"] == {"cert": "not a certificate", "pri_key": "not a key"}
+    assert result.kits["site1"] == base.kits["site1"]
+    # Asking for its kit hands the entry to NVFlare, which reports (does not raise) the failure.
+    with pytest.raises(ExternalError) as info:
+        provision(make_federation(), doc, kits_for=["site2"])
+    assert info.value.exit_code == 3
+    assert str(info.value).startswith("nvflare provisioning failed: ")
+    assert "\n" not in str(info.value)
+
+
+def test_adding_a_site_issues_exactly_one_certificate(base: ProvisionResult) -> None:
+    fed = make_federation(sites=(Site("site1", "org_b"), Site("site2", "org_c"), Site("client3", "org_b")))
+    result = provision(fed, doc_copy(base))
+    assert result.issued == ("client3",)
+    new, old = result.document, base.document
+    assert set(new.nvflare_cert) == set(old.nvflare_cert) | {"client3"}
+    for key in old.nvflare_cert:
+        assert entry_bytes(new, key) == entry_bytes(old, key), key
+    assert new.participants["client3"] == {"type": "client", "org": "org_b"}
+    root = x509.load_pem_x509_certificate(old.nvflare_cert["root_cert"].encode())
+    kit_cert(result, "client3", "client.crt").verify_directly_issued_by(root)
+    assert result.kits["server1"] == base.kits["server1"]
+
+
+def test_changing_host_names_reissues_the_server_certificate_only(base: ProvisionResult) -> None:
+    fed = make_federation(host_names=("fl2.example.com", "fl.example.com"))
+    result = provision(fed, doc_copy(base))
+    assert result.issued == ("server1",)
+    for key in base.document.nvflare_cert:
+        if key != "server1":
+            assert entry_bytes(result.document, key) == entry_bytes(base.document, key), key
+    server_crt = kit_cert(result, "server1", "server.crt")
+    san = server_crt.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.DNSName) == ["fl2.example.com", "fl.example.com"]
+    assert result.document.participants["server1"]["host_names"] == ["fl2.example.com", "fl.example.com"]
+    client = json.loads(result.kits["site1"]["startup/fed_client.json"].data)
+    assert client["servers"][0]["service"]["target"] == "fl2.example.com:8002"
+    # Unchanged from then on.
+    assert provision(fed, result.document).issued == ()
+
+
+def test_changing_an_admin_role_reissues_that_admin_only(base: ProvisionResult) -> None:
+    fed = make_federation(admins=(Admin(ADMIN, "org_a", "lead"),))
+    result = provision(fed, doc_copy(base))
+    assert result.issued == (ADMIN,)
+    for key in base.document.nvflare_cert:
+        if key != ADMIN:
+            assert entry_bytes(result.document, key) == entry_bytes(base.document, key), key
+    role = kit_cert(result, ADMIN, "client.crt").subject.get_attributes_for_oid(NameOID.UNSTRUCTURED_NAME)
+    assert [a.value for a in role] == ["lead"]
+    assert result.document.participants[ADMIN]["role"] == "lead"
+
+
+def test_changing_an_org_reissues_that_participant(base: ProvisionResult) -> None:
+    fed = make_federation(sites=(Site("site1", "org_x"), Site("site2", "org_c")))
+    result = provision(fed, doc_copy(base), kits_for=["site1"])
+    assert result.issued == ("site1",)
+    org = cert_of(result.document, "site1").subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    assert [a.value for a in org] == ["org_x"]
+    assert entry_bytes(result.document, "site2") == entry_bytes(base.document, "site2")
+
+
+def test_missing_record_reissues(base: ProvisionResult) -> None:
+    doc = doc_copy(base)
+    del doc.participants["site2"]
+    result = provision(make_federation(), doc, kits_for=())
+    assert result.issued == ("site2",)
+    assert result.document.participants["site2"] == {"type": "client", "org": "org_c"}
+
+
+def test_removed_participants_are_dropped(base: ProvisionResult) -> None:
+    fed = make_federation(sites=(Site("site1", "org_b"),), admins=())
+    result = provision(fed, doc_copy(base))
+    assert result.issued == ()
+    assert set(result.document.nvflare_cert) == {"root_cert", "root_pri_key", "server1", "site1"}
+    assert set(result.document.participants) == {"server1", "site1"}
+    assert set(result.kits) == {"server1", "site1"}
+
+
+def test_server_certificate_names_and_chain(base: ProvisionResult) -> None:
+    root = x509.load_pem_x509_certificate(base.kits["server1"]["startup/rootCA.pem"].data)
+    assert root.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "proj"
+    server = kit_cert(base, "server1", "server.crt")
+    assert server.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "server1"
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == list(HOSTS)
+    server.verify_directly_issued_by(root)
+    for name in ("site1", "site2", ADMIN):
+        cert = kit_cert(base, name, "client.crt")
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+        cert.verify_directly_issued_by(root)
+        assert base.kits[name]["startup/rootCA.pem"].data == base.kits["server1"]["startup/rootCA.pem"].data
+
+    fed_server = json.loads(base.kits["server1"]["startup/fed_server.json"].data)
+    assert fed_server["servers"][0]["service"]["target"] == "server1:8002"
+    assert fed_server["servers"][0]["admin_port"] == 8003
+    fed_client = json.loads(base.kits["site1"]["startup/fed_client.json"].data)
+    assert fed_client["servers"][0]["service"] == {"target": "fl.example.com:8002", "scheme": "grpc"}
+    assert fed_client["servers"][0]["identity"] == "server1"
+    fed_admin = json.loads(base.kits[ADMIN]["startup/fed_admin.json"].data)
+    assert fed_admin["admin"]["port"] == 8003
+    assert fed_admin["admin"]["host"] == "fl.example.com"
+    assert b"config_folder=config" in base.kits["site1"]["startup/sub_start.sh"].data
+
+
+def test_nvflare_exception_becomes_external_error() -> None:
+    # A site name the spec would refuse, constructed directly: NVFlare's Participant raises ValueError.
+    fed = make_federation(sites=(Site("bad name!", "org_b"),))
+    with pytest.raises(ExternalError) as info:
+        provision(fed, StateDocument())
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert message.startswith("nvflare provisioning failed: ")
+    assert "bad name!" in message
+    assert "\n" not in message
+
+
+def test_nvflare_reported_failure_becomes_external_error(base: ProvisionResult) -> None:
+    doc = doc_copy(base)
+    doc.nvflare_cert["root_cert"] = "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ExternalError) as info:
+        provision(make_federation(), doc)
+    assert str(info.value).startswith("nvflare provisioning failed: ")
+    assert "\n" not in str(info.value)
+
+
+def test_input_errors(base: ProvisionResult) -> None:
+    with pytest.raises(InputError, match="nobody"):
+        provision(make_federation(), doc_copy(base), kits_for=["nobody"])
+    with pytest.raises(InputError, match="belongs to NVFlare project 'proj'"):
+        provision(make_federation(name="other"), doc_copy(base))
+    doc = doc_copy(base)
+    del doc.nvflare_cert["root_pri_key"]
+    with pytest.raises(InputError, match="private key"):
+        provision(make_federation(), doc)
+    with pytest.raises(InputError, match="reserved"):
+        provision(make_federation(sites=(Site("root_cert", "org_b"),)), StateDocument())
+
+
+def test_output_is_silent_and_no_key_material_is_left_behind(
+    base: ProvisionResult, capfd: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.chdir(tmp_path)
+    # An undefined role makes NVFlare print a warning; adding a site makes it log INFO lines.
+    fed = make_federation(
+        sites=(Site("site1", "org_b"), Site("site2", "org_c"), Site("site4", "org_b")),
+        admins=(Admin(ADMIN, "org_a", "auditor"),),
+    )
+    provision(fed, doc_copy(base))
+    with pytest.raises(ExternalError):
+        provision(make_federation(sites=(Site("bad name!", "org_b"),)), StateDocument())
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert list(scratch.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]

@@ -1,0 +1,171 @@
+"""The spec loader: every bad spec is one positioned line per problem, exit 2, and nothing on disk changes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fedgen.cli import main
+from fedgen.errors import SpecErrors
+from fedgen.spec import load_federation
+from tests.support import REPO_ROOT, tree_snapshot
+
+GOOD = """\
+apiVersion: fedgen/v1
+kind: Federation
+metadata:
+  name: example_project
+spec:
+  nvflare:
+    version: "2.9.0"
+    image: us-east4-docker.pkg.dev/p/r/nvflare:2.9.0
+  gitops:
+    engine: config-sync
+    repo: https://github.com/example/fl-gitops.git
+  clusters:
+    - name: acp-dev
+      projectId: my-project
+      region: us-east4
+  workspace:
+    bucket: nvf-ws
+  server:
+    name: server1
+    org: nvidia
+    cluster: acp-dev
+    tenant: fl-1
+    ports: {fl: 8002, admin: 8003}
+    hostNames: [server1]
+  sites:
+    - {name: client1, org: nvidia}
+    - {name: client2, org: nvidia}
+  admins:
+    - {name: admin@nvidia.com, org: nvidia, role: project_admin}
+"""
+
+# (id, replace this, with that, expected message fragment, expected "line:col" or None)
+BAD_SPECS = [
+    ("unknown-field", "    engine: config-sync\n", "    engine: config-sync\n    revison: main\n", "did you mean 'revision'", "11:5"),
+    ("wrong-api-version", "apiVersion: fedgen/v1", "apiVersion: fedgen/v2", 'expected "fedgen/v1"', "1:13"),
+    ("engine-enum", "engine: config-sync", "engine: flux", 'is not one of "config-sync", "argocd"', "10:13"),
+    ("port-type", "fl: 8002,", "fl: '8002',", "expected integer", "23:17"),
+    ("port-range", "fl: 8002,", "fl: 80,", "less than the minimum", "23:17"),
+    ("missing-required", "  workspace:\n    bucket: nvf-ws\n", "", "missing required field 'workspace'", "5:1"),
+    ("dangling-cluster", "    cluster: acp-dev", "    cluster: acp-prod", "not in spec.clusters", "21:14"),
+    ("duplicate-name", "{name: client2, org: nvidia}", "{name: client1, org: nvidia}", "already used by sites[0]", "27:14"),
+    ("path-site-name", "{name: client2, org: nvidia}", "{name: ../../etc, org: nvidia}", "must be a DNS label", "27:14"),
+    ("org-hyphen", "    org: nvidia\n    cluster", "    org: nv-idia\n    cluster", "only letters, digits and '_'", "20:10"),
+    ("reserved-namespace", "tenant: fl-1", "tenant: kube-system", "reserved namespace", "22:13"),
+    ("bad-role", "role: project_admin", "role: root", 'is not one of "project_admin"', "29:51"),
+    ("admin-not-email", "{name: admin@nvidia.com,", "{name: admin,", "must be an e-mail address", "29:14"),
+    ("bad-cidr", "    hostNames: [server1]\n", "    hostNames: [server1]\n    loadBalancerSourceRanges: [10.0.0.1/8]\n", "is not a CIDR", "25:32"),
+    ("bad-host", "hostNames: [server1]", "hostNames: [Server_1]", "not a DNS host name", "24:17"),
+    ("bucket-name", "bucket: nvf-ws", "bucket: nvf-ws\n    bucketName: goog-bucket", "not a valid GCS bucket name", "18:17"),
+    ("version-mismatch", 'version: "2.9.0"', 'version: "2.8.1"', "does not match the installed nvflare", "7:14"),
+    ("same-ports", "admin: 8003}", "admin: 8002}", "equals the fl port", "23:30"),
+    ("duplicate-key", "  workspace:\n", "  workspace:\n    bucket: a1\n", "duplicate key", None),
+    ("alias", "  sites:\n    - {name: client1, org: nvidia}\n", "  sites:\n    - &s {name: client1, org: nvidia}\n    - *s\n", "anchors and aliases are not allowed", "26:7"),
+    ("custom-tag", "bucket: nvf-ws", "bucket: !!python/object:os.system nvf-ws", "is not allowed; plain values only", "17:13"),
+    ("merge-key", "  workspace:\n    bucket: nvf-ws\n", "  workspace:\n    <<: {bucket: x}\n", "merge keys", "17:5"),
+    ("two-documents", "apiVersion: fedgen/v1\n", "a: 1\n---\napiVersion: fedgen/v1\n", "more than one YAML document", "3:1"),
+    ("syntax", "hostNames: [server1]", "hostNames: [server1", "expected ',' or ']'", None),
+    ("top-level-list", GOOD, "- 1\n- 2\n", "expected object, got array", "1:1"),
+    ("missing-sealing-cert", "  clusters:\n", "  sealing:\n    certificate: keys/none.pem\n  clusters:\n", "cannot be read", "13:18"),
+    ("long-tenant", "tenant: fl-1", "tenant: " + "t" * 45, "at most 40", "22:13"),
+]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "federation.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_spec_loads(tmp_path: Path) -> None:
+    fed = load_federation(_write(tmp_path, GOOD))
+    assert fed.server.fl_port == 8002 and fed.server.default_host == "server1"
+    assert fed.workspace.bucket_name == "my-project-acp-dev-nvf-ws"
+    assert fed.sealing.certificate is None and fed.sealing.scope == "strict"
+
+
+def test_example_spec_loads() -> None:
+    fed = load_federation(REPO_ROOT / "examples" / "federation.yaml")
+    assert [s.name for s in fed.sites] == ["client1", "client2"]
+    assert fed.admins[0].role == "project_admin"
+
+
+def test_example_has_language_server_modeline() -> None:
+    first = (REPO_ROOT / "examples" / "federation.yaml").read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../schemas/federation.schema.json"
+
+
+@pytest.mark.parametrize("case", BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec_is_positioned_exit_2_and_changes_nothing(tmp_path: Path, case: tuple[str, str, str, str, str | None]) -> None:
+    _, old, new, fragment, where = case
+    assert old in GOOD, "the test case must edit the good spec"
+    spec = _write(tmp_path, GOOD.replace(old, new, 1))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("hand-written\n")
+    before = tree_snapshot(repo, exclude=())
+    result = CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    matching = [line for line in lines if fragment in line]
+    assert matching, f"no line says {fragment!r}: {lines}"
+    assert re.match(rf"^{re.escape(str(spec))}:\d+:\d+: ", matching[0]), matching[0]
+    if where:
+        assert matching[0].startswith(f"{spec}:{where}: "), matching[0]
+    assert all(re.match(rf"^{re.escape(str(spec))}:\d+:\d+: ", line) for line in lines), lines
+    assert tree_snapshot(repo, exclude=()) == before
+
+
+def test_all_errors_reported_at_once_sorted(tmp_path: Path) -> None:
+    text = GOOD.replace("tenant: fl-1", "tenant: default").replace("{name: client2, org: nvidia}", "{name: client1, org: nvidia}")
+    with pytest.raises(SpecErrors) as info:
+        load_federation(_write(tmp_path, text))
+    positions = [tuple(int(x) for x in m.split(":")[1:3]) for m in info.value.messages]
+    assert len(positions) == 2 and positions == sorted(positions)
+
+
+def test_size_cap(tmp_path: Path) -> None:
+    big = GOOD + "#" + "x" * (1024 * 1024) + "\n"
+    with pytest.raises(SpecErrors, match="larger than 1024 KiB"):
+        load_federation(_write(tmp_path, big))
+
+
+def test_deep_nesting_refused(tmp_path: Path) -> None:
+    with pytest.raises(SpecErrors, match="nested deeper"):
+        load_federation(_write(tmp_path, "a: " + "[" * 100 + "]" * 100 + "\n"))
+
+
+def test_expired_sealing_certificate(tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "old.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    text = GOOD.replace("  clusters:\n", "  sealing:\n    certificate: old.pem\n  clusters:\n")
+    with pytest.raises(SpecErrors, match=r"federation.yaml:13:18: .*expired"):
+        load_federation(_write(tmp_path, text))
+
+
+def test_schema_command_prints_the_schema_file() -> None:
+    import json
+
+    result = CliRunner().invoke(main, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == json.loads((REPO_ROOT / "schemas" / "federation.schema.json").read_text())
