@@ -1,0 +1,24 @@
+# The two commands of the README, plus a few more for developers. Every target installs what it needs.
+.PHONY: bootstrap example test e2e bench
+
+PY := .venv/bin/python
+FEDGEN := .venv/bin/fedgen
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+# Render the bundled example into this repository, build every sync root with kubectl kustomize
+# (as Config Sync does), and validate the result.
+example: bootstrap
+	$(FEDGEN) render examples/federation.yaml --repo .
+	@for root in clusters/*/; do \
+		echo "kubectl kustomize $$root"; \
+		kubectl kustomize --load-restrictor=LoadRestrictionsNone "$$root" > /dev/null || exit 1; \
+	done
+
+# The whole test suite (what CI runs).
+test: bootstrap
+	$(PY) -m pytest -q
+
+bench: bootstrap
+	@for b in bench/bench_*.py; do $(PY) "$$b" || exit 1; done
