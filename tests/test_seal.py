@@ -12,12 +12,13 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import tool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -53,29 +54,9 @@ CW_ANNO = "sealedsecrets.bitnami.com/cluster-wide"
 # fixtures
 
 
-def _find_kubeseal() -> str | None:
-    env = os.environ.get("FEDGEN_KUBESEAL")
-    if env:
-        if not (Path(env).is_file() and os.access(env, os.X_OK)):
-            pytest.fail(f"FEDGEN_KUBESEAL={env} is not an executable file", pytrace=False)
-        return env
-    local = REPO_ROOT / ".tools" / "bin" / "kubeseal"
-    if local.is_file() and os.access(local, os.X_OK):
-        return str(local)
-    return shutil.which("kubeseal")
-
-
 @pytest.fixture(scope="session")
 def kubeseal() -> str:
-    path = _find_kubeseal()
-    if path is None:
-        pytest.fail(
-            "kubeseal binary not found: set FEDGEN_KUBESEAL, or install it as "
-            f"{REPO_ROOT / '.tools/bin/kubeseal'} (go install "
-            "github.com/bitnami-labs/sealed-secrets/cmd/kubeseal@v0.36.6), or put it on PATH",
-            pytrace=False,
-        )
-    return path
+    return tool("kubeseal")
 
 
 def _run_kubeseal(kubeseal: str, args: list[str], stdin: bytes, tmp: Path) -> subprocess.CompletedProcess[bytes]:

@@ -27,12 +27,15 @@ def find_tool(name: str) -> Path:
         path = Path(override)
         if path.is_file() and os.access(path, os.X_OK):
             return path
-        raise ExternalError(f"{env_var}={override} is not an executable file")
+        raise ExternalError(f"{name} not found: {env_var}={override} is not an executable file; install with: {_hint(name)}")
     local = TOOLS_BIN / name
     if local.is_file() and os.access(local, os.X_OK):
         return local
     found = shutil.which(name)
     if found:
         return Path(found)
-    hint = INSTALL_HINTS.get(name, f"install {name}")
-    raise ExternalError(f"{name} not found (set {env_var}, or run .ci/install-tools, or: {hint})")
+    raise ExternalError(f"{name} not found: not in ${env_var}, {local} or PATH; install with: {_hint(name)} (or run scripts/bootstrap.sh)")
+
+
+def _hint(name: str) -> str:
+    return INSTALL_HINTS.get(name, f"install {name}")

@@ -1,0 +1,1 @@
+"""Offline validation of a rendered repository (fedgen validate)."""

@@ -1,0 +1,342 @@
+"""Schema validation of Kubernetes manifests with kubeconform, offline, against the schemas in ``schemas/``.
+
+``validate_manifests`` splits a YAML stream into its documents, hands each to the real kubeconform binary
+(``-strict -output json -summary -verbose``) with two local ``-schema-location`` templates (custom resources
+from ``schemas/crds/``, built-in kinds from ``schemas/kubernetes/v<X.Y>/``; nothing is ever fetched), parses
+kubeconform's JSON (never its exit code) and returns one ``SchemaResult`` per object, sorted by document.
+
+Document numbering follows YAML: ``document_index`` is the position of the document in the stream as
+``yaml.safe_load_all`` (PyYAML or ruamel) counts them, empty documents included (they produce no result). A
+``kind: List`` document yields one result per item, all with the List's index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import DocumentEndEvent, DocumentStartEvent
+
+from fedgen.errors import ExternalError, InputError
+from fedgen.paths import SCHEMAS_DIR
+from fedgen.tools import find_tool
+
+# The Kubernetes version GKE's Regular channel (the default channel for new clusters) runs in late 2026:
+# 1.35.8-gke.1036000 became the Regular channel's default version for cluster creation on 2026-09-17 (GKE Regular
+# channel release notes). The one place the default lives; `--kubernetes-version` overrides it.
+DEFAULT_KUBERNETES_VERSION = "1.35"
+
+TIMEOUT_SECONDS = 300
+
+STATUS_VALID = "valid"
+STATUS_INVALID = "invalid"
+STATUS_ERROR = "error"
+STATUS_SKIPPED = "skipped"
+STATUS_NO_SCHEMA = "no-schema"
+
+DEFAULT_SCHEMAS_DIR = SCHEMAS_DIR
+
+_STATUS_MAP = {
+    "statusValid": STATUS_VALID,
+    "statusInvalid": STATUS_INVALID,
+    "statusError": STATUS_ERROR,
+    "statusSkipped": STATUS_SKIPPED,
+}
+_NO_SCHEMA = re.compile(r"^could not find schema for ")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
+_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$")
+# One error in kubeconform's msg: "- at '<JSON pointer>': <message>", up to the next one.
+_MSG_ITEM = re.compile(r"- at '([^']*)': (.*?)(?=\s+- at '|$)")
+_GROUP_HEADER = "validation failed"
+# Any network access kubeconform might attempt goes to a closed local port and fails at once.
+_NO_NETWORK_PROXY = "http://127.0.0.1:9"
+
+
+@dataclass(frozen=True)
+class SchemaResult:
+    kind: str
+    api_version: str
+    name: str
+    namespace: str | None
+    status: str  # "valid" | "invalid" | "error" | "skipped" | "no-schema"
+    messages: tuple[str, ...]  # one per error, "<JSON pointer>: <message>" when kubeconform gives a path
+    document_index: int  # position of the object's document in the input stream (0-based)
+
+
+# ------------------------------------------------------------------------------------------------ locating
+
+
+def find_kubeconform() -> Path:
+    """The kubeconform binary: $FEDGEN_KUBECONFORM, then <repo>/.tools/bin/kubeconform, then PATH."""
+    return find_tool("kubeconform")
+
+
+def _schemas_dir(schemas_dir: Path | None) -> Path:
+    base = Path(schemas_dir) if schemas_dir is not None else DEFAULT_SCHEMAS_DIR
+    if not (base / "kubernetes").is_dir():
+        raise ExternalError(
+            f"offline schemas not found: {base / 'kubernetes'} is missing (regenerate with tools/build_schemas.py)"
+        )
+    return base.resolve()
+
+
+def available_kubernetes_versions(schemas_dir: Path | None = None) -> tuple[str, ...]:
+    """The Kubernetes minor versions ("1.35", ...) that have built-in schemas, oldest first."""
+    base = _schemas_dir(schemas_dir) / "kubernetes"
+    found = []
+    for entry in base.iterdir():
+        match = re.fullmatch(r"v(\d+)\.(\d+)", entry.name)
+        if entry.is_dir() and match:
+            found.append((int(match[1]), int(match[2])))
+    return tuple(f"{major}.{minor}" for major, minor in sorted(found))
+
+
+def _resolve_version(kubernetes_version: str, schemas_dir: Path) -> str:
+    available = available_kubernetes_versions(schemas_dir)
+    match = _VERSION.match(str(kubernetes_version).strip())
+    version = f"{int(match[1])}.{int(match[2])}" if match else None
+    if version not in available:
+        raise InputError(
+            f"unknown Kubernetes version {kubernetes_version!r}: schemas are available for {', '.join(available)}"
+        )
+    return version
+
+
+# ------------------------------------------------------------------------------------------ splitting input
+
+
+@dataclass(frozen=True)
+class _Document:
+    index: int
+    text: str
+    data: Any  # parsed content, or None when it could not be parsed
+
+
+def _split_with_yaml(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of each document, as a YAML parser numbers them."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for event in YAML(typ="safe", pure=True).parse(text):
+        if isinstance(event, DocumentStartEvent):
+            start = event.end_mark.index
+        elif isinstance(event, DocumentEndEvent) and start is not None:
+            spans.append((start, max(start, event.start_mark.index)))
+            start = None
+    return spans
+
+
+def _split_by_lines(text: str) -> list[tuple[int, int]]:
+    """Fallback for streams a YAML parser rejects: split on '---' lines, as kubeconform does."""
+    spans: list[tuple[int, int]] = []
+    start = pos = 0
+    seen_separator = False
+    for line in text.splitlines(keepends=True):
+        if _SEPARATOR.match(line.rstrip("\r\n")):
+            spans.append((start, pos))
+            start = pos + 3  # whatever follows '---' on its line belongs to the next document
+            seen_separator = True
+        pos += len(line)
+    spans.append((start, len(text)))
+
+    def blank(span: tuple[int, int]) -> bool:
+        return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text[span[0] : span[1]].splitlines())
+
+    # Text before the first separator is a document only if it holds something (YAML's explicit start).
+    if spans and blank(spans[0]) and (seen_separator or len(spans) == 1):
+        spans = spans[1:]
+    return spans
+
+
+def _split(manifests: bytes) -> list[_Document]:
+    try:
+        text = manifests.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"manifests are not UTF-8: {exc}") from exc
+    try:
+        spans = _split_with_yaml(text)
+    except YAMLError:
+        spans = _split_by_lines(text)
+    loader = YAML(typ="safe", pure=True)
+    documents = []
+    for index, (start, end) in enumerate(spans):
+        chunk = text[start:end]
+        try:
+            data = loader.load(chunk)
+        except YAMLError:
+            data = None
+        except Exception:  # noqa: BLE001 - odd content (duplicate keys, ...) is kubeconform's to report
+            data = None
+        documents.append(_Document(index=index, text=chunk, data=data))
+    return documents
+
+
+# ---------------------------------------------------------------------------------------------- validating
+
+
+def _items(doc: _Document) -> list[dict[str, Any]]:
+    """The objects kubeconform sees in a document: itself, or the items of a kind: List."""
+    data = doc.data
+    if not isinstance(data, dict):
+        return []
+    if isinstance(data.get("kind"), str) and data["kind"].lower() == "list" and isinstance(data.get("items"), list):
+        return [item for item in data["items"] if isinstance(item, dict)]
+    return [data]
+
+
+def _identity(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    if isinstance(meta.get("generateName"), str):
+        name = meta["generateName"] + "{{ generateName }}"  # kubeconform's spelling
+    kind = obj.get("kind") if isinstance(obj.get("kind"), str) else ""
+    api_version = obj.get("apiVersion") if isinstance(obj.get("apiVersion"), str) else ""
+    return kind, api_version, name
+
+
+def _namespace(obj: dict[str, Any] | None) -> str | None:
+    if obj is None or not isinstance(obj.get("metadata"), dict):
+        return None
+    namespace = obj["metadata"].get("namespace")
+    return namespace if isinstance(namespace, str) and namespace else None
+
+
+def _detailed_errors(msg: str) -> list[tuple[str, str]]:
+    """(path, message) of every error spelt out in kubeconform's one-line msg, group headers dropped."""
+    return [(path, text.strip()) for path, text in _MSG_ITEM.findall(msg) if text.strip() != _GROUP_HEADER]
+
+
+def _messages(entry: dict[str, Any], status: str, kubernetes_version: str) -> tuple[str, ...]:
+    msg = str(entry.get("msg") or "")
+    if status == STATUS_INVALID:
+        pairs: list[tuple[str, str]] = []
+        for error in entry.get("validationErrors") or []:
+            if not isinstance(error, dict):
+                continue
+            path, text = str(error.get("path") or ""), str(error.get("msg") or "")
+            if text == _GROUP_HEADER:
+                # several errors at one place: kubeconform lists them only in msg
+                details = [(p, t) for p, t in _detailed_errors(msg) if p == path or p.startswith(path + "/")]
+                if details:
+                    pairs.extend(details)
+                    continue
+            pairs.append((path, text))
+        lines = sorted({f"{path or '/'}: {text}" for path, text in pairs})
+        return tuple(lines) if lines else ((msg,) if msg else ())
+    if status == STATUS_NO_SCHEMA:
+        return (
+            f"could not find schema for {entry.get('version') or '?'} {entry.get('kind') or '?'}: none for"
+            f" Kubernetes {kubernetes_version} nor among the custom resource schemas",
+        )
+    return (msg,) if msg else ()
+
+
+def _run(binary: Path, schemas: Path, version: str, folder: Path) -> dict[str, Any]:
+    if "{{" in str(schemas) or "}}" in str(schemas):
+        raise InputError(f"schemas directory {schemas} contains '{{{{' or '}}}}', which kubeconform cannot use")
+    command = [
+        str(binary),
+        "-strict",
+        "-output",
+        "json",
+        "-summary",
+        "-verbose",
+        "-schema-location",
+        f"{schemas}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json",
+        "-schema-location",
+        f"{schemas}/kubernetes/v{version}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
+        str(folder),  # kubeconform reads every .yaml file in it
+    ]
+    env = dict(os.environ)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env[var] = _NO_NETWORK_PROXY
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
+    try:
+        proc = subprocess.run(  # noqa: S603 - fixed argument list, no shell
+            command, capture_output=True, env=env, timeout=TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ExternalError(f"kubeconform did not finish within {TIMEOUT_SECONDS}s") from exc
+    except OSError as exc:
+        raise ExternalError(f"kubeconform could not be started ({binary}): {exc}") from exc
+    try:
+        report = json.loads(proc.stdout)
+        if not isinstance(report, dict) or not isinstance(report.get("resources"), list):
+            raise ValueError("no 'resources' list")
+    except ValueError as exc:
+        detail = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip().splitlines()
+        raise ExternalError(
+            f"kubeconform (exit {proc.returncode}) gave no JSON report: {detail[0] if detail else exc}"
+        ) from exc
+    return report
+
+
+def validate_manifests(
+    manifests: bytes,
+    *,
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
+    schemas_dir: Path | None = None,
+) -> list[SchemaResult]:
+    """Validate a YAML stream of Kubernetes objects; one result per object, ordered by document_index."""
+    schemas = _schemas_dir(schemas_dir)
+    version = _resolve_version(kubernetes_version, schemas)
+    binary = find_kubeconform()
+    documents = [d for d in _split(manifests) if d.text.strip()]
+    if not documents:
+        return []
+    width = len(str(documents[-1].index))
+    with tempfile.TemporaryDirectory(prefix="fedgen-kubeconform-") as tmp:
+        by_file: dict[str, _Document] = {}
+        for doc in documents:
+            path = Path(tmp) / f"doc-{doc.index:0{width}d}.yaml"
+            path.write_text(doc.text, encoding="utf-8")
+            by_file[path.name] = doc
+        report = _run(binary, schemas, version, Path(tmp))
+
+    results: list[tuple[tuple[Any, ...], SchemaResult]] = []
+    for entry in report["resources"]:
+        if not isinstance(entry, dict):
+            continue
+        raw_status = entry.get("status") or ""
+        if raw_status not in _STATUS_MAP:  # "" is an empty document
+            continue
+        filename = str(entry.get("filename") or "")
+        doc = by_file.get(Path(filename).name)
+        if doc is None:
+            raise ExternalError(f"kubeconform reported on an unknown file {filename!r}")
+        status = _STATUS_MAP[raw_status]
+        if status == STATUS_ERROR and _NO_SCHEMA.match(str(entry.get("msg") or "")):
+            status = STATUS_NO_SCHEMA
+        kind = str(entry.get("kind") or "")
+        api_version = str(entry.get("version") or "")
+        name = str(entry.get("name") or "")
+        items = _items(doc)
+        position, obj = 0, None
+        for i, item in enumerate(items):
+            if _identity(item) == (kind, api_version, name):
+                position, obj = i, item
+                break
+        if obj is None and len(items) == 1 and not kind:
+            obj = items[0]
+            kind, api_version, name = _identity(obj)
+        result = SchemaResult(
+            kind=kind,
+            api_version=api_version,
+            name=name,
+            namespace=_namespace(obj),
+            status=status,
+            messages=_messages(entry, status, version),
+            document_index=doc.index,
+        )
+        key = (doc.index, position, api_version, kind, result.namespace or "", name, status, result.messages)
+        results.append((key, result))
+    results.sort(key=lambda pair: pair[0])
+    return [result for _, result in results]
