@@ -313,3 +313,62 @@ def test_development_sealing_key_warns(write_spec: SpecWriter) -> None:
     assert "warning: no sealing certificate in the spec" in result.stderr
     state = _state(spec.parent.parent)
     assert "BEGIN" in state["sealing"]["certificate"]
+
+
+def _bypass(d: dict[str, Any]) -> None:
+    d["spec"]["server"]["exposure"] = "loadbalancer"
+
+
+def test_bypass_exposure_renders_the_mesh_bypass(write_spec: SpecWriter) -> None:
+    spec = write_spec(_bypass)
+    assert _render(spec).exit_code == 0
+    repo = spec.parent.parent
+    built = {(d["kind"], d["metadata"]["name"]): d for d in _docs(kustomize_build(repo / "clusters/gke-eu"))}
+    svc = built[("Service", "flserver")]["spec"]
+    assert svc["type"] == "LoadBalancer" and svc["loadBalancerSourceRanges"] == ["198.51.100.7/32", "203.0.113.0/24"]
+    pod = built[("Deployment", "nvflare-flserver")]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeInboundPorts"] == "9102,9103"
+    pa = built[("PeerAuthentication", "nvflare-flserver")]["spec"]
+    assert pa["selector"]["matchLabels"] == {"run": "nvflare-flserver"}
+    assert pa["portLevelMtls"] == {"9102": {"mode": "DISABLE"}, "9103": {"mode": "DISABLE"}}
+    dr = built[("DestinationRule", "flserver")]["spec"]["trafficPolicy"]["portLevelSettings"]
+    assert {(p["port"]["number"], p["tls"]["mode"]) for p in dr} == {(9102, "DISABLE"), (9103, "DISABLE")}
+    np = built[("NetworkPolicy", "nvflare-flserver-allow-clients")]["spec"]["ingress"][0]
+    assert {b["ipBlock"]["cidr"] for b in np["from"]} == {"198.51.100.7/32", "203.0.113.0/24"}
+    assert not any(ns == "istio-ingress" for ns in (d["metadata"].get("namespace") for d in built.values()))
+    tfvars = json.loads((repo / "terraform/genomics.auto.tfvars.json").read_text())
+    assert tfvars["federated_learning_external_services_allowed_namespaces"] == ["fl-genomics"]
+
+
+def test_switching_exposure_removes_the_other_modes_objects(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
+    spec, repo = rendered
+    gateway_tree = _tree(repo)
+    write_spec(_bypass)
+    assert _render(spec).exit_code == 0
+    bypass_tree = _tree(repo)
+    assert not any(p.startswith("clusters/gke-eu/istio-ingress/") for p in bypass_tree)
+    assert "tenants/fl-genomics/nvflare-flserver/authorization-policies.yaml" not in bypass_tree
+    assert "tenants/fl-genomics/nvflare-flserver/peer-authentication.yaml" in bypass_tree
+    write_spec()
+    assert _render(spec).exit_code == 0
+    assert _tree(repo) == gateway_tree
+
+
+def test_argocd_engine_renders_applications_and_no_config_sync(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
+    spec, repo = rendered
+    write_spec(lambda d: d["spec"]["gitops"].__setitem__("engine", "argocd"))
+    assert _render(spec).exit_code == 0
+    tree = _tree(repo)
+    assert not any(b"kind: RootSync" in data for data in tree.values())
+    root = _docs(kustomize_build(repo / "clusters/gke-eu/bootstrap"))
+    assert [d["kind"] for d in root] == ["Application"]
+    assert root[0]["spec"]["source"]["path"] == "clusters/gke-eu/bootstrap/apps"
+    apps = {d["kind"]: d for d in _docs(kustomize_build(repo / "clusters/gke-eu/bootstrap/apps"))}
+    app = apps["Application"]["spec"]
+    assert app["source"] == {"path": "clusters/gke-eu", "repoURL": "https://git.example.org/fl/genomics-gitops.git", "targetRevision": "release"}
+    assert app["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    project = apps["AppProject"]["spec"]
+    assert {d["namespace"] for d in project["destinations"]} == {"fl-genomics", "istio-ingress"}
+    built_kinds = {(d["apiVersion"].split("/")[0] if "/" in d["apiVersion"] else "", d["kind"]) for d in _docs(kustomize_build(repo / "clusters/gke-eu"))}
+    allowed = {(w["group"], w["kind"]) for w in project["namespaceResourceWhitelist"] + project["clusterResourceWhitelist"]}
+    assert built_kinds <= allowed, built_kinds - allowed

@@ -71,21 +71,28 @@ def kit_digest(configmaps: list[Obj], encrypted_key: Mapping[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
+def is_bypass(fed: Federation) -> bool:
+    return fed.server.exposure == "loadbalancer"
+
+
 def service(fed: Federation) -> Obj:
+    """The Service named like the server participant: ClusterIP behind the gateway, or the LoadBalancer
+    clients dial directly in bypass mode (then limited to loadBalancerSourceRanges)."""
     s = fed.server
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(s.name, s.tenant, server_labels(fed)),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": server_labels(fed),
-            "ports": [
-                {"name": "tcp-flport", "port": s.fl_port, "targetPort": "tcp-flport", "protocol": "TCP", "appProtocol": "tcp"},
-                {"name": "tcp-adminport", "port": s.admin_port, "targetPort": "tcp-adminport", "protocol": "TCP", "appProtocol": "tcp"},
-            ],
-        },
+    spec: Obj = {
+        "type": "ClusterIP",
+        "selector": server_labels(fed),
+        "ports": [
+            {"name": "tcp-flport", "port": s.fl_port, "targetPort": "tcp-flport", "protocol": "TCP", "appProtocol": "tcp"},
+            {"name": "tcp-adminport", "port": s.admin_port, "targetPort": "tcp-adminport", "protocol": "TCP", "appProtocol": "tcp"},
+        ],
     }
+    if is_bypass(fed):
+        # Local keeps the client address, so the NetworkPolicy can match the allowed source ranges.
+        spec.update(type="LoadBalancer", externalTrafficPolicy="Local")
+        if s.load_balancer_source_ranges:
+            spec["loadBalancerSourceRanges"] = list(s.load_balancer_source_ranges)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(s.name, s.tenant, server_labels(fed)), "spec": spec}
 
 
 def deployment(fed: Federation, *, digest: str) -> Obj:
@@ -180,11 +187,7 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
             "template": {
                 "metadata": {
                     "labels": {**MANAGED_BY, **server_labels(fed)},
-                    "annotations": {
-                        "fedgen.dev/kit-digest": digest,
-                        "gke-gcsfuse/volumes": "true",
-                        "proxy.istio.io/config": '{ "holdApplicationUntilProxyStarts": true }',
-                    },
+                    "annotations": _pod_annotations(fed, digest),
                 },
                 "spec": {
                     "serviceAccountName": KSA_NAME,
@@ -215,13 +218,68 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
     }
 
 
+def _pod_annotations(fed: Federation, digest: str) -> dict[str, str]:
+    annotations = {
+        "fedgen.dev/kit-digest": digest,
+        "gke-gcsfuse/volumes": "true",
+        "proxy.istio.io/config": '{ "holdApplicationUntilProxyStarts": true }',
+    }
+    if is_bypass(fed):
+        # The sidecar stays (bucket and mesh traffic) but never intercepts NVFlare's own mTLS.
+        annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = ",".join(_ports(fed))
+    return annotations
+
+
 def destination_rule(fed: Federation) -> Obj:
-    """Gateway -> server rides the mesh's mTLS tunnel; NVFlare's own TLS travels inside it untouched."""
+    """Gateway -> server rides the mesh's mTLS tunnel; NVFlare's own TLS travels inside it untouched.
+
+    In bypass mode in-mesh callers must not wrap the excluded ports in mesh mTLS (auto-mTLS would), so
+    TLS origination is disabled on exactly those ports.
+    """
+    traffic: Obj = {"tls": {"mode": "ISTIO_MUTUAL"}}
+    if is_bypass(fed):
+        traffic["portLevelSettings"] = [{"port": {"number": int(p)}, "tls": {"mode": "DISABLE"}} for p in _ports(fed)]
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "DestinationRule",
         "metadata": _meta(fed.server.name, fed.server.tenant),
-        "spec": {"host": server_fqdn(fed), "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+        "spec": {"host": server_fqdn(fed), "trafficPolicy": traffic},
+    }
+
+
+def peer_authentication(fed: Federation) -> Obj:
+    """Bypass mode: the mesh does not demand its own mTLS on the NVFlare container ports."""
+    s = fed.server
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": _meta(s.workload_name, s.tenant),
+        "spec": {
+            "selector": {"matchLabels": server_labels(fed)},
+            "mtls": {"mode": "STRICT"},
+            "portLevelMtls": {p: {"mode": "DISABLE"} for p in _ports(fed)},
+        },
+    }
+
+
+def client_network_policy(fed: Federation) -> Obj:
+    """Bypass mode: excluded ports skip mesh authorization, so only this policy limits who connects."""
+    s = fed.server
+    ranges = s.load_balancer_source_ranges or ("0.0.0.0/0", "::/0")
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(f"{s.workload_name}-allow-clients", s.tenant),
+        "spec": {
+            "podSelector": {"matchLabels": server_labels(fed)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"ipBlock": {"cidr": c}} for c in ranges],
+                    "ports": [{"protocol": "TCP", "port": s.fl_port}, {"protocol": "TCP", "port": s.admin_port}],
+                }
+            ],
+        },
     }
 
 

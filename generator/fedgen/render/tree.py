@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedgen.render import mesh, server, tenant
+from fedgen.render import argocd
 from fedgen.render.gitops import kustomization, root_sync
 from fedgen.render.layout import (
     bootstrap_dir,
@@ -62,9 +63,13 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
         "service.yaml": [server.service(fed)],
         "deployment.yaml": [server.deployment(fed, digest=digest)],
         "destination-rule.yaml": [server.destination_rule(fed)],
-        "authorization-policies.yaml": server.gateway_only_authorization(fed),
-        "network-policy.yaml": [server.gateway_only_network_policy(fed)],
     }
+    if server.is_bypass(fed):
+        server_objects["peer-authentication.yaml"] = [server.peer_authentication(fed)]
+        server_objects["network-policy.yaml"] = [server.client_network_policy(fed)]
+    else:
+        server_objects["authorization-policies.yaml"] = server.gateway_only_authorization(fed)
+        server_objects["network-policy.yaml"] = [server.gateway_only_network_policy(fed)]
     _folder(files, server_base_dir(fed), server_objects, spec_name)
 
     overlay = tenant_overlay_dir(fed)
@@ -76,12 +81,24 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
         spec_name=spec_name,
     )
 
-    _folder(files, ingress_dir(fed), mesh.ingress_objects(fed), spec_name)
-
     cdir = cluster_dir(fed.server.cluster)
-    resources = [ingress_dir(fed)[len(cdir) + 1 :], _rel(cdir, overlay)]
+    resources = [_rel(cdir, overlay)]
+    if not server.is_bypass(fed):
+        _folder(files, ingress_dir(fed), mesh.ingress_objects(fed), spec_name)
+        resources.append(_rel(cdir, ingress_dir(fed)))
     files[f"{cdir}/kustomization.yaml"] = dump_yaml(kustomization(resources), spec_name=spec_name)
-    _folder(files, bootstrap_dir(fed.server.cluster), {"root-sync.yaml": [root_sync(fed, fed.server.cluster)]}, spec_name)
+    _bootstrap(files, fed, spec_name)
 
     files[tfvars_path(fed)] = dump_json(tfvars(fed))
     return files
+
+
+def _bootstrap(files: dict[str, bytes], fed: Federation, spec_name: str) -> None:
+    """What the operator applies once per cluster to point the GitOps engine at the sync root."""
+    folder = bootstrap_dir(fed.server.cluster)
+    if fed.gitops.engine == "config-sync":
+        _folder(files, folder, {"root-sync.yaml": [root_sync(fed, fed.server.cluster)]}, spec_name)
+        return
+    apps = f"{folder}/apps"
+    _folder(files, apps, {"application.yaml": [argocd.sync_root_application(fed)], "app-project.yaml": [argocd.app_project(fed)]}, spec_name)
+    _folder(files, folder, {"root-application.yaml": [argocd.root_application(fed, apps)]}, spec_name)
