@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,20 @@ def spec_name_in_repo(spec: Path, repo: Path) -> str:
     return Path(os.path.relpath(spec.resolve(), repo.resolve())).as_posix()
 
 
-def render(*, spec: Path, repo: Path, state: str | None = None, check: bool = False) -> RenderResult:
-    """Provision from the state, render the tree, and (unless check) save the state and write the tree."""
+def render(
+    *,
+    spec: Path,
+    repo: Path,
+    state: str | None = None,
+    check: bool = False,
+    reissue: Collection[str] = (),
+    new_root_ca: bool = False,
+) -> RenderResult:
+    """Provision from the state, render the tree, and (unless check) save the state and write the tree.
+
+    reissue names participants whose key and certificate are made anew (rotation); new_root_ca starts a
+    new CA, which re-issues every certificate.
+    """
     from fedgen.provision import provision
 
     repo = repo.resolve()
@@ -48,13 +61,16 @@ def render(*, spec: Path, repo: Path, state: str | None = None, check: bool = Fa
         if done:
             notes.append(done)
     fed = load_federation(spec)
+    unknown = sorted(set(reissue) - set(fed.participant_names))
+    if unknown:
+        raise InputError(f"not a participant of {fed.name}: {', '.join(unknown)} (known: {', '.join(fed.participant_names)})")
     spec_name = spec_name_in_repo(spec, repo)
     store = open_store(state, repo)
     with store.lock():
         document = store.load()
         if document.project not in (None, fed.name):
             raise InputError(f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one")
-        result = provision(fed, document, kits_for=[fed.server.name])
+        result = provision(fed, _forget_certificates(document, reissue, new_root_ca), kits_for=[fed.server.name])
         new_doc = replace(result.document, project=fed.name)
         warnings: list[str] = []
         server_kit = {path: f.data for path, f in result.kits[fed.server.name].items()}
@@ -78,6 +94,13 @@ def render(*, spec: Path, repo: Path, state: str | None = None, check: bool = Fa
             apply_plan(repo, plan)
             written = not plan.is_noop
     return RenderResult(fed, plan, result.issued, tuple(warnings), written, tuple(notes))
+
+
+def _forget_certificates(document: StateDocument, names: Collection[str], new_root_ca: bool) -> StateDocument:
+    """Provisioning re-issues any participant without an issuance record; a new CA needs an empty cert store."""
+    if new_root_ca:
+        return replace(document, nvflare_cert={}, participants={})
+    return replace(document, participants={k: v for k, v in document.participants.items() if k not in names})
 
 
 def sealing_certificate(fed: Federation, document: StateDocument, warnings: list[str]) -> tuple[Any, StateDocument]:

@@ -10,12 +10,15 @@ import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fedgen import __version__
 from fedgen.errors import FedgenError, SpecErrors
+
+if TYPE_CHECKING:
+    from fedgen.api import RenderResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +41,8 @@ def handle_errors(fn: F) -> F:
             # Positioned spec errors already read FILE:LINE:COL: message, one per line.
             _err(str(exc) if isinstance(exc, SpecErrors) else f"error: {exc}")
             sys.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click reports usage errors itself (exit 2)
         except KeyboardInterrupt:
             _err("interrupted")
             sys.exit(130)
@@ -84,17 +89,10 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
     from fedgen.api import render as do_render
 
     result = do_render(spec=spec, repo=repo, state=state, check=check)
-    for note in result.notes:
-        _err(f"note: {note}")
-    for warning in result.warnings:
-        _err(f"warning: {warning}")
-    if result.issued:
-        _err(f"issued certificates: {', '.join(result.issued)}")
     if show_diff:
         for change in result.plan.changes:
             click.echo(_unified(change.path, change.old, change.new), nl=False)
-    counts = {a: sum(1 for c in result.plan.changes if c.action == a) for a in ("create", "update", "delete")}
-    summary = f"{counts['create']} created, {counts['update']} updated, {counts['delete']} deleted, {len(result.plan.unchanged)} unchanged"
+    summary = print_render_summary(result, final=False)
     if check:
         if result.plan.is_noop:
             _err(f"up to date ({summary})")
@@ -104,6 +102,21 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
         _err(f"drift: the repo differs from the render ({summary}); run fedgen render {spec}")
         sys.exit(1)
     _err(f"done: {summary}")
+
+
+def print_render_summary(result: RenderResult, *, final: bool = True) -> str:
+    """Notes, warnings, issued certificates on stderr; returns the one-line count of changes."""
+    for note in result.notes:
+        _err(f"note: {note}")
+    for warning in result.warnings:
+        _err(f"warning: {warning}")
+    if result.issued:
+        _err(f"issued certificates: {', '.join(result.issued)}")
+    counts = {a: sum(1 for c in result.plan.changes if c.action == a) for a in ("create", "update", "delete")}
+    summary = f"{counts['create']} created, {counts['update']} updated, {counts['delete']} deleted, {len(result.plan.unchanged)} unchanged"
+    if final:
+        _err(f"done: {summary}")
+    return summary
 
 
 def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
@@ -120,3 +133,9 @@ def schema() -> None:
     from fedgen.spec.schema import spec_schema
 
     click.echo(json.dumps(spec_schema(), indent=2))
+
+
+from fedgen.cli_certs import certs, rotate  # noqa: E402  (commands in their own modules register here)
+
+main.add_command(certs)
+main.add_command(rotate)

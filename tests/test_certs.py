@@ -1,0 +1,91 @@
+"""fedgen certs and fedgen rotate on real provisioning."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from fedgen.cli import main
+from tests.support import tree_snapshot
+
+
+def _run(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+def _rendered(write_spec: Callable[..., Path]) -> tuple[Path, Path]:
+    spec = write_spec()
+    repo = spec.parent.parent
+    assert _run("render", str(spec), "--repo", str(repo)).exit_code == 0
+    return spec, repo
+
+
+def _certs(repo: Path) -> dict[str, Any]:
+    return json.loads((repo / ".fedgen/state/state.json").read_text())["nvflare_cert"]
+
+
+def _tree(repo: Path) -> dict[str, bytes]:
+    return tree_snapshot(repo, exclude=(".fedgen/state", "spec"))
+
+
+def test_certs_lists_expiry_and_exits_1_within_threshold(write_spec: Callable[..., Path]) -> None:
+    spec = write_spec()
+    repo = spec.parent.parent
+    before = _run("certs", str(spec), "--repo", str(repo), "--format", "json")
+    assert before.exit_code == 1  # nothing issued before the first render
+    assert {c["status"] for c in json.loads(before.stdout)["certificates"]} == {"not-issued"}
+    assert _run("render", str(spec), "--repo", str(repo)).exit_code == 0
+    ok = _run("certs", str(spec), "--repo", str(repo), "--format", "json")
+    assert ok.exit_code == 0, ok.output
+    rows = json.loads(ok.stdout)["certificates"]
+    assert [r["name"] for r in rows] == ["root CA", "flserver", "site-a", "site-b", "lead@genomics.example.org"]
+    assert all(300 < r["days_left"] <= 360 for r in rows)
+    soon = _run("certs", str(spec), "--repo", str(repo), "--within", "400")
+    assert soon.exit_code == 1 and "expiring" in soon.stdout
+
+
+def test_rotate_a_site_changes_only_its_certificate_and_no_repo_file(write_spec: Callable[..., Path]) -> None:
+    spec, repo = _rendered(write_spec)
+    certs, tree = _certs(repo), _tree(repo)
+    result = _run("rotate", str(spec), "site-a", "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    assert "issued certificates: site-a" in result.stderr and "redistribute bundles: site-a" in result.stderr
+    after = _certs(repo)
+    assert {k for k in after if after[k] != certs.get(k)} == {"site-a"}
+    assert after["site-a"]["pri_key"] != certs["site-a"]["pri_key"]
+    assert _tree(repo) == tree
+
+
+def test_rotate_the_server_changes_its_kit_files(write_spec: Callable[..., Path]) -> None:
+    spec, repo = _rendered(write_spec)
+    certs, tree = _certs(repo), _tree(repo)
+    result = _run("rotate", str(spec), "flserver", "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    after = _certs(repo)
+    assert {k for k in after if after[k] != certs.get(k)} == {"flserver"}
+    new_tree = _tree(repo)
+    changed = {p for p in tree if tree[p] != new_tree.get(p)}
+    base = "tenants/fl-genomics/nvflare-flserver"
+    assert changed == {f"{base}/configmaps.yaml", f"{base}/sealed-secret.yaml", f"{base}/deployment.yaml", ".fedgen/owned/genomics.json"}
+
+
+def test_rotate_root_ca_reissues_everything(write_spec: Callable[..., Path]) -> None:
+    spec, repo = _rendered(write_spec)
+    certs = _certs(repo)
+    result = _run("rotate", str(spec), "--root-ca", "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    after = _certs(repo)
+    assert all(after[k] != certs[k] for k in certs)
+    assert "redistribute bundles: lead@genomics.example.org, site-a, site-b" in result.stderr
+
+
+def test_rotate_unknown_participant_is_exit_2(write_spec: Callable[..., Path]) -> None:
+    spec, repo = _rendered(write_spec)
+    result = _run("rotate", str(spec), "site-z", "--repo", str(repo))
+    assert result.exit_code == 2
+    assert "not a participant of genomics: site-z (known: flserver, site-a, site-b, lead@genomics.example.org)" in result.stderr
+    assert _run("rotate", str(spec), "--repo", str(repo)).exit_code == 2
