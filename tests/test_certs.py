@@ -25,7 +25,7 @@ def _rendered(write_spec: Callable[..., Path]) -> tuple[Path, Path]:
 
 
 def _certs(repo: Path) -> dict[str, Any]:
-    return json.loads((repo / ".fedgen/state/state.json").read_text())["nvflare_cert"]
+    return json.loads((repo / ".fedgen/state/genomics/state.json").read_text())["nvflare_cert"]
 
 
 def _tree(repo: Path) -> dict[str, bytes]:

@@ -35,7 +35,7 @@ def _tree(repo: Path) -> dict[str, bytes]:
 
 
 def _state(repo: Path) -> dict[str, Any]:
-    return json.loads((repo / ".fedgen/state/state.json").read_text())
+    return json.loads((repo / ".fedgen/state/genomics/state.json").read_text())
 
 
 def _docs(text: str) -> list[dict[str, Any]]:
@@ -111,8 +111,9 @@ def test_no_plaintext_key_in_repo_and_state_is_owner_only(rendered: tuple[Path, 
     _, repo = rendered
     for rel, data in _tree(repo).items():
         assert b"PRIVATE KEY" not in data, rel
-    state_dir = repo / ".fedgen/state"
+    state_dir = repo / ".fedgen/state/genomics"
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state_dir.parent.stat().st_mode) == 0o700
     for f in state_dir.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     assert ".fedgen/state" not in _tree(repo)
@@ -122,12 +123,12 @@ def test_no_plaintext_key_in_repo_and_state_is_owner_only(rendered: tuple[Path, 
 def test_rerender_is_byte_identical(rendered: tuple[Path, Path]) -> None:
     spec, repo = rendered
     before = _tree(repo)
-    state_before = (repo / ".fedgen/state/state.json").read_bytes()
+    state_before = (repo / ".fedgen/state/genomics/state.json").read_bytes()
     result = _render(spec)
     assert result.exit_code == 0, result.output
     assert "0 created, 0 updated, 0 deleted" in result.stderr
     assert _tree(repo) == before
-    assert (repo / ".fedgen/state/state.json").read_bytes() == state_before
+    assert (repo / ".fedgen/state/genomics/state.json").read_bytes() == state_before
 
 
 def test_adding_a_site_issues_one_certificate_and_changes_no_repo_file(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
@@ -214,13 +215,13 @@ def test_check_and_diff(rendered: tuple[Path, Path], write_spec: SpecWriter) -> 
     assert _render(spec, "--check").exit_code == 0
     write_spec(lambda d: d["spec"]["server"].__setitem__("loadBalancerSourceRanges", ["192.0.2.0/24"]))
     before = _tree(repo)
-    state_before = (repo / ".fedgen/state/state.json").read_bytes()
+    state_before = (repo / ".fedgen/state/genomics/state.json").read_bytes()
     result = _render(spec, "--check", "--diff")
     assert result.exit_code == 1, result.output
     assert any(line.startswith("+") and "192.0.2.0/24" in line for line in result.stdout.splitlines())
     assert "update\tclusters/gke-eu/istio-ingress/fl-genomics/service.yaml" in result.stdout
     assert _tree(repo) == before
-    assert (repo / ".fedgen/state/state.json").read_bytes() == state_before
+    assert (repo / ".fedgen/state/genomics/state.json").read_bytes() == state_before
 
 
 def test_tenant_rename_removes_own_stale_files_and_nothing_else(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
@@ -303,7 +304,7 @@ def test_state_of_another_federation_is_refused(rendered: tuple[Path, Path], wri
     spec, repo = rendered
     write_spec(lambda d: d["metadata"].__setitem__("name", "other"))
     with pytest.raises(InputError, match="belongs to federation 'genomics'"):
-        api.render(spec=spec, repo=repo)
+        api.render(spec=spec, repo=repo, state=str(repo / ".fedgen/state/genomics"))
 
 
 def test_development_sealing_key_warns(write_spec: SpecWriter) -> None:
@@ -336,7 +337,7 @@ def test_bypass_exposure_renders_the_mesh_bypass(write_spec: SpecWriter) -> None
     np = built[("NetworkPolicy", "nvflare-flserver-allow-clients")]["spec"]["ingress"][0]
     assert {b["ipBlock"]["cidr"] for b in np["from"]} == {"198.51.100.7/32", "203.0.113.0/24"}
     assert not any(ns == "istio-ingress" for ns in (d["metadata"].get("namespace") for d in built.values()))
-    tfvars = json.loads((repo / "terraform/genomics.auto.tfvars.json").read_text())
+    tfvars = json.loads((repo / "terraform/fedgen.auto.tfvars.json").read_text())
     assert tfvars["federated_learning_external_services_allowed_namespaces"] == ["fl-genomics"]
 
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from fedgen.errors import InputError
 from fedgen.render.layout import key_secret_name
+from fedgen.render.shared import contribution
 from fedgen.render.tree import RenderInput, render_tree, sealed_secret_path
 from fedgen.spec import Federation, load_federation
 from fedgen.state import StateDocument, open_store
-from fedgen.write import Plan, apply_plan, make_plan, recover
+from fedgen.write import Plan, apply_plan, make_plan, recover, removal_plan
 
 DEV_SEALING_WARNING = (
     "no sealing certificate in the spec: sealed with a development key kept in the state, which no cluster "
@@ -65,7 +66,7 @@ def render(
     if unknown:
         raise InputError(f"not a participant of {fed.name}: {', '.join(unknown)} (known: {', '.join(fed.participant_names)})")
     spec_name = spec_name_in_repo(spec, repo)
-    store = open_store(state, repo)
+    store = open_store(state, repo, fed.name)
     with store.lock():
         document = store.load()
         if document.project not in (None, fed.name):
@@ -86,7 +87,7 @@ def render(
         )
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")
-        plan = make_plan(repo, fed.name, spec_name, files)
+        plan = make_plan(repo, fed.name, spec_name, files, contribution(fed, spec_name))
         written = False
         if not check:
             if new_doc.to_bytes() != document.to_bytes():
@@ -94,6 +95,21 @@ def render(
             apply_plan(repo, plan)
             written = not plan.is_noop
     return RenderResult(fed, plan, result.issued, tuple(warnings), written, tuple(notes))
+
+
+def remove(*, federation: str, repo: Path, check: bool = False) -> Plan:
+    """Delete a federation's files from the repo and recompute the files it shared with others.
+
+    Needs neither its spec nor its state: the ledger records what it owns and contributed. The state is
+    left alone (delete it yourself once you are sure).
+    """
+    repo = repo.resolve()
+    if not check:
+        recover(repo)
+    plan = removal_plan(repo, federation)
+    if not check:
+        apply_plan(repo, plan)
+    return plan
 
 
 def _forget_certificates(document: StateDocument, names: Collection[str], new_root_ca: bool) -> StateDocument:

@@ -74,7 +74,7 @@ def main(debug: bool) -> None:
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help="GitOps repository to write into.")
-@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix. Default: <repo>/.fedgen/state (git-ignored, owner-only).")
+@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix. Default: <repo>/.fedgen/state/<federation> (git-ignored, owner-only).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the repo differs from what would be rendered.")
 @click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes.")
 @handle_errors
@@ -124,6 +124,26 @@ def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
     b = (new or b"").decode(errors="replace").splitlines(keepends=True)
     lines = difflib.unified_diff(a, b, fromfile=f"a/{path}" if old is not None else "/dev/null", tofile=f"b/{path}" if new is not None else "/dev/null")
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+@main.command()
+@click.argument("federation")
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True)
+@click.option("--check", is_flag=True, help="Only list what would be deleted or rewritten.")
+@handle_errors
+def remove(federation: str, repo: Path, check: bool) -> None:
+    """Remove a federation (by metadata.name) from the repository.
+
+    Deletes the files it owns, recomputes the files it shared with other federations (cluster sync roots,
+    bootstrap, Terraform variables) and drops its ledger. Other federations' files are untouched. The
+    state is not deleted: remove it yourself once you are sure.
+    """
+    from fedgen.api import remove as do_remove
+
+    plan = do_remove(federation=federation, repo=repo, check=check)
+    for change in plan.changes:
+        click.echo(f"{change.action}\t{change.path}")
+    _err(("would change" if check else "removed federation: changed") + f" {len(plan.changes)} files")
 
 
 @main.command()

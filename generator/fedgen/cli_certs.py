@@ -14,7 +14,7 @@ from fedgen.cli import handle_errors, print_render_summary
 @click.command()
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help="Repository whose default state to read.")
-@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix (default <repo>/.fedgen/state).")
+@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix (default <repo>/.fedgen/state/<federation>).")
 @click.option("--within", "within_days", type=click.IntRange(min=0), default=30, show_default=True, help="Exit 1 when a certificate expires within this many days.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
@@ -29,7 +29,7 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
     from fedgen.state import open_store
 
     fed = load_federation(spec)
-    report = certificate_report(fed, open_store(state, repo.resolve()).load(), within_days=within_days)
+    report = certificate_report(fed, open_store(state, repo.resolve(), fed.name).load(), within_days=within_days)
     if fmt == "json":
         rows = [
             {"name": c.name, "kind": c.kind, "status": c.status, "not_after": c.not_after.isoformat() if c.not_after else None, "days_left": c.days_left, "sha256": c.sha256}
@@ -49,7 +49,7 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("participant", required=False)
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True)
-@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix (default <repo>/.fedgen/state).")
+@click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix (default <repo>/.fedgen/state/<federation>).")
 @click.option("--root-ca", is_flag=True, help="Start a new root CA: every certificate is re-issued and every bundle must be redistributed.")
 @handle_errors
 def rotate(spec: Path, participant: str | None, repo: Path, state: str | None, root_ca: bool) -> None:

@@ -3,10 +3,10 @@ federation to the namespaces and kinds it renders."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fedgen.render.layout import GATEWAY_NAMESPACE, MANAGED_BY, cluster_dir
-from fedgen.spec.model import Federation
+from fedgen.render.layout import MANAGED_BY, cluster_dir
 
 Obj = dict[str, Any]
 ARGOCD_NAMESPACE = "argocd"
@@ -29,8 +29,8 @@ NAMESPACED_KINDS = (
 CLUSTER_KINDS = (("", "Namespace"), ("mutations.gatekeeper.sh", "Assign"))
 
 
-def project_name(fed: Federation) -> str:
-    return f"fedgen-{fed.server.cluster}"
+def project_name(cluster: str) -> str:
+    return f"fedgen-{cluster}"
 
 
 def _sync_policy() -> Obj:
@@ -41,29 +41,28 @@ def _meta(name: str) -> Obj:
     return {"name": name, "namespace": ARGOCD_NAMESPACE, "labels": dict(MANAGED_BY)}
 
 
-def sync_root_application(fed: Federation) -> Obj:
+def sync_root_application(gitops: Mapping[str, str], cluster: str) -> Obj:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": _meta(project_name(fed)),
+        "metadata": _meta(project_name(cluster)),
         "spec": {
-            "project": project_name(fed),
-            "source": {"repoURL": fed.gitops.repo, "targetRevision": fed.gitops.revision, "path": cluster_dir(fed.server.cluster)},
+            "project": project_name(cluster),
+            "source": {"repoURL": gitops["repo"], "targetRevision": gitops["revision"], "path": cluster_dir(cluster)},
             "destination": {"server": IN_CLUSTER},
             "syncPolicy": _sync_policy(),
         },
     }
 
 
-def app_project(fed: Federation) -> Obj:
-    namespaces = sorted({fed.server.tenant} | ({GATEWAY_NAMESPACE} if fed.server.exposure == "gateway" else set()))
+def app_project(gitops: Mapping[str, str], cluster: str, namespaces: Sequence[str]) -> Obj:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AppProject",
-        "metadata": _meta(project_name(fed)),
+        "metadata": _meta(project_name(cluster)),
         "spec": {
-            "description": f"fedgen: federation {fed.name} on cluster {fed.server.cluster}",
-            "sourceRepos": [fed.gitops.repo],
+            "description": f"fedgen: the federations synced to cluster {cluster}",
+            "sourceRepos": [gitops["repo"]],
             "destinations": [{"server": IN_CLUSTER, "namespace": ns} for ns in namespaces],
             "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in CLUSTER_KINDS],
             "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in NAMESPACED_KINDS],
@@ -71,15 +70,15 @@ def app_project(fed: Federation) -> Obj:
     }
 
 
-def root_application(fed: Federation, apps_dir: str) -> Obj:
+def root_application(gitops: Mapping[str, str], cluster: str, apps_dir: str) -> Obj:
     """App of apps: applied once by the operator; it keeps the Application and AppProject in sync."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": _meta(f"{project_name(fed)}-root"),
+        "metadata": _meta(f"{project_name(cluster)}-root"),
         "spec": {
             "project": "default",
-            "source": {"repoURL": fed.gitops.repo, "targetRevision": fed.gitops.revision, "path": apps_dir},
+            "source": {"repoURL": gitops["repo"], "targetRevision": gitops["revision"], "path": apps_dir},
             "destination": {"server": IN_CLUSTER, "namespace": ARGOCD_NAMESPACE},
             "syncPolicy": _sync_policy(),
         },

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fedgen.render.layout import CONFIG_SYNC_NAMESPACE, MANAGED_BY, ROOT_SYNC_NAME, cluster_dir
-from fedgen.spec.model import Federation
+from fedgen.render.serialize import dump_documents, dump_yaml
 
 Obj = dict[str, Any]
 
@@ -14,19 +15,21 @@ def kustomization(resources: list[str], **extra: Any) -> Obj:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(resources), **extra}
 
 
-def root_sync(fed: Federation, cluster: str) -> Obj:
+def folder_files(folder: str, objects: Mapping[str, list[Obj]], spec_name: str, **extra: Any) -> dict[str, bytes]:
+    """One YAML file per entry plus the kustomization.yaml listing them."""
+    out = {f"{folder}/{name}": dump_documents(objs, spec_name=spec_name) for name, objs in objects.items()}
+    out[f"{folder}/kustomization.yaml"] = dump_yaml(kustomization(list(objects), **extra), spec_name=spec_name)
+    return out
+
+
+def root_sync(gitops: Mapping[str, str], cluster: str) -> Obj:
     """Points Config Sync at clusters/<cluster>. Applied once by the operator (a RootSync may not manage
     itself), so it sits in bootstrap/, outside what the sync root's kustomization builds."""
-    git: Obj = {
-        "repo": fed.gitops.repo,
-        "revision": fed.gitops.revision,
-        "dir": cluster_dir(cluster),
-        "auth": fed.gitops.auth,
-    }
-    if fed.gitops.secret_ref:
-        git["secretRef"] = {"name": fed.gitops.secret_ref}
-    if fed.gitops.gcp_service_account_email:
-        git["gcpServiceAccountEmail"] = fed.gitops.gcp_service_account_email
+    git: Obj = {"repo": gitops["repo"], "revision": gitops["revision"], "dir": cluster_dir(cluster), "auth": gitops["auth"]}
+    if "secret_ref" in gitops:
+        git["secretRef"] = {"name": gitops["secret_ref"]}
+    if "gcp_service_account_email" in gitops:
+        git["gcpServiceAccountEmail"] = gitops["gcp_service_account_email"]
     return {
         "apiVersion": "configsync.gke.io/v1beta1",
         "kind": "RootSync",

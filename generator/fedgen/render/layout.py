@@ -42,10 +42,6 @@ def bootstrap_dir(cluster: str) -> str:
     return f"clusters/{cluster}/bootstrap"
 
 
-def tfvars_path(fed: Federation) -> str:
-    return f"terraform/{fed.name}.auto.tfvars.json"
-
-
 def server_fqdn(fed: Federation) -> str:
     return f"{fed.server.name}.{fed.server.tenant}.svc.cluster.local"
 

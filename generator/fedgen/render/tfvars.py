@@ -8,6 +8,28 @@ from fedgen.render.layout import KSA_NAME
 from fedgen.spec.model import Federation
 
 
+# How several federations' variables combine (render/shared.py): lists are unioned, maps merged, the
+# reference's single-workload example variables kept only when the repo holds one federation, and every
+# other variable must agree.
+LIST_VARIABLES = frozenset(
+    {
+        "federated_learning_cloud_storage_buckets_iam_bindings",
+        "federated_learning_external_services_allowed_namespaces",
+        "federated_learning_tenant_names",
+    }
+)
+MAP_VARIABLES = frozenset({"federated_learning_cloud_storage_buckets"})
+EXAMPLE_VARIABLES = frozenset(
+    {
+        "federated_learning_nvidia_flare_tff_example_bucket_name",
+        "federated_learning_nvidia_flare_tff_example_container_image_tag",
+        "federated_learning_nvidia_flare_tff_example_localized_container_image_id",
+        "federated_learning_nvidia_flare_tff_example_tenant_name",
+        "federated_learning_nvidia_flare_tff_example_workload_to_deploy",
+    }
+)
+
+
 def _image_parts(image: str) -> tuple[str, str]:
     name, _, digest = image.partition("@")
     last = name.rsplit("/", 1)[-1]

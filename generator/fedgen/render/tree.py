@@ -1,26 +1,15 @@
-"""Assemble every file a render writes: pure data in, {repo path: bytes} out."""
+"""Assemble the files a federation owns: pure data in, {repo path: bytes} out."""
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from fedgen.render import mesh, server, tenant
-from fedgen.render import argocd
-from fedgen.render.gitops import kustomization, root_sync
-from fedgen.render.layout import (
-    bootstrap_dir,
-    cluster_dir,
-    ingress_dir,
-    server_base_dir,
-    tenant_base_dir,
-    tenant_overlay_dir,
-    tfvars_path,
-)
-from fedgen.render.serialize import dump_documents, dump_json, dump_yaml
-from fedgen.render.tfvars import tfvars
+from fedgen.render.gitops import folder_files, kustomization
+from fedgen.render.layout import ingress_dir, server_base_dir, tenant_base_dir, tenant_overlay_dir
+from fedgen.render.serialize import dump_yaml
 from fedgen.spec.model import Federation
 
 SEALED_SECRET_FILE = "sealed-secret.yaml"
@@ -43,17 +32,12 @@ def _rel(from_dir: str, to_dir: str) -> str:
     return posixpath.relpath(to_dir, from_dir)
 
 
-def _folder(files: dict[str, bytes], folder: str, objects: Mapping[str, list[dict[str, Any]]], spec_name: str, **extra: Any) -> None:
-    for name, objs in objects.items():
-        files[f"{folder}/{name}"] = dump_documents(objs, spec_name=spec_name)
-    files[f"{folder}/kustomization.yaml"] = dump_yaml(kustomization(list(objects), **extra), spec_name=spec_name)
-
-
 def render_tree(inp: RenderInput) -> dict[str, bytes]:
+    """The files this federation owns alone; shared.py makes the files several federations feed."""
     fed, spec_name = inp.federation, inp.spec_name
     files: dict[str, bytes] = {}
 
-    _folder(files, tenant_base_dir(fed.server.tenant), tenant.tenant_objects(fed.server.tenant), spec_name)
+    files.update(folder_files(tenant_base_dir(fed.server.tenant), tenant.tenant_objects(fed.server.tenant), spec_name))
 
     configmaps = server.kit_configmaps(fed, inp.server_kit)
     digest = server.kit_digest(configmaps, inp.sealed_key)
@@ -70,7 +54,7 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
     else:
         server_objects["authorization-policies.yaml"] = server.gateway_only_authorization(fed)
         server_objects["network-policy.yaml"] = [server.gateway_only_network_policy(fed)]
-    _folder(files, server_base_dir(fed), server_objects, spec_name)
+    files.update(folder_files(server_base_dir(fed), server_objects, spec_name))
 
     overlay = tenant_overlay_dir(fed)
     files[f"{overlay}/kustomization.yaml"] = dump_yaml(
@@ -81,24 +65,6 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
         spec_name=spec_name,
     )
 
-    cdir = cluster_dir(fed.server.cluster)
-    resources = [_rel(cdir, overlay)]
     if not server.is_bypass(fed):
-        _folder(files, ingress_dir(fed), mesh.ingress_objects(fed), spec_name)
-        resources.append(_rel(cdir, ingress_dir(fed)))
-    files[f"{cdir}/kustomization.yaml"] = dump_yaml(kustomization(resources), spec_name=spec_name)
-    _bootstrap(files, fed, spec_name)
-
-    files[tfvars_path(fed)] = dump_json(tfvars(fed))
+        files.update(folder_files(ingress_dir(fed), mesh.ingress_objects(fed), spec_name))
     return files
-
-
-def _bootstrap(files: dict[str, bytes], fed: Federation, spec_name: str) -> None:
-    """What the operator applies once per cluster to point the GitOps engine at the sync root."""
-    folder = bootstrap_dir(fed.server.cluster)
-    if fed.gitops.engine == "config-sync":
-        _folder(files, folder, {"root-sync.yaml": [root_sync(fed, fed.server.cluster)]}, spec_name)
-        return
-    apps = f"{folder}/apps"
-    _folder(files, apps, {"application.yaml": [argocd.sync_root_application(fed)], "app-project.yaml": [argocd.app_project(fed)]}, spec_name)
-    _folder(files, folder, {"root-application.yaml": [argocd.root_application(fed, apps)]}, spec_name)

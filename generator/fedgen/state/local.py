@@ -25,7 +25,10 @@ class LocalStore:
 
     def _ensure_dir(self) -> None:
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Every folder fedgen creates on the way is owner-only too (mkdir(parents=True) would use the umask).
+            for folder in reversed([self.path, *self.path.parents]):
+                if not folder.exists():
+                    folder.mkdir(mode=0o700)
             os.chmod(self.path, 0o700)
         except OSError as exc:
             raise ExternalError(f"state folder {self.path}: {exc.strerror}") from None

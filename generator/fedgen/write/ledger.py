@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fedgen.errors import InputError
 
@@ -27,26 +28,29 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def ledger_bytes(federation: str, spec_name: str, files: Mapping[str, bytes]) -> bytes:
+def ledger_bytes(federation: str, spec_name: str, files: Mapping[str, bytes], shared: Iterable[str], contribution: Mapping[str, Any]) -> bytes:
+    """files: owned alone (with digests, so drift is visible without the state); shared: files this
+    federation feeds together with others; contribution: what it feeds them (see render/shared.py)."""
     doc = {
         "federation": federation,
         "spec": spec_name,
         "files": {path: digest(data) for path, data in sorted(files.items())},
+        "shared": sorted(shared),
+        "contribution": contribution,
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
-def read_ledgers(repo: Path) -> dict[str, dict[str, object]]:
+def read_ledgers(repo: Path) -> dict[str, dict[str, Any]]:
     """federation name -> ledger document, for every federation rendered into this repo."""
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     folder = repo / OWNED_DIR
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
         try:
             doc = json.loads(path.read_text())
-            files = doc["files"]
-            if not isinstance(files, dict):
+            if not isinstance(doc["files"], dict) or not isinstance(doc.get("shared", []), list):
                 raise TypeError
         except (OSError, ValueError, KeyError, TypeError):
             raise InputError(f"{path.relative_to(repo)}: not a fedgen ownership record; restore it from git") from None

@@ -1,0 +1,162 @@
+"""Files several federations of one repository contribute to: each cluster's sync root kustomization,
+its bootstrap objects, and the Terraform variables.
+
+Each render records its contribution in its ledger (.fedgen/owned/<federation>.json), so the shared files
+can be recomputed from every federation's record, by any render or by `fedgen remove`, without the other
+specs or their state. Two federations that would collide (one tenant, one server name, one gateway port
+on a cluster; different GitOps settings for one cluster; different platform variables) are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fedgen.errors import InputError
+from fedgen.render import argocd
+from fedgen.render.gitops import folder_files, kustomization, root_sync
+from fedgen.render.layout import bootstrap_dir, cluster_dir, ingress_dir, tenant_overlay_dir
+from fedgen.render.serialize import dump_json, dump_yaml
+from fedgen.render.tfvars import EXAMPLE_VARIABLES, LIST_VARIABLES, MAP_VARIABLES, tfvars
+from fedgen.spec.model import Federation
+
+TFVARS_PATH = "terraform/fedgen.auto.tfvars.json"
+
+
+@dataclass(frozen=True)
+class Contribution:
+    federation: str
+    spec: str
+    cluster: str
+    tenant: str
+    server: str
+    resources: tuple[str, ...]  # folders the cluster's sync root includes, relative to it
+    namespaces: tuple[str, ...]  # namespaces the federation's objects live in
+    gateway_ports: tuple[int, ...]  # ports taken on the shared ingress gateway (passthrough mode)
+    gitops: dict[str, str]
+    tfvars: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Contribution:
+        return cls(
+            federation=str(doc["federation"]),
+            spec=str(doc["spec"]),
+            cluster=str(doc["cluster"]),
+            tenant=str(doc["tenant"]),
+            server=str(doc["server"]),
+            resources=tuple(doc["resources"]),
+            namespaces=tuple(doc["namespaces"]),
+            gateway_ports=tuple(int(p) for p in doc["gateway_ports"]),
+            gitops={str(k): str(v) for k, v in doc["gitops"].items()},
+            tfvars=dict(doc["tfvars"]),
+        )
+
+
+def contribution(fed: Federation, spec_name: str) -> Contribution:
+    cdir = cluster_dir(fed.server.cluster)
+    gateway = fed.server.exposure == "gateway"
+    resources = [posixpath.relpath(tenant_overlay_dir(fed), cdir)]
+    if gateway:
+        resources.append(posixpath.relpath(ingress_dir(fed), cdir))
+    gitops = {k: v for k, v in asdict(fed.gitops).items() if v is not None}
+    return Contribution(
+        federation=fed.name,
+        spec=spec_name,
+        cluster=fed.server.cluster,
+        tenant=fed.server.tenant,
+        server=fed.server.name,
+        resources=tuple(sorted(resources)),
+        namespaces=tuple(sorted({fed.server.tenant} | ({"istio-ingress"} if gateway else set()))),
+        gateway_ports=(fed.server.fl_port, fed.server.admin_port) if gateway else (),
+        gitops=gitops,
+        tfvars=tfvars(fed),
+    )
+
+
+def _conflict(a: Contribution, b: Contribution, what: str) -> InputError:
+    return InputError(f"federations {a.federation!r} ({a.spec}) and {b.federation!r} ({b.spec}) {what}")
+
+
+def _check_cluster(members: list[Contribution]) -> None:
+    for i, a in enumerate(members):
+        for b in members[i + 1 :]:
+            if a.tenant == b.tenant:
+                raise _conflict(a, b, f"both use tenant {a.tenant!r} on cluster {a.cluster!r}; give each its own tenant")
+            if a.server == b.server:
+                raise _conflict(a, b, f"both name their server {a.server!r} on cluster {a.cluster!r}")
+            shared_ports = sorted(set(a.gateway_ports) & set(b.gateway_ports))
+            if shared_ports:
+                raise _conflict(a, b, f"both need ingress gateway port(s) {shared_ports} on cluster {a.cluster!r}; change server.ports of one")
+            if a.gitops != b.gitops:
+                raise _conflict(a, b, f"disagree on spec.gitops for cluster {a.cluster!r} (one sync root has one source)")
+
+
+def _merge_tfvars(members: list[Contribution]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    owner: dict[str, Contribution] = {}
+    for c in members:
+        for name, value in c.tfvars.items():
+            if name in EXAMPLE_VARIABLES and len(members) > 1:
+                continue  # the reference's single-workload example variables describe one federation only
+            if name in LIST_VARIABLES:
+                items = {json.dumps(v, sort_keys=True): v for v in merged.get(name, []) + list(value)}
+                merged[name] = [items[k] for k in sorted(items)]
+            elif name in MAP_VARIABLES:
+                target = merged.setdefault(name, {})
+                for key, item in value.items():
+                    if key in target and target[key] != item:
+                        raise _conflict(owner[name], c, f"define {name}[{key!r}] differently")
+                    target[key] = item
+                owner.setdefault(name, c)
+            elif name in merged and merged[name] != value:
+                raise _conflict(owner[name], c, f"set Terraform variable {name} to {merged[name]!r} and {value!r}; render them into separate repositories")
+            else:
+                merged[name] = value
+                owner.setdefault(name, c)
+    return dict(sorted(merged.items()))
+
+
+def shared_files(contributions: Iterable[Contribution]) -> dict[str, bytes]:
+    members = sorted(contributions, key=lambda c: c.federation)
+    files: dict[str, bytes] = {}
+    if not members:
+        return files
+    by_cluster: dict[str, list[Contribution]] = defaultdict(list)
+    for c in members:
+        by_cluster[c.cluster].append(c)
+    for cluster, group in sorted(by_cluster.items()):
+        _check_cluster(group)
+        specs = ", ".join(sorted({c.spec for c in group}))
+        resources = sorted({r for c in group for r in c.resources})
+        files[f"{cluster_dir(cluster)}/kustomization.yaml"] = dump_yaml(kustomization(resources), spec_name=specs)
+        files.update(_bootstrap(cluster, group, specs))
+    files[TFVARS_PATH] = dump_json(_merge_tfvars(members))
+    return files
+
+
+def _bootstrap(cluster: str, group: list[Contribution], specs: str) -> dict[str, bytes]:
+    """What the operator applies once per cluster to point the GitOps engine at the sync root."""
+    gitops = group[0].gitops
+    folder = bootstrap_dir(cluster)
+    out: dict[str, bytes] = {}
+    objects: dict[str, list[dict[str, Any]]]
+    if gitops["engine"] == "config-sync":
+        objects = {"root-sync.yaml": [root_sync(gitops, cluster)]}
+    else:
+        apps = f"{folder}/apps"
+        namespaces = sorted({ns for c in group for ns in c.namespaces})
+        apps_objects = {
+            "application.yaml": [argocd.sync_root_application(gitops, cluster)],
+            "app-project.yaml": [argocd.app_project(gitops, cluster, namespaces)],
+        }
+        out.update(folder_files(apps, apps_objects, specs))
+        objects = {"root-application.yaml": [argocd.root_application(gitops, cluster, apps)]}
+    out.update(folder_files(folder, objects, specs))
+    return out
