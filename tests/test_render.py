@@ -311,7 +311,7 @@ def test_development_sealing_key_warns(write_spec: SpecWriter) -> None:
     spec = write_spec(lambda d: d["spec"].pop("sealing"))
     result = _render(spec)
     assert result.exit_code == 0, result.output
-    assert "warning: no sealing certificate in the spec" in result.stderr
+    assert "warning: no sealing certificate for cluster gke-eu" in result.stderr
     state = _state(spec.parent.parent)
     assert "BEGIN" in state["sealing"]["certificate"]
 

@@ -6,22 +6,16 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from fedgen.errors import InputError
+from fedgen.render import site as site_render
 from fedgen.render.layout import key_secret_name
-from fedgen.render.shared import contribution
+from fedgen.render.shared import contributions
 from fedgen.render.tree import RenderInput, render_tree, sealed_secret_path
+from fedgen.sealing import SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
 from fedgen.state import StateDocument, open_store
 from fedgen.write import Plan, apply_plan, make_plan, recover, removal_plan
-
-DEV_SEALING_WARNING = (
-    "no sealing certificate in the spec: sealed with a development key kept in the state, which no cluster "
-    "can unseal. Fetch the controller's certificate with `kubeseal --fetch-cert > keys/sealed-secrets.pem` "
-    "and set spec.sealing.certificate"
-)
-
 
 @dataclass(frozen=True)
 class RenderResult:
@@ -71,23 +65,21 @@ def render(
         document = store.load()
         if document.project not in (None, fed.name):
             raise InputError(f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one")
-        result = provision(fed, _forget_certificates(document, reissue, new_root_ca), kits_for=[fed.server.name])
-        new_doc = replace(result.document, project=fed.name)
-        warnings: list[str] = []
-        server_kit = {path: f.data for path, f in result.kits[fed.server.name].items()}
-        encrypted, new_doc = _seal_server_key(fed, repo, new_doc, server_kit["startup/server.key"], warnings)
+        kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
+        result = provision(fed, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
+        kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}
+        encrypted, new_doc, warnings = seal_all(repo, replace(result.document, project=fed.name), _secrets(fed, kits))
         files = render_tree(
             RenderInput(
                 federation=fed,
                 spec_name=spec_name,
-                server_kit=server_kit,
-                sealed_key=encrypted,
-                sealing_scope=fed.sealing.scope,
+                kits=kits,
+                sealed=encrypted,
             )
         )
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")
-        plan = make_plan(repo, fed.name, spec_name, files, contribution(fed, spec_name))
+        plan = make_plan(repo, fed.name, spec_name, files, contributions(fed, spec_name))
         written = False
         if not check:
             if new_doc.to_bytes() != document.to_bytes():
@@ -119,53 +111,30 @@ def _forget_certificates(document: StateDocument, names: Collection[str], new_ro
     return replace(document, participants={k: v for k, v in document.participants.items() if k not in names})
 
 
-def sealing_certificate(fed: Federation, document: StateDocument, warnings: list[str]) -> tuple[Any, StateDocument]:
-    """The controller's certificate from the spec, or the development pair kept in the state."""
-    from fedgen.seal import generate_development_keypair, load_certificate
-
-    if fed.sealing.certificate is not None:
-        pem = fed.sealing.certificate.read_bytes()
-        return load_certificate(pem, origin=str(fed.sealing.certificate)), document
-    warnings.append(DEV_SEALING_WARNING)
-    if "certificate" not in document.sealing:
-        key_pem, cert_pem = generate_development_keypair()
-        document = replace(document, sealing={"private_key": key_pem.decode(), "certificate": cert_pem.decode()})
-    return load_certificate(document.sealing["certificate"].encode(), origin="development sealing certificate"), document
-
-
-def _previous_encrypted(repo: Path, path: str) -> dict[str, str]:
-    """encryptedData of the SealedSecret currently in the repo (empty when absent or unreadable)."""
-    from ruamel.yaml import YAML
-
-    full = repo / path
-    if not full.is_file():
-        return {}
-    try:
-        for doc in YAML(typ="safe", pure=True).load_all(full.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") == "SealedSecret":
-                data = doc.get("spec", {}).get("encryptedData", {})
-                return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    except Exception:  # an unreadable file is simply re-sealed
-        return {}
-    return {}
-
-
-def _seal_server_key(fed: Federation, repo: Path, document: StateDocument, key: bytes, warnings: list[str]) -> tuple[dict[str, str], StateDocument]:
-    from fedgen.seal import seal_data
-
-    cert, document = sealing_certificate(fed, document, warnings)
-    namespace, name = fed.server.tenant, key_secret_name(fed)
-    prefix = f"{namespace}/{name}/"
-    records = {k[len(prefix) :]: v for k, v in document.sealed.items() if k.startswith(prefix)}
-    encrypted, new_records = seal_data(
-        cert,
-        {"server.key": key},
-        namespace=namespace,
-        name=name,
-        scope=fed.sealing.scope,
-        previous=_previous_encrypted(repo, sealed_secret_path(fed)),
-        records=records,
-    )
-    # Only the current server key is sealed: records of a renamed tenant or server go away with it.
-    sealed = {prefix + k: dict(v) for k, v in sorted(new_records.items())}
-    return encrypted, replace(document, sealed=sealed)
+def _secrets(fed: Federation, kits: dict[str, dict[str, bytes]]) -> list[SecretToSeal]:
+    """The server key for the server cluster, and each site cluster's client key for that cluster."""
+    out = [
+        SecretToSeal(
+            namespace=fed.server.tenant,
+            name=key_secret_name(fed),
+            data={"server.key": kits[fed.server.name]["startup/server.key"]},
+            certificate=fed.sealing.certificate,
+            cluster=fed.server.cluster,
+            scope=fed.sealing.scope,
+            repo_path=sealed_secret_path(fed),
+        )
+    ]
+    for s in fed.cluster_sites:
+        assert s.cluster is not None
+        out.append(
+            SecretToSeal(
+                namespace=s.namespace,
+                name=site_render.key_secret_name(s),
+                data={"client.key": kits[s.name][site_render.CLIENT_KEY]},
+                certificate=fed.cluster(s.cluster).sealing_certificate,
+                cluster=s.cluster,
+                scope=fed.sealing.scope,
+                repo_path=f"{site_render.site_dir(s)}/sealed-secret.yaml",
+            )
+        )
+    return out

@@ -19,25 +19,34 @@ from typing import Any
 from fedgen.errors import InputError
 from fedgen.render import argocd
 from fedgen.render.gitops import folder_files, kustomization, root_sync
-from fedgen.render.layout import bootstrap_dir, cluster_dir, ingress_dir, tenant_overlay_dir
+from fedgen.render.layout import GATEWAY_NAMESPACE, bootstrap_dir, cluster_dir, ingress_dir, tenant_overlay_dir
+from fedgen.render.site import site_dir
 from fedgen.render.serialize import dump_json, dump_yaml
-from fedgen.render.tfvars import EXAMPLE_VARIABLES, LIST_VARIABLES, MAP_VARIABLES, tfvars
+from fedgen.render.tfvars import EXAMPLE_VARIABLES, LIST_VARIABLES, MAP_VARIABLES, site_cluster_tfvars, tfvars
 from fedgen.spec.model import Federation
 
 TFVARS_PATH = "terraform/fedgen.auto.tfvars.json"
 
 
+def site_tfvars_path(cluster: str) -> str:
+    """A site cluster is its own platform, so its variables go to a Terraform folder of its own."""
+    return f"terraform/sites/{cluster}/fedgen.auto.tfvars.json"
+
+
 @dataclass(frozen=True)
 class Contribution:
+    """What one federation feeds into one cluster's shared files (one per cluster it uses)."""
+
     federation: str
     spec: str
     cluster: str
-    tenant: str
-    server: str
+    tenant: str  # the server's tenant; empty on site clusters
+    server: str  # the server's name; empty on site clusters
     resources: tuple[str, ...]  # folders the cluster's sync root includes, relative to it
-    namespaces: tuple[str, ...]  # namespaces the federation's objects live in
+    namespaces: tuple[str, ...]  # namespaces the federation's objects live in on this cluster
     gateway_ports: tuple[int, ...]  # ports taken on the shared ingress gateway (passthrough mode)
     gitops: dict[str, str]
+    tfvars_file: str
     tfvars: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
@@ -55,29 +64,52 @@ class Contribution:
             namespaces=tuple(doc["namespaces"]),
             gateway_ports=tuple(int(p) for p in doc["gateway_ports"]),
             gitops={str(k): str(v) for k, v in doc["gitops"].items()},
+            tfvars_file=str(doc["tfvars_file"]),
             tfvars=dict(doc["tfvars"]),
         )
 
 
-def contribution(fed: Federation, spec_name: str) -> Contribution:
+def contributions(fed: Federation, spec_name: str) -> list[Contribution]:
+    """The server cluster's contribution, then one per site cluster."""
     cdir = cluster_dir(fed.server.cluster)
     gateway = fed.server.exposure == "gateway"
     resources = [posixpath.relpath(tenant_overlay_dir(fed), cdir)]
     if gateway:
         resources.append(posixpath.relpath(ingress_dir(fed), cdir))
     gitops = {k: v for k, v in asdict(fed.gitops).items() if v is not None}
-    return Contribution(
-        federation=fed.name,
-        spec=spec_name,
-        cluster=fed.server.cluster,
-        tenant=fed.server.tenant,
-        server=fed.server.name,
-        resources=tuple(sorted(resources)),
-        namespaces=tuple(sorted({fed.server.tenant} | ({"istio-ingress"} if gateway else set()))),
-        gateway_ports=(fed.server.fl_port, fed.server.admin_port) if gateway else (),
-        gitops=gitops,
-        tfvars=tfvars(fed),
-    )
+    out = [
+        Contribution(
+            federation=fed.name,
+            spec=spec_name,
+            cluster=fed.server.cluster,
+            tenant=fed.server.tenant,
+            server=fed.server.name,
+            resources=tuple(sorted(resources)),
+            namespaces=tuple(sorted({fed.server.tenant} | ({GATEWAY_NAMESPACE} if gateway else set()))),
+            gateway_ports=(fed.server.fl_port, fed.server.admin_port) if gateway else (),
+            gitops=gitops,
+            tfvars_file=TFVARS_PATH,
+            tfvars=tfvars(fed),
+        )
+    ]
+    for cluster in sorted({s.cluster for s in fed.cluster_sites if s.cluster}):
+        sites = [s for s in fed.cluster_sites if s.cluster == cluster]
+        out.append(
+            Contribution(
+                federation=fed.name,
+                spec=spec_name,
+                cluster=cluster,
+                tenant="",
+                server="",
+                resources=tuple(sorted(posixpath.relpath(site_dir(s), cluster_dir(cluster)) for s in sites)),
+                namespaces=tuple(sorted(s.namespace for s in sites)),
+                gateway_ports=(),
+                gitops=gitops,
+                tfvars_file=site_tfvars_path(cluster),
+                tfvars=site_cluster_tfvars(fed, cluster),
+            )
+        )
+    return out
 
 
 def _conflict(a: Contribution, b: Contribution, what: str) -> InputError:
@@ -87,10 +119,13 @@ def _conflict(a: Contribution, b: Contribution, what: str) -> InputError:
 def _check_cluster(members: list[Contribution]) -> None:
     for i, a in enumerate(members):
         for b in members[i + 1 :]:
-            if a.tenant == b.tenant:
+            if a.tenant and a.tenant == b.tenant:
                 raise _conflict(a, b, f"both use tenant {a.tenant!r} on cluster {a.cluster!r}; give each its own tenant")
-            if a.server == b.server:
+            if a.server and a.server == b.server:
                 raise _conflict(a, b, f"both name their server {a.server!r} on cluster {a.cluster!r}")
+            namespaces = sorted((set(a.namespaces) & set(b.namespaces)) - {GATEWAY_NAMESPACE})
+            if namespaces:
+                raise _conflict(a, b, f"both use namespace(s) {namespaces} on cluster {a.cluster!r}")
             shared_ports = sorted(set(a.gateway_ports) & set(b.gateway_ports))
             if shared_ports:
                 raise _conflict(a, b, f"both need ingress gateway port(s) {shared_ports} on cluster {a.cluster!r}; change server.ports of one")
@@ -101,9 +136,10 @@ def _check_cluster(members: list[Contribution]) -> None:
 def _merge_tfvars(members: list[Contribution]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     owner: dict[str, Contribution] = {}
+    federations = {c.federation for c in members}
     for c in members:
         for name, value in c.tfvars.items():
-            if name in EXAMPLE_VARIABLES and len(members) > 1:
+            if name in EXAMPLE_VARIABLES and len(federations) > 1:
                 continue  # the reference's single-workload example variables describe one federation only
             if name in LIST_VARIABLES:
                 items = {json.dumps(v, sort_keys=True): v for v in merged.get(name, []) + list(value)}
@@ -137,7 +173,11 @@ def shared_files(contributions: Iterable[Contribution]) -> dict[str, bytes]:
         resources = sorted({r for c in group for r in c.resources})
         files[f"{cluster_dir(cluster)}/kustomization.yaml"] = dump_yaml(kustomization(resources), spec_name=specs)
         files.update(_bootstrap(cluster, group, specs))
-    files[TFVARS_PATH] = dump_json(_merge_tfvars(members))
+    by_tfvars: dict[str, list[Contribution]] = defaultdict(list)
+    for c in members:
+        by_tfvars[c.tfvars_file].append(c)
+    for path, group in sorted(by_tfvars.items()):
+        files[path] = dump_json(_merge_tfvars(group))
     return files
 
 

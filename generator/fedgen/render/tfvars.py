@@ -68,3 +68,17 @@ def tfvars(fed: Federation) -> dict[str, Any]:
         "platform_name": fed.platform.platform_name,
         "resource_name_prefix": fed.platform.resource_name_prefix,
     }
+
+
+def site_cluster_tfvars(fed: Federation, cluster_name: str) -> dict[str, Any]:
+    """A site cluster's own platform: its project, region and the sites' namespaces as tenants."""
+    cluster = fed.cluster(cluster_name)
+    return {
+        "configmanagement_sync_branch": fed.gitops.revision,
+        "configmanagement_sync_repo": fed.gitops.repo,
+        "federated_learning_tenant_names": sorted(s.namespace for s in fed.cluster_sites if s.cluster == cluster_name),
+        "platform_default_project_id": cluster.project_id,
+        "platform_default_region": cluster.region,
+        "platform_name": fed.platform.platform_name,
+        "resource_name_prefix": fed.platform.resource_name_prefix,
+    }

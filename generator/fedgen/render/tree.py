@@ -6,9 +6,10 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fedgen.render import mesh, server, tenant
+from fedgen.render import mesh, server, site, tenant
 from fedgen.render.gitops import folder_files, kustomization
-from fedgen.render.layout import ingress_dir, server_base_dir, tenant_base_dir, tenant_overlay_dir
+from fedgen.render.layout import MANAGED_BY, ingress_dir, key_secret_name, server_base_dir, tenant_base_dir, tenant_overlay_dir
+from fedgen.seal import sealed_secret_manifest
 from fedgen.render.serialize import dump_yaml
 from fedgen.spec.model import Federation
 
@@ -19,9 +20,10 @@ SEALED_SECRET_FILE = "sealed-secret.yaml"
 class RenderInput:
     federation: Federation
     spec_name: str  # the spec's path relative to the repo, named in every header
-    server_kit: Mapping[str, bytes]  # kit-relative path -> bytes, private key included (only sealed output leaves)
-    sealed_key: Mapping[str, str]  # encryptedData of the server key SealedSecret
-    sealing_scope: str
+    # participant -> kit-relative path -> bytes, for the server and site-cluster sites; private keys
+    # included (only their sealed form leaves).
+    kits: Mapping[str, Mapping[str, bytes]]
+    sealed: Mapping[tuple[str, str], Mapping[str, str]]  # (namespace, name) -> encryptedData
 
 
 def sealed_secret_path(fed: Federation) -> str:
@@ -39,11 +41,12 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
 
     files.update(folder_files(tenant_base_dir(fed.server.tenant), tenant.tenant_objects(fed.server.tenant), spec_name))
 
-    configmaps = server.kit_configmaps(fed, inp.server_kit)
-    digest = server.kit_digest(configmaps, inp.sealed_key)
+    sealed_key = inp.sealed[(fed.server.tenant, key_secret_name(fed))]
+    configmaps = server.kit_configmaps(fed, inp.kits[fed.server.name])
+    digest = server.kit_digest(configmaps, sealed_key)
     server_objects = {
         "configmaps.yaml": configmaps,
-        SEALED_SECRET_FILE: [server.sealed_key_manifest(fed, inp.sealed_key, inp.sealing_scope)],
+        SEALED_SECRET_FILE: [server.sealed_key_manifest(fed, sealed_key, fed.sealing.scope)],
         "service.yaml": [server.service(fed)],
         "deployment.yaml": [server.deployment(fed, digest=digest)],
         "destination-rule.yaml": [server.destination_rule(fed)],
@@ -67,4 +70,10 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
 
     if not server.is_bypass(fed):
         files.update(folder_files(ingress_dir(fed), mesh.ingress_objects(fed), spec_name))
+    for s in fed.cluster_sites:
+        encrypted = inp.sealed[(s.namespace, site.key_secret_name(s))]
+        sealed = sealed_secret_manifest(
+            name=site.key_secret_name(s), namespace=s.namespace, scope=fed.sealing.scope, encrypted_data=encrypted, labels=dict(MANAGED_BY)
+        )
+        files.update(folder_files(site.site_dir(s), site.site_objects(fed, s, inp.kits[s.name], sealed), spec_name))
     return files

@@ -60,6 +60,7 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
         host_names=tuple(str(h) for h in s.get("hostNames", [s["name"]])),
         exposure=str(s.get("exposure", "gateway")),
         load_balancer_source_ranges=tuple(sorted(str(c) for c in s.get("loadBalancerSourceRanges", []))),
+        external_address=_opt(s.get("externalAddress")),
     )
     g = spec["gitops"]
     gitops = GitOps(
@@ -90,13 +91,19 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
         gitops=gitops,
         sealing=sealing,
         clusters=tuple(
-            Cluster(name=str(c["name"]), project_id=str(c["projectId"]), region=str(c["region"]), project_number=_opt(c.get("projectNumber")))
+            Cluster(
+                name=str(c["name"]),
+                project_id=str(c["projectId"]),
+                region=str(c["region"]),
+                project_number=_opt(c.get("projectNumber")),
+                sealing_certificate=(spec_dir / str(c["sealing"]["certificate"])).resolve() if "sealing" in c else None,
+            )
             for c in spec["clusters"]
         ),
         platform=platform,
         workspace=Workspace(bucket=str(spec["workspace"]["bucket"]), bucket_name=bucket_name),
         server=server,
-        sites=tuple(Site(name=str(x["name"]), org=str(x["org"])) for x in spec["sites"]),
+        sites=tuple(Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster"))) for x in spec["sites"]),
         admins=tuple(Admin(name=str(x["name"]), org=str(x["org"]), role=str(x["role"])) for x in spec["admins"]),
         spec_path=spec_path,
         node_pool_machine_type=str(p.get("nodePoolMachineType", "n4-standard-8")),

@@ -19,6 +19,7 @@ class Cluster:
     project_id: str
     region: str
     project_number: str | None = None
+    sealing_certificate: Path | None = None  # site clusters: their own controller's certificate
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Server:
     host_names: tuple[str, ...]
     exposure: str  # gateway | loadbalancer
     load_balancer_source_ranges: tuple[str, ...]
+    external_address: str | None = None
 
     @property
     def default_host(self) -> str:
@@ -47,6 +49,11 @@ class Server:
 class Site:
     name: str
     org: str
+    cluster: str | None = None  # runs its client from the repo on this cluster, instead of a bundle
+
+    @property
+    def namespace(self) -> str:
+        return f"nvflare-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,13 @@ class Federation:
     @property
     def server_cluster(self) -> Cluster:
         return next(c for c in self.clusters if c.name == self.server.cluster)
+
+    def cluster(self, name: str) -> Cluster:
+        return next(c for c in self.clusters if c.name == name)
+
+    @property
+    def cluster_sites(self) -> tuple[Site, ...]:
+        return tuple(s for s in self.sites if s.cluster)
 
     @property
     def participant_names(self) -> tuple[str, ...]:

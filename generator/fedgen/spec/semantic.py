@@ -99,6 +99,13 @@ def _references(spec: dict[str, Any]) -> Iterator[Problem]:
     clusters = [c["name"] for c in spec["clusters"]]
     if spec["server"]["cluster"] not in clusters:
         yield (["spec", "server", "cluster"], f"server.cluster {spec['server']['cluster']!r} is not in spec.clusters (known: {', '.join(clusters)})", False)
+    for i, site in enumerate(spec["sites"]):
+        if "cluster" not in site:
+            continue
+        if site["cluster"] not in clusters:
+            yield (["spec", "sites", i, "cluster"], f"sites[{i}].cluster {site['cluster']!r} is not in spec.clusters (known: {', '.join(clusters)})", False)
+        elif site["cluster"] == spec["server"]["cluster"]:
+            yield (["spec", "sites", i, "cluster"], f"site {site['name']!r} cannot run on the server's cluster {site['cluster']!r}; give it its own cluster or use a bundle", False)
     gitops = spec["gitops"]
     auth = gitops.get("auth", "none")
     if auth in ("ssh", "cookiefile", "token", "githubapp") and "secretRef" not in gitops:
@@ -125,11 +132,22 @@ def _server(spec: dict[str, Any]) -> Iterator[Problem]:
     hosts = server.get("hostNames", [])
     if len(set(hosts)) != len(hosts):
         yield (["spec", "server", "hostNames"], "hostNames lists a name twice", False)
+    address = server.get("externalAddress")
+    if address is not None and not (_is_ip(address) or HOST_NAME.match(address)):
+        yield (["spec", "server", "externalAddress"], f"externalAddress {address!r} is neither an IP address nor a DNS host name", False)
     for i, cidr in enumerate(server.get("loadBalancerSourceRanges", [])):
         try:
             ipaddress.ip_network(cidr, strict=True)
         except ValueError as exc:
             yield (["spec", "server", "loadBalancerSourceRanges", i], f"{cidr!r} is not a CIDR ({exc})", False)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _workspace(spec: dict[str, Any]) -> Iterator[Problem]:
@@ -180,10 +198,15 @@ def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:
 
 
 def _sealing(spec: dict[str, Any], spec_dir: Path, now: datetime) -> Iterator[Problem]:
-    cert = spec.get("sealing", {}).get("certificate")
-    if cert is None:
-        return
-    path: Path_ = ["spec", "sealing", "certificate"]
+    certs: list[tuple[Path_, str]] = []
+    if "certificate" in spec.get("sealing", {}):
+        certs.append((["spec", "sealing", "certificate"], spec["sealing"]["certificate"]))
+    certs += [(["spec", "clusters", i, "sealing", "certificate"], c["sealing"]["certificate"]) for i, c in enumerate(spec["clusters"]) if "sealing" in c]
+    for path, cert in certs:
+        yield from _sealing_certificate(path, cert, spec_dir, now)
+
+
+def _sealing_certificate(path: Path_, cert: str, spec_dir: Path, now: datetime) -> Iterator[Problem]:
     cert_path = (spec_dir / cert).resolve()
     try:
         with cert_path.open("rb") as fh:

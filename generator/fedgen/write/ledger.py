@@ -28,15 +28,15 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def ledger_bytes(federation: str, spec_name: str, files: Mapping[str, bytes], shared: Iterable[str], contribution: Mapping[str, Any]) -> bytes:
+def ledger_bytes(federation: str, spec_name: str, files: Mapping[str, bytes], shared: Iterable[str], contributions: list[Mapping[str, Any]]) -> bytes:
     """files: owned alone (with digests, so drift is visible without the state); shared: files this
-    federation feeds together with others; contribution: what it feeds them (see render/shared.py)."""
+    federation feeds together with others; contributions: what it feeds them (see render/shared.py)."""
     doc = {
         "federation": federation,
         "spec": spec_name,
         "files": {path: digest(data) for path, data in sorted(files.items())},
         "shared": sorted(shared),
-        "contribution": contribution,
+        "contributions": contributions,
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 

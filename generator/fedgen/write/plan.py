@@ -50,7 +50,11 @@ def _read(repo: Path, path: str) -> bytes | None:
         raise InputError(f"{path}: a parent of this path is a file; move it away") from None
 
 
-def make_plan(repo: Path, federation: str, spec_name: str, owned: Mapping[str, bytes], contribution: Contribution) -> Plan:
+def _others(ledgers: Mapping[str, Mapping[str, object]], federation: str) -> list[Contribution]:
+    return [Contribution.from_json(c) for name, doc in ledgers.items() if name != federation for c in doc.get("contributions", [])]  # type: ignore[attr-defined]
+
+
+def make_plan(repo: Path, federation: str, spec_name: str, owned: Mapping[str, bytes], contributions: list[Contribution]) -> Plan:
     """The repo after rendering this federation: its own files, its ledger, and the shared files
     recomputed from every federation's contribution (its new one included).
 
@@ -58,10 +62,9 @@ def make_plan(repo: Path, federation: str, spec_name: str, owned: Mapping[str, b
     differs from what fedgen would write there.
     """
     ledgers = read_ledgers(repo)
-    others = [Contribution.from_json(doc["contribution"]) for name, doc in ledgers.items() if name != federation and "contribution" in doc]
-    shared = shared_files([*others, contribution])
+    shared = shared_files([*_others(ledgers, federation), *contributions])
     files = dict(owned)
-    files[ledger_path(federation)] = ledger_bytes(federation, spec_name, owned, shared, contribution.to_json())
+    files[ledger_path(federation)] = ledger_bytes(federation, spec_name, owned, shared, [c.to_json() for c in contributions])
     files[FEDGEN_GITIGNORE] = FEDGEN_GITIGNORE_TEXT
     files.update(shared)
     return _diff(repo, federation, ledgers, files, frozenset(shared))
@@ -73,8 +76,7 @@ def removal_plan(repo: Path, federation: str) -> Plan:
     if federation not in ledgers:
         known = ", ".join(sorted(ledgers)) or "none"
         raise InputError(f"no federation {federation!r} in {repo} (rendered here: {known})")
-    others = [Contribution.from_json(doc["contribution"]) for name, doc in ledgers.items() if name != federation and "contribution" in doc]
-    shared = shared_files(others)
+    shared = shared_files(_others(ledgers, federation))
     changes = list(_diff(repo, federation, ledgers, dict(shared), frozenset(shared)).changes)
     old = _read(repo, ledger_path(federation))
     if old is not None:

@@ -1,0 +1,103 @@
+"""A site running its client from the repo on its own cluster: its sync root, sealed key, egress."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from ruamel.yaml import YAML
+
+from fedgen.cli import main
+from fedgen.seal import generate_development_keypair
+from tests.support import kustomize_build, tool, tree_snapshot
+
+
+@pytest.fixture(scope="module")
+def site_cluster_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("site-sealing")
+    key, cert = generate_development_keypair(common_name="hospital-a-sealing")
+    (folder / "key.pem").write_bytes(key)
+    (folder / "cert.pem").write_bytes(cert)
+    return folder / "key.pem", folder / "cert.pem"
+
+
+def _with_site_cluster(d: dict[str, Any]) -> None:
+    d["spec"]["clusters"].append({"name": "gke-hosp-a", "projectId": "hosp-a-proj", "region": "europe-west1", "sealing": {"certificate": "hosp-a.pem"}})
+    d["spec"]["sites"][0]["cluster"] = "gke-hosp-a"
+    d["spec"]["server"]["externalAddress"] = "203.0.113.10"
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in YAML(typ="safe", pure=True).load_all(text) if d]
+
+
+def _unseal(sealed: Path, key: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [tool("kubeseal"), "--recovery-unseal", "--recovery-private-key", str(key), "-o", "json"],
+        input=sealed.read_bytes(),
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_site_cluster_gets_its_own_sync_root(write_spec: Callable[..., Path], site_cluster_keypair: tuple[Path, Path], sealing_keypair: tuple[Path, Path]) -> None:
+    spec = write_spec(_with_site_cluster)
+    shutil.copy(site_cluster_keypair[1], spec.parent / "hosp-a.pem")
+    repo = spec.parent.parent
+    result = CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    root = YAML(typ="safe", pure=True).load((repo / "clusters/gke-hosp-a/kustomization.yaml").read_text())
+    assert root["resources"] == ["sites/site-a"]
+    built = {(d["kind"], d["metadata"]["name"]): d for d in _docs(kustomize_build(repo / "clusters/gke-hosp-a"))}
+    assert set(built) == {
+        ("Namespace", "nvflare-site-a"),
+        ("ServiceAccount", "nvflare-client"),
+        ("ConfigMap", "nvflare-site-a-startup"),
+        ("ConfigMap", "nvflare-site-a-local"),
+        ("SealedSecret", "nvflare-site-a-key"),
+        ("Deployment", "nvflare-site-a"),
+        ("NetworkPolicy", "default-deny-all"),
+        ("NetworkPolicy", "allow-egress-dns"),
+        ("NetworkPolicy", "allow-egress-nvflare-server"),
+    }
+    pod = built[("Deployment", "nvflare-site-a")]["spec"]["template"]["spec"]
+    assert pod["hostAliases"] == [{"ip": "203.0.113.10", "hostnames": ["fl.genomics.example.org"]}]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    egress = built[("NetworkPolicy", "allow-egress-nvflare-server")]["spec"]["egress"]
+    assert egress == [{"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}], "ports": [{"protocol": "TCP", "port": 9102}]}]
+    fed_client = json.loads(built[("ConfigMap", "nvflare-site-a-startup")]["data"]["fed_client.json"])
+    assert fed_client["servers"][0]["service"]["target"] == "fl.genomics.example.org:9102"
+    # Sealed for the site cluster's controller only.
+    sealed = repo / "clusters/gke-hosp-a/sites/site-a/sealed-secret.yaml"
+    assert _unseal(sealed, sealing_keypair[0]).returncode != 0
+    unsealed = _unseal(sealed, site_cluster_keypair[0])
+    assert unsealed.returncode == 0, unsealed.stderr.decode()
+    key = serialization.load_pem_private_key(base64.b64decode(json.loads(unsealed.stdout)["data"]["client.key"]), password=None)
+    cert = x509.load_pem_x509_certificate(built[("ConfigMap", "nvflare-site-a-startup")]["data"]["client.crt"].encode())
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
+    assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "site-a"
+    bootstrap = _docs(kustomize_build(repo / "clusters/gke-hosp-a/bootstrap"))
+    assert bootstrap[0]["spec"]["git"]["dir"] == "clusters/gke-hosp-a"
+    tfvars = json.loads((repo / "terraform/sites/gke-hosp-a/fedgen.auto.tfvars.json").read_text())
+    assert tfvars["platform_default_project_id"] == "hosp-a-proj" and tfvars["federated_learning_tenant_names"] == ["nvflare-site-a"]
+    # The server cluster's sync root holds nothing of the site.
+    assert not any(d["metadata"].get("namespace") == "nvflare-site-a" for d in _docs(kustomize_build(repo / "clusters/gke-eu")))
+    # Dropping the site's cluster removes every file of it again.
+    write_spec()
+    assert CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)]).exit_code == 0
+    assert not any(p.startswith(("clusters/gke-hosp-a", "terraform/sites")) for p in tree_snapshot(repo))
+
+
+def test_site_on_the_server_cluster_is_refused(write_spec: Callable[..., Path]) -> None:
+    spec = write_spec(lambda d: d["spec"]["sites"][0].__setitem__("cluster", "gke-eu"))
+    result = CliRunner().invoke(main, ["render", str(spec), "--repo", str(spec.parent.parent)])
+    assert result.exit_code == 2 and "cannot run on the server's cluster" in result.stderr
