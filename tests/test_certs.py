@@ -87,5 +87,5 @@ def test_rotate_unknown_participant_is_exit_2(write_spec: Callable[..., Path]) -
     spec, repo = _rendered(write_spec)
     result = _run("rotate", str(spec), "site-z", "--repo", str(repo))
     assert result.exit_code == 2
-    assert "not a participant of genomics: site-z (known: flserver, site-a, site-b, lead@genomics.example.org)" in result.stderr
+    assert "not a participant fedgen issues keys for in genomics: site-z (known: flserver, site-a, site-b, lead@genomics.example.org)" in result.stderr
     assert _run("rotate", str(spec), "--repo", str(repo)).exit_code == 2

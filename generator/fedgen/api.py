@@ -56,9 +56,10 @@ def render(
         if done:
             notes.append(done)
     fed = load_federation(spec)
-    unknown = sorted(set(reissue) - set(fed.participant_names))
+    known = fed.provisioned.participant_names
+    unknown = sorted(set(reissue) - set(known))
     if unknown:
-        raise InputError(f"not a participant of {fed.name}: {', '.join(unknown)} (known: {', '.join(fed.participant_names)})")
+        raise InputError(f"not a participant fedgen issues keys for in {fed.name}: {', '.join(unknown)} (known: {', '.join(known)})")
     spec_name = spec_name_in_repo(spec, repo)
     store = open_store(state, repo, fed.name)
     with store.lock():
@@ -66,7 +67,7 @@ def render(
         if document.project not in (None, fed.name):
             raise InputError(f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one")
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
-        result = provision(fed, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
+        result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}
         encrypted, new_doc, warnings = seal_all(repo, replace(result.document, project=fed.name), _secrets(fed, kits))
         files = render_tree(

@@ -103,7 +103,10 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
         platform=platform,
         workspace=Workspace(bucket=str(spec["workspace"]["bucket"]), bucket_name=bucket_name),
         server=server,
-        sites=tuple(Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster"))) for x in spec["sites"]),
+        sites=tuple(
+            Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster")), enrollment=str(x.get("enrollment", "bundle")))
+            for x in spec["sites"]
+        ),
         admins=tuple(Admin(name=str(x["name"]), org=str(x["org"]), role=str(x["role"])) for x in spec["admins"]),
         spec_path=spec_path,
         node_pool_machine_type=str(p.get("nodePoolMachineType", "n4-standard-8")),

@@ -50,6 +50,7 @@ class Site:
     name: str
     org: str
     cluster: str | None = None  # runs its client from the repo on this cluster, instead of a bundle
+    enrollment: str = "bundle"  # bundle | request (the site keeps its own key; see fedgen enroll)
 
     @property
     def namespace(self) -> str:
@@ -117,6 +118,13 @@ class Federation:
     @property
     def cluster_sites(self) -> tuple[Site, ...]:
         return tuple(s for s in self.sites if s.cluster)
+
+    @property
+    def provisioned(self) -> Federation:
+        """The federation fedgen issues keys for: sites enrolling by request make their own."""
+        from dataclasses import replace
+
+        return replace(self, sites=tuple(s for s in self.sites if s.enrollment != "request"))
 
     @property
     def participant_names(self) -> tuple[str, ...]:

@@ -102,6 +102,9 @@ def _references(spec: dict[str, Any]) -> Iterator[Problem]:
     for i, site in enumerate(spec["sites"]):
         if "cluster" not in site:
             continue
+        if site.get("enrollment") == "request":
+            yield (["spec", "sites", i, "enrollment"], f"site {site['name']!r} enrolls by request (it keeps its key), so fedgen cannot deploy it on a cluster; drop one of cluster or enrollment", False)
+            continue
         if site["cluster"] not in clusters:
             yield (["spec", "sites", i, "cluster"], f"sites[{i}].cluster {site['cluster']!r} is not in spec.clusters (known: {', '.join(clusters)})", False)
         elif site["cluster"] == spec["server"]["cluster"]:

@@ -21,6 +21,8 @@ class StateDocument:
     sealing: the development sealing key pair, when the spec names no sealing certificate.
     sealed: per sealed value (namespace/name/key), digests of the plaintext, the certificate and the
         ciphertext, so unchanged secrets keep their ciphertext byte for byte.
+    enrolled: per site enrolled by request (fedgen enroll approve), its certificate and the digests of
+        the request and signed files. Never a key: those sites keep theirs.
     """
 
     project: str | None = None
@@ -28,6 +30,7 @@ class StateDocument:
     participants: dict[str, dict[str, Any]] = field(default_factory=dict)
     sealing: dict[str, str] = field(default_factory=dict)
     sealed: dict[str, dict[str, str]] = field(default_factory=dict)
+    enrolled: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -38,6 +41,8 @@ class StateDocument:
             "sealing": self.sealing,
             "sealed": self.sealed,
         }
+        if self.enrolled:  # absent until a site enrolls, so older states stay byte-identical
+            doc["enrolled"] = self.enrolled
         return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -54,4 +59,5 @@ class StateDocument:
             participants=dict(doc.get("participants") or {}),
             sealing=dict(doc.get("sealing") or {}),
             sealed=dict(doc.get("sealed") or {}),
+            enrolled=dict(doc.get("enrolled") or {}),
         )
