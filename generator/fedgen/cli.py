@@ -77,8 +77,9 @@ def main(debug: bool) -> None:
 @click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix. Default: <repo>/.fedgen/state/<federation> (git-ignored, owner-only).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the repo differs from what would be rendered.")
 @click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes.")
+@click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
 @handle_errors
-def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool) -> None:
+def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, force_unlock: bool) -> None:
     """Provision the federation's kits from the state and write the repo.
 
     \b
@@ -88,6 +89,8 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
     """
     from fedgen.api import render as do_render
 
+    if force_unlock:
+        unlock_first(spec, state, repo)
     result = do_render(spec=spec, repo=repo, state=state, check=check)
     if show_diff:
         for change in result.plan.changes:
@@ -102,6 +105,14 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
         _err(f"drift: the repo differs from the render ({summary}); run fedgen render {spec}")
         sys.exit(1)
     _err(f"done: {summary}")
+
+
+def unlock_first(spec: Path, state: str | None, repo: Path) -> None:
+    """--force-unlock: remove a stale lock of the spec's state before the command takes it."""
+    from fedgen.spec import load_federation
+    from fedgen.state.gcs import force_unlock
+
+    _err(f"note: {force_unlock(state, repo.resolve(), load_federation(spec).name).message}")
 
 
 def print_render_summary(result: RenderResult, *, final: bool = True) -> str:
@@ -159,3 +170,9 @@ from fedgen.cli_certs import certs, rotate  # noqa: E402  (commands in their own
 
 main.add_command(certs)
 main.add_command(rotate)
+
+from fedgen.cli_sites import client_bundle, state_group, workspace  # noqa: E402
+
+main.add_command(client_bundle)
+main.add_command(workspace)
+main.add_command(state_group)
