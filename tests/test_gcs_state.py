@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from fedgen.cli import main
 from fedgen.errors import ExternalError
 from fedgen.state import StateDocument
-from fedgen.state.gcs import GcsStore, force_unlock
+from fedgen.state.gcs import GcsStore
+from fedgen.state.unlock import force_unlock
 from fedgen.state.local import LocalStore
 from tests.gcs_emulator import Emulator, free_port, gcs, gcs_emulator  # noqa: F401
 from tests.support import tree_snapshot
@@ -171,7 +172,7 @@ def _storage_failures() -> list[tuple[BaseException, str]]:
 
 @pytest.mark.parametrize(("exc", "expected"), _storage_failures())
 def test_storage_failures_become_one_line_external_errors(exc: BaseException, expected: str) -> None:
-    from fedgen.state.gcs import storage_errors
+    from fedgen.gcs import storage_errors
 
     with pytest.raises(ExternalError) as info:
         with storage_errors("state gs://b1/p", "b1"):

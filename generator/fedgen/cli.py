@@ -110,7 +110,7 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
 def unlock_first(spec: Path, state: str | None, repo: Path) -> None:
     """--force-unlock: remove a stale lock of the spec's state before the command takes it."""
     from fedgen.spec import load_federation
-    from fedgen.state.gcs import force_unlock
+    from fedgen.state.unlock import force_unlock
 
     _err(f"note: {force_unlock(state, repo.resolve(), load_federation(spec).name).message}")
 

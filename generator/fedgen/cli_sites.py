@@ -132,7 +132,7 @@ def unlock(location: str | None, spec: Path | None, repo: Path) -> None:
     stale; this reports whether it is held and removes nothing (exit 3 while a live process holds it).
     """
     from fedgen.errors import InputError
-    from fedgen.state.gcs import force_unlock
+    from fedgen.state.unlock import force_unlock
 
     if location is None and spec is None:
         raise InputError("pass --state LOCATION (or --spec SPEC for its default local state)")

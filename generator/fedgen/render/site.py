@@ -133,7 +133,6 @@ def _deployment(fed: Federation, site: Site) -> Obj:
 
 
 def _network_policies(fed: Federation, site: Site) -> list[Obj]:
-    ns = site.namespace
     ip = _server_ip(fed)
     server_peer = [{"ipBlock": {"cidr": f"{ip}/32" if ":" not in ip else f"{ip}/128"}}] if ip else [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
     return [

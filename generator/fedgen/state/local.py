@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
 from fedgen.errors import ExternalError
 from fedgen.state.document import StateDocument
 
@@ -49,17 +50,22 @@ class LocalStore:
         tmp = self.path / f".{DOCUMENT}.{os.getpid()}.tmp"
         data = document.to_bytes()
         try:
+            for stale in self.path.glob(f".{DOCUMENT}.*.tmp"):  # a copy left by a killed save (we hold the lock)
+                stale.unlink(missing_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            _crash_step()
             os.replace(tmp, target)
+            _crash_step()
             dir_fd = os.open(self.path, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+            _crash_step()
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise ExternalError(f"state {target}: {exc.strerror}") from None

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from fedgen.state.document import StateDocument
+
+
+@dataclass(frozen=True)
+class UnlockResult:
+    location: str
+    removed: bool
+    message: str
 
 
 class StateStore(Protocol):

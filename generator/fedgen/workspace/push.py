@@ -249,7 +249,7 @@ def push(
     uploaded. `progress(url, action)` is called after each upload (the CLI prints it).
     """
     from fedgen.state import open_store
-    from fedgen.state.gcs import storage_client, storage_errors
+    from fedgen.gcs import storage_client, storage_errors
 
     fed = load_federation(spec)
     layout = workspace_layout(fed)
@@ -281,7 +281,7 @@ def push(
 
 
 def _list(bucket: Any, prefix: str) -> dict[str, RemoteObject]:
-    from fedgen.state.gcs import REQUEST_TIMEOUT, retry_policy
+    from fedgen.gcs import REQUEST_TIMEOUT, retry_policy
 
     out: dict[str, RemoteObject] = {}
     for blob in bucket.list_blobs(prefix=prefix, retry=retry_policy(), timeout=REQUEST_TIMEOUT):
@@ -292,7 +292,7 @@ def _list(bucket: Any, prefix: str) -> dict[str, RemoteObject]:
 def _upload(bucket: Any, action: PushAction, local: LocalObject, layout: WorkspaceLayout) -> None:
     from google.api_core.exceptions import PreconditionFailed
 
-    from fedgen.state.gcs import REQUEST_TIMEOUT, retry_policy, storage_errors
+    from fedgen.gcs import REQUEST_TIMEOUT, retry_policy, storage_errors
 
     url = layout.url(action.name)
     with storage_errors(f"upload {url}", layout.bucket):
