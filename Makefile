@@ -8,13 +8,14 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 # Render the bundled example into this repository, build every sync root with kubectl kustomize
-# (as Config Sync does), and validate the result.
+# (as Config Sync does), and validate the result (the PR check).
 example: bootstrap
 	$(FEDGEN) render examples/federation.yaml --repo .
 	@for root in clusters/*/; do \
 		echo "kubectl kustomize $$root"; \
 		kubectl kustomize --load-restrictor=LoadRestrictionsNone "$$root" > /dev/null || exit 1; \
 	done
+	$(FEDGEN) validate --repo .
 
 # The whole test suite (what CI runs).
 test: bootstrap

@@ -319,3 +319,18 @@ def test_warns_when_the_archive_lands_unignored_in_a_git_work_tree(rendered: tup
     (work / ".gitignore").write_text("*.tar.gz\n")
     again = _bundle(rendered, work / "site-a.tar.gz")
     assert again.exit_code == 0 and "never commit it" not in again.output
+
+
+def test_request_enrolled_site_has_no_bundle_and_others_still_do(write_spec, tmp_path):
+    from click.testing import CliRunner
+
+    from fedgen.cli import main
+
+    spec = write_spec(lambda d: d["spec"]["sites"].append({"name": "site-c", "org": "hospital_c", "enrollment": "request"}))
+    repo = spec.parent.parent
+    assert CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)]).exit_code == 0
+    refused = CliRunner().invoke(main, ["client-bundle", "site-c", "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / "c.tar.gz")])
+    assert refused.exit_code == 2 and "fedgen enroll kit site-c" in refused.stderr
+    assert not (tmp_path / "c.tar.gz").exists()
+    ok = CliRunner().invoke(main, ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / "a.tar.gz")])
+    assert ok.exit_code == 0, ok.output

@@ -192,6 +192,9 @@ def normalize_crd_schema(schema: dict[str, Any], stats: Stats) -> dict[str, Any]
         if name not in props:
             props[name] = implicit
             stats.root_fields_added += 1
+    # The API server always checks a custom resource's metadata as ObjectMeta (a CRD schema may only narrow
+    # name and generateName), so a CRD's own metadata schema must not forbid labels or annotations.
+    props["metadata"] = {k: v for k, v in props["metadata"].items() if k != "additionalProperties"}
     out["properties"] = dict(sorted(props.items()))
     return out
 

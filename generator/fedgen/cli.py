@@ -176,3 +176,9 @@ from fedgen.cli_sites import client_bundle, state_group, workspace  # noqa: E402
 main.add_command(client_bundle)
 main.add_command(workspace)
 main.add_command(state_group)
+
+from fedgen.cli_validate import validate  # noqa: E402 - registered last: cli_validate uses handle_errors at call time
+main.add_command(validate)
+
+from fedgen.cli_enroll import enroll  # noqa: E402
+main.add_command(enroll)

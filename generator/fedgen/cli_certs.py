@@ -21,8 +21,9 @@ from fedgen.cli import handle_errors, print_render_summary
 def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str) -> None:
     """List every certificate of the federation with its expiry.
 
-    Exit 1 when one is expired, expires within --within days, or was never issued (run render): made for
-    a scheduled CI job. NVFlare certificates are valid 360 days.
+    Exit 1 when one is expired, expires within --within days, was never issued (run render, or approve an
+    enrolled site's request), or is stale (an enrolled site approved under a previous root CA: approve its
+    request again). Made for a scheduled CI job. NVFlare certificates are valid 360 days.
     """
     from fedgen.certs import certificate_report, needs_attention
     from fedgen.spec import load_federation

@@ -60,6 +60,11 @@ def build_bundle(
 
     fed = load_federation(spec)
     participant = find_participant(fed, name)
+    if any(s.name == name and s.enrollment == "request" for s in fed.sites):
+        raise InputError(
+            f"{name} enrolls by request: it makes its own key, so fedgen has no bundle for it; give it "
+            f"`fedgen enroll kit {name} --spec {spec}` and approve its request with `fedgen enroll approve`"
+        )
     target = server_target(fed, server_address)
     store = open_store(state, repo.resolve(), fed.name)
     with store.lock():
@@ -73,7 +78,7 @@ def build_bundle(
             f"state {store.description} holds no certificates yet: run `fedgen render {spec}` first "
             "(pass the same --state), then make the bundle"
         )
-    result = provision(fed, document, kits_for=[name])
+    result = provision(fed.provisioned, document, kits_for=[name])
     if result.issued:
         raise InputError(
             f"state {store.description} is behind the spec: a render would issue certificates for "

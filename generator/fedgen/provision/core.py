@@ -151,6 +151,7 @@ def provision(
         participants=copy.deepcopy(records),
         sealing=copy.deepcopy(document.sealing),
         sealed=copy.deepcopy(document.sealed),
+        enrolled=copy.deepcopy(document.enrolled),
     )
     return ProvisionResult(kits=MappingProxyType(kits), document=new_document, issued=issued)
 

@@ -1,0 +1,62 @@
+"""`fedgen validate`: the PR check. Parses flags, calls fedgen.validate.engine.validate, prints a format.
+
+Exit codes: 0 no errors (warnings are printed but do not fail), 1 at least one error finding, 2 invalid
+input (flags, an allowlist entry without a reason), 3 a required tool (kubectl, kubeconform) is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+FORMAT_NAMES = ("text", "json", "sarif")
+
+
+def _colour(stream: object) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def _list_rules() -> str:
+    from fedgen.validate.rules import REGISTRY
+
+    lines = ["| id | slug | severity | family | checks |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.id} | {r.slug} | {r.severity} | {r.family} | {r.summary} |" for r in REGISTRY]
+    return "\n".join(lines) + "\n"
+
+
+def _run(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool) -> None:
+    if list_rules:
+        click.echo(_list_rules(), nl=False)
+        return
+    from fedgen.report import FORMATS
+    from fedgen.validate.engine import validate as run_validation
+
+    report = run_validation(repo=repo, kubernetes_version=kubernetes_version)
+    click.echo(FORMATS[fmt](report, colour=_colour(sys.stdout)), nl=False, color=_colour(sys.stdout))
+    sys.exit(report.exit_code)
+
+
+@click.command()
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help="Rendered GitOps repository to check.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="text", show_default=True, help="text (grouped by file), json, or sarif (SARIF 2.1.0 for code scanning).")
+@click.option("--kubernetes-version", metavar="X.Y", default=None, help="Kubernetes minor version whose schemas to use (default: GKE regular channel's).")
+@click.option("--list-rules", is_flag=True, help="Print the rules as a Markdown table and exit.")
+def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool) -> None:
+    """Check a rendered repo before Config Sync applies it (the PR check).
+
+    \b
+    Builds each clusters/<cluster>/ sync root with kubectl kustomize as Config Sync does, validates every
+    object offline against strict schemas (kubeconform), then checks mesh, secrets, GitOps layout,
+    cross-object consistency and hardening rules. Needs no state, no network and no credentials.
+    Silence a finding with an entry (rule, object, reason) in .fedgen/allowlist.yaml.
+
+    \b
+    Exit codes: 0 no errors (warnings are printed but do not fail), 1 error findings,
+    2 invalid input (flags, allowlist), 3 kubectl or kubeconform missing.
+    """
+    from fedgen.cli import handle_errors
+
+    handle_errors(_run)(repo, fmt, kubernetes_version, list_rules)

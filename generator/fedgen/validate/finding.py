@@ -1,0 +1,43 @@
+"""What a rule reports: a Finding, located in a repo file and on an object, with a stable fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+ERROR = "error"
+WARNING = "warning"
+SEVERITIES = (ERROR, WARNING)
+
+
+def fingerprint(rule: str, path: str, obj: str | None, pointer: str) -> str:
+    """Stable across runs and unrelated edits: rule, file, object and JSON pointer, never the message or line."""
+    text = "\0".join((rule, path, obj or "", pointer))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str  # FG301
+    slug: str  # gateway-server-missing
+    severity: str  # error | warning
+    path: str  # repo-relative, posix
+    line: int | None  # 1-based; None when the file has no line for it
+    object: str | None  # Kind/namespace/name (Kind/name when cluster-scoped); None for a file
+    message: str  # one line
+    remediation: str
+    pointer: str = ""  # JSON pointer inside the object (or file) the finding is about
+    fingerprint: str = ""
+
+    @property
+    def sort_key(self) -> tuple[str, int, str, str, str, str]:
+        return (self.path, self.line or 0, self.rule, self.object or "", self.pointer, self.message)
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """A finding silenced by an allowlist entry, kept for the summary and SARIF suppressions."""
+
+    finding: Finding
+    reason: str
+    entry_line: int | None

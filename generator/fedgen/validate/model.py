@@ -1,0 +1,227 @@
+"""The model rules read: repo files, the objects each sync root builds (with their source), the ledgers.
+
+Everything here is plain, frozen data; building it (files, kubectl kustomize, kubeconform) is build.py's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedgen.validate.yamlsource import YamlDoc
+
+SYNC = "sync"  # a directory Config Sync / Argo CD applies
+BOOTSTRAP = "bootstrap"  # clusters/<c>/bootstrap: applied once by hand, checked all the same
+
+
+def group_of(api_version: str) -> str:
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def is_object(data: Any) -> bool:
+    """A Kubernetes object: a mapping with string apiVersion and kind."""
+    return isinstance(data, dict) and isinstance(data.get("apiVersion"), str) and isinstance(data.get("kind"), str)
+
+
+def meta(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    m = data.get("metadata")
+    return m if isinstance(m, dict) else {}
+
+
+def identity(data: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(group, kind, namespace, name): how objects are matched across build output and source files."""
+    m = meta(data)
+    ns = m.get("namespace")
+    return (
+        group_of(str(data.get("apiVersion", ""))),
+        str(data.get("kind", "")),
+        ns if isinstance(ns, str) else "",
+        str(m.get("name", "")),
+    )
+
+
+def ref_of(data: Mapping[str, Any]) -> str:
+    _, kind, ns, name = identity(data)
+    return f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
+
+
+@dataclass(frozen=True)
+class KObject:
+    """One object a sync root builds, and where it came from."""
+
+    data: Mapping[str, Any]
+    root: str  # the sync root (or bootstrap) folder that built it
+    index: int  # position in that folder's build output
+    source: YamlDoc | None  # the repo document it was written in, when found
+    fallback_path: str  # the root's kustomization file, for generated objects
+
+    @property
+    def api_version(self) -> str:
+        return str(self.data.get("apiVersion", ""))
+
+    @property
+    def group(self) -> str:
+        return group_of(self.api_version)
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        return str(meta(self.data).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        ns = meta(self.data).get("namespace")
+        return ns if isinstance(ns, str) else ""
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        labels = meta(self.data).get("labels")
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        ann = meta(self.data).get("annotations")
+        return {str(k): str(v) for k, v in ann.items()} if isinstance(ann, dict) else {}
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.data.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return identity(self.data)
+
+    @property
+    def ref(self) -> str:
+        return ref_of(self.data)
+
+    def location(self, ptr: str) -> tuple[str, int | None]:
+        if self.source is None:
+            return self.fallback_path, None
+        return self.source.path, self.source.line_of(ptr)
+
+
+@dataclass(frozen=True)
+class SyncRoot:
+    path: str  # e.g. clusters/acp-dev
+    role: str  # SYNC | BOOTSTRAP
+    kustomization: str | None  # the kustomization file directly in the folder
+    objects: tuple[KObject, ...] = ()
+    error: str | None = None  # kustomize's complaint when the build failed
+    reachable: frozenset[str] = frozenset()  # repo files the kustomization pulls in
+
+    @property
+    def cluster(self) -> str:
+        parts = self.path.split("/")
+        return parts[1] if len(parts) > 1 and parts[0] == "clusters" else self.path
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    text: str | None  # None for binary or oversized files
+    docs: tuple[YamlDoc, ...] = ()  # for .yaml/.yml/.json files
+    parse_error: str | None = None
+    parse_error_line: int | None = None
+
+    @property
+    def is_config(self) -> bool:
+        return self.path.endswith((".yaml", ".yml", ".json"))
+
+
+@dataclass(frozen=True)
+class Ledger:
+    path: str  # .fedgen/owned/<federation>.json
+    federation: str | None
+    spec: str | None  # the spec's path, relative to the repo
+    files: Mapping[str, str]  # path -> sha256 recorded at render time (files it owns alone)
+    actual: Mapping[str, str | None]  # path -> sha256 now (None: missing), for files and shared
+    error: str | None = None
+    shared: tuple[str, ...] = ()  # files it feeds together with other federations
+    # sha256 of each shared file recomputed from every ledger's recorded contributions (absent: unknown)
+    shared_expected: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def owned(self) -> frozenset[str]:
+        return frozenset(self.files) | frozenset(self.shared)
+
+
+@dataclass(frozen=True)
+class SpecInfo:
+    """What validate learns from a ledger's spec without state: enough to cross-check the tree."""
+
+    path: str
+    exists: bool
+    error: str | None = None  # first spec error, when it does not load
+    engine: str | None = None
+    repo: str | None = None
+    revision: str | None = None
+    sealing_scope: str | None = None
+    sealing_key_bytes: int | None = None  # RSA modulus size of the sealing certificate
+    sealing_error: str | None = None
+    server_cluster: str | None = None
+    # site clusters with a sealing certificate of their own -> its RSA modulus size in bytes
+    cluster_key_bytes: Mapping[str, int] = field(default_factory=dict)
+    site_clusters: tuple[str, ...] = ()  # clusters running sites (sealed with their own or a development key)
+
+    def key_bytes_for(self, path: str) -> int | None:
+        """The modulus size a SealedSecret at this repo path must be sealed for, when the spec says."""
+        parts = path.split("/")
+        cluster = parts[1] if len(parts) > 2 and parts[0] == "clusters" else self.server_cluster
+        if cluster is not None and cluster in self.cluster_key_bytes:
+            return self.cluster_key_bytes[cluster]
+        if cluster in self.site_clusters and cluster != self.server_cluster:
+            return None  # a development key from the state: only its plausibility can be checked
+        return self.sealing_key_bytes
+
+
+@dataclass(frozen=True)
+class SchemaVerdict:
+    obj: KObject
+    status: str  # valid | invalid | error | skipped | no-schema
+    messages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Model:
+    files: Mapping[str, RepoFile]
+    roots: tuple[SyncRoot, ...]
+    ledgers: tuple[Ledger, ...] = ()
+    specs: Mapping[str, SpecInfo] = field(default_factory=dict)  # by spec path
+    interrupted: tuple[str, ...] = ()  # leftovers of an interrupted render
+    schema: tuple[SchemaVerdict, ...] = ()
+    kubernetes_version: str = ""
+    sync_dirs: tuple[str, ...] = ()  # clusters/<c> folders and folders sync objects name, built or not
+    now: Any = None  # datetime used for expiry checks (injected, so rules stay pure)
+
+    @property
+    def sync_roots(self) -> tuple[SyncRoot, ...]:
+        return tuple(r for r in self.roots if r.role == SYNC)
+
+    def objects(self, *, bootstrap: bool = True) -> Iterator[KObject]:
+        for root in self.roots:
+            if bootstrap or root.role == SYNC:
+                yield from root.objects
+
+    def docs(self) -> Iterator[YamlDoc]:
+        for path in sorted(self.files):
+            yield from self.files[path].docs
+
+    def owner_of(self, path: str) -> Ledger | None:
+        for ledger in self.ledgers:
+            if path in ledger.owned:
+                return ledger
+        return None
+
+    def spec_for(self, path: str) -> SpecInfo | None:
+        ledger = self.owner_of(path)
+        if ledger is not None and ledger.spec:
+            return self.specs.get(ledger.spec)
+        if len(self.specs) == 1:
+            return next(iter(self.specs.values()))
+        return None

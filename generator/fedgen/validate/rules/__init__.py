@@ -1,0 +1,20 @@
+"""The registry: every rule, listed explicitly, family by family. IDs are never reused."""
+
+from __future__ import annotations
+
+from fedgen.validate.rule import Registry
+from fedgen.validate.rules import consistency, gitops, hardening, ledger, mesh, schema, secrets
+
+REGISTRY = Registry(
+    [
+        *ledger.RULES,
+        *schema.RULES,
+        *mesh.RULES,
+        *secrets.RULES,
+        *gitops.RULES,
+        *consistency.RULES,
+        *hardening.RULES,
+    ]
+)
+
+__all__ = ["REGISTRY"]

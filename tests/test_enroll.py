@@ -1,0 +1,438 @@
+"""Enrollment by request (issue 8) with the real NVFlare 2.9 tools: `fedgen enroll kit`, `nvflare cert request`
+run as the site would, `fedgen enroll approve`, `nvflare package` with the fingerprint.
+
+HOME is a temporary folder for every nvflare run (the tools write audit files under ~/.nvflare): the site's
+under its own folder, the operator's beside the repo. tempfile's folder is redirected so the CA folder that
+approve materializes can be checked to be gone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from fedgen.certs import certificate_report
+from fedgen.cli import main
+from fedgen.enroll import (
+    PrivateKeyFound,
+    SignedInfo,
+    chains_to,
+    check_pair,
+    check_request,
+    classify,
+    fingerprint,
+    inspect_request_zip,
+    inspect_signed_zip,
+    request_path,
+    server_root_pem,
+    signed_path,
+)
+from fedgen.errors import InputError
+from fedgen.spec import load_federation
+from fedgen.state import StateDocument
+from tests.support import tree_snapshot
+
+SpecWriter = Callable[..., Path]
+SITE, ORG, PROJECT = "site-c", "hospital_c", "genomics"
+NVFLARE = str(Path(sys.executable).parent / "nvflare")
+REQ_REL, SIGNED_REL = request_path(PROJECT, SITE), signed_path(PROJECT, SITE)
+
+
+def _with_request_site(d: dict[str, Any]) -> None:
+    d["spec"]["sites"].append({"name": SITE, "org": ORG, "enrollment": "request"})
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture
+def world(write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A rendered repo whose spec has site-c (enrollment: request); the site's and operator's folders."""
+    spec = write_spec(_with_request_site)
+    repo = spec.parent.parent
+    result = _run("render", str(spec), "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    operator_home, scratch, site = tmp_path / "operator-home", tmp_path / "scratch", tmp_path / "site"
+    for folder in (operator_home, scratch, site / "home"):
+        folder.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(operator_home))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return {"spec": spec, "repo": repo, "site": site, "scratch": scratch}
+
+
+def _nvflare(args: list[str], cwd: Path, home: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.Popen([NVFLARE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait(proc: subprocess.Popen[str]) -> None:
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+
+
+def _site_request(w: dict[str, Path]) -> Path:
+    """As the site: its kit, then `nvflare cert request` in its own folder; returns the request folder."""
+    kit = w["site"] / f"{SITE}-enroll"
+    result = _run("enroll", "kit", SITE, "--spec", str(w["spec"]), "--repo", str(w["repo"]), "--out", str(kit))
+    assert result.exit_code == 0, result.output
+    _wait(_nvflare(["cert", "request", "-p", "participant.yaml"], kit, w["site"] / "home"))
+    return kit / SITE
+
+
+def _approve(w: dict[str, Path], request: Path, *extra: str) -> Result:
+    return _run("enroll", "approve", str(request), "--spec", str(w["spec"]), "--repo", str(w["repo"]), *extra)
+
+
+def _repo_state(repo: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of the repo, the state included, with its mtime: what 'nothing written' compares."""
+    return {rel: (data, (repo / rel).stat().st_mtime_ns) for rel, data in tree_snapshot(repo, exclude=()).items()}
+
+
+def _contents(path: Path) -> Iterator[bytes]:
+    """A file's bytes, and for zips each member; for the state, the signed zips it records too."""
+    data = path.read_bytes()
+    yield data
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                yield zf.read(name)
+    if path.name == "state.json":
+        for record in json.loads(data).get("enrolled", {}).values():
+            with zipfile.ZipFile(io.BytesIO(base64.b64decode(record["signed_zip"]))) as zf:
+                for name in zf.namelist():
+                    yield zf.read(name)
+
+
+def _certs(w: dict[str, Path]) -> tuple[int, dict[str, dict[str, Any]]]:
+    result = _run("certs", str(w["spec"]), "--repo", str(w["repo"]), "--format", "json")
+    return result.exit_code, {r["name"]: r for r in json.loads(result.stdout)["certificates"]}
+
+
+def test_a_site_enrolls_without_its_key_leaving_its_folder(world: dict[str, Path]) -> None:
+    w = world
+    repo, spec = w["repo"], w["spec"]
+    fed = load_federation(spec)
+    assert _certs(w)[1][SITE]["status"] == "not-issued"
+    request_dir = _site_request(w)
+    kit = request_dir.parent
+
+    # The PR: the site's request zip at its documented place; then the operator approves the committed file.
+    (repo / REQ_REL).parent.mkdir(parents=True)
+    (repo / REQ_REL).write_bytes((request_dir / f"{SITE}.request.zip").read_bytes())
+    result = _approve(w, repo / REQ_REL)
+    assert result.exit_code == 0, result.output
+    fp = fingerprint(server_root_pem(repo, fed) or b"")
+    assert result.stdout.strip() == SIGNED_REL
+    assert f"root CA fingerprint {fp}" in result.stderr and "approved site-c" in result.stderr
+    assert not any(w["scratch"].iterdir()), "approve left its temporary CA folder behind"
+    assert (kit / "ROOTCA_FINGERPRINT").read_text().strip() == fp
+
+    # The site packages its kit with the fingerprint it confirmed out of band.
+    _wait(_nvflare(["package", str(repo / SIGNED_REL), "--request-dir", SITE, "-w", "workspace", "--fingerprint", fp], kit, w["site"] / "home"))
+    startup = kit / "workspace" / PROJECT / "prod_00" / SITE / "startup"
+    cert = x509.load_pem_x509_certificate((startup / "client.crt").read_bytes())
+    server_root = x509.load_pem_x509_certificate(server_root_pem(repo, fed) or b"")
+    assert chains_to(cert, server_root)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SITE
+    assert (startup / "rootCA.pem").read_bytes() == server_root.public_bytes(serialization.Encoding.PEM)
+    fed_client = json.loads((startup / "fed_client.json").read_text())
+    assert fed_client["servers"][0]["service"]["target"] == f"{fed.server.default_host}:{fed.server.fl_port}"
+    assert fed_client["servers"][0]["identity"] == fed.server.name  # the server certificate's CN
+
+    # The site's key exists only in the site's folder: not in the repo, the state, NVFlare's audit files of the
+    # operator, or the scratch folder.
+    key = serialization.load_pem_private_key((request_dir / f"{SITE}.key").read_bytes(), None)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem_body = "".join((request_dir / f"{SITE}.key").read_text().strip().splitlines()[1:-1])
+    needles = (der, base64.b64encode(der)[:64], pem_body[:64].encode(), hex(key.private_numbers().d)[2:66].encode())  # type: ignore[union-attr]
+    scanned = 0
+    for path in sorted(p for p in w["site"].parent.rglob("*") if p.is_file() and w["site"] not in p.parents):
+        for data in _contents(path):
+            scanned += 1
+            flat = data.replace(b"\n", b"")
+            assert not any(n in flat for n in needles), f"site-c's private key leaked into {path}"
+    assert scanned > 40
+    state = json.loads((repo / ".fedgen/state/genomics/state.json").read_text())
+    assert set(state["enrolled"][SITE]) >= {"certificate", "request_sha256", "signed_sha256", "serial"}
+    assert SITE not in state["nvflare_cert"] and "PRIVATE KEY" not in json.dumps(state["enrolled"])
+
+    # fedgen certs now reports the enrolled certificate.
+    code, rows = _certs(w)
+    assert code == 0 and rows[SITE]["status"] == "ok" and 300 < rows[SITE]["days_left"] <= 360
+
+    # Re-approving the unchanged request writes nothing, not even an mtime.
+    before = _repo_state(repo)
+    again = _approve(w, repo / REQ_REL)
+    assert again.exit_code == 0, again.output
+    assert "unchanged" in again.stderr
+    assert _repo_state(repo) == before
+
+    # A lost signed zip comes back byte for byte from the state.
+    signed = (repo / SIGNED_REL).read_bytes()
+    (repo / SIGNED_REL).unlink()
+    restored = _approve(w, repo / REQ_REL)
+    assert restored.exit_code == 0 and "restored" in restored.stderr
+    assert (repo / SIGNED_REL).read_bytes() == signed
+
+# --------------------------------------------------------------------------------------- refused requests
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _craft(project: str = PROJECT, name: str = SITE, org: str = ORG, *, key: rsa.RSAPrivateKey | None = None, cn: str | None = None) -> dict[str, bytes]:
+    """Members of a request in NVFlare 2.9's format, made here (consistent digests), for the negative cases."""
+    key = key or _key()
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, cn or name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+        x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, "client"),
+    ])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    site_yaml = f"name: {project}\nparticipants:\n- name: {name}\n  type: client\n  org: {org}\n".encode()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    meta = {
+        "artifact_type": "nvflare.cert.request", "schema_version": "1", "request_id": os.urandom(16).hex(),
+        "created_at": "2026-01-01T00:00:00Z", "project": project, "name": name, "org": org, "kind": "site",
+        "cert_type": "client", "cert_role": None, "csr_sha256": hashlib.sha256(csr).hexdigest(),
+        "public_key_sha256": hashlib.sha256(spki).hexdigest(), "site_yaml_sha256": hashlib.sha256(site_yaml).hexdigest(),
+    }
+    return {"request.json": json.dumps(meta, indent=2).encode(), "site.yaml": site_yaml, f"{name}.csr": csr}
+
+
+def _tampered_csr(members: dict[str, bytes]) -> dict[str, bytes]:
+    csr = members[f"{SITE}.csr"]
+    i = csr.index(b"\n", 40) + 10  # a byte inside the base64 body
+    flipped = csr[:i] + (b"A" if csr[i : i + 1] != b"A" else b"B") + csr[i + 1 :]
+    return {**members, f"{SITE}.csr": flipped}
+
+
+def test_refused_requests_exit_2_and_write_nothing(world: dict[str, Path]) -> None:
+    w = world
+    repo, site = w["repo"], w["site"]
+    # Real requests, made in parallel: another project, an undeclared site, a site that enrolls by bundle.
+    real = {}
+    procs = []
+    for label, project, name, org in (("other-project", "proteomics", SITE, ORG), ("undeclared", PROJECT, "site-z", ORG), ("bundle-site", PROJECT, "site-a", "hospital_a")):
+        folder = site / label
+        folder.mkdir()
+        (folder / "p.yaml").write_text(f"name: {project}\nparticipants:\n  - name: {name}\n    type: client\n    org: {org}\n")
+        procs.append(_nvflare(["cert", "request", "-p", "p.yaml"], folder, site / "home"))
+        real[label] = folder / name / f"{name}.request.zip"
+    for proc in procs:
+        _wait(proc)
+    site_key = _key()
+    good = _craft(key=site_key)
+    key_pem = site_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    crafted = {
+        "tampered-csr": _zip(_tampered_csr(good)),
+        "cn-mismatch": _zip(_craft(cn="site-x")),
+        "org-mismatch": _zip(_craft(org="hospital_z")),
+        "key-inside": _zip({**good, f"{SITE}.key": key_pem}),
+        "key-in-yaml": _zip({**good, "site.yaml": good["site.yaml"] + b"# " + key_pem.replace(b"\n", b"\n# ")}),
+        "path-traversal": _zip({**good, f"../{SITE}.csr": good[f"{SITE}.csr"]}),
+        "extra-member": _zip({**good, "notes.txt": b"hello"}),
+        "signed-not-request": b"PK\x03\x04" + b"\0" * 40,
+    }
+    for label, data in crafted.items():
+        real[label] = site / f"{label}.request.zip"
+        real[label].write_bytes(data)
+    expected = {
+        "other-project": "project 'proteomics'", "undeclared": "'site-z' is not declared", "bundle-site": "enrolls by bundle",
+        "tampered-csr": "does not match the digest", "cn-mismatch": "CN 'site-x'", "org-mismatch": "org 'hospital_z'",
+        "key-inside": "private key", "key-in-yaml": "private key", "path-traversal": "unsafe member",
+        "extra-member": "unexpected notes.txt", "signed-not-request": "not a readable zip",
+    }
+    before = _repo_state(repo)
+    for label, path in real.items():
+        result = _approve(w, path)
+        assert result.exit_code == 2, (label, result.output)
+        assert expected[label] in result.stderr, (label, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (label, result.stderr)
+        assert _repo_state(repo) == before, label
+    assert not any(w["scratch"].iterdir())
+
+    # A committed request is the one that gets approved: another request for the same site is refused.
+    (repo / REQ_REL).parent.mkdir(parents=True)
+    (repo / REQ_REL).write_bytes(_zip(good))
+    before = _repo_state(repo)
+    other = site / "other.request.zip"
+    other.write_bytes(_zip(_craft()))
+    result = _approve(w, other)
+    assert result.exit_code == 2 and "holds another request" in result.stderr, result.output
+    assert _repo_state(repo) == before
+
+
+def test_kit_needs_a_request_site_and_takes_the_root_from_state_or_configmap(world: dict[str, Path], tmp_path: Path) -> None:
+    w = world
+    spec, repo = w["spec"], w["repo"]
+    from_state = tmp_path / "kit-state"
+    result = _run("enroll", "kit", SITE, "--spec", str(spec), "--repo", str(repo), "--out", str(from_state))
+    assert result.exit_code == 0, result.output
+    assert "root CA from state" in result.stderr
+    files = {p.name: p.read_bytes() for p in from_state.iterdir()}
+    assert set(files) == {"participant.yaml", "project_profile.yaml", "ROOTCA_FINGERPRINT", "README.md"}
+    assert not any(b"PRIVATE KEY" in data for data in files.values())
+    fp = fingerprint(server_root_pem(repo, load_federation(spec)) or b"")
+    assert files["ROOTCA_FINGERPRINT"].decode().strip() == fp
+    readme = files["README.md"].decode()
+    for needle in ("nvflare cert request -p participant.yaml", REQ_REL, f"--fingerprint {fp}", "--request-dir site-c", "client_train"):
+        assert needle in readme, needle
+
+    from_repo = tmp_path / "kit-repo"
+    empty_state = tmp_path / "no-state"
+    result = _run("enroll", "kit", SITE, "--spec", str(spec), "--repo", str(repo), "--state", str(empty_state), "--out", str(from_repo))
+    assert result.exit_code == 0, result.output
+    assert "root CA from tenants/fl-genomics/nvflare-flserver/configmaps.yaml" in result.stderr
+    assert (from_repo / "ROOTCA_FINGERPRINT").read_bytes() == files["ROOTCA_FINGERPRINT"]
+    assert (from_repo / "participant.yaml").read_bytes() == files["participant.yaml"]
+    assert not empty_state.exists()
+
+    for name, message in (("site-a", "fedgen client-bundle site-a"), ("site-z", "not declared")):
+        refused = _run("enroll", "kit", name, "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / name))
+        assert refused.exit_code == 2 and message in refused.stderr, refused.output
+        assert not (tmp_path / name).exists()
+
+
+# Until provision/core.py carries StateDocument.enrolled into the document it returns, every render drops the
+# records of enrolled sites (fedgen certs then says not-issued, and approve re-signs instead of 'unchanged').
+def test_renders_keep_enrollment_and_a_new_root_ca_reapproves_the_same_request(world: dict[str, Path]) -> None:
+    w = world
+    repo, spec = w["repo"], w["spec"]
+    fed = load_federation(spec)
+    (repo / REQ_REL).parent.mkdir(parents=True)
+    (repo / REQ_REL).write_bytes(_zip(_craft()))
+    first = _approve(w, repo / REQ_REL)
+    assert first.exit_code == 0, first.output
+    old_fp = fingerprint(server_root_pem(repo, fed) or b"")
+
+    assert _run("render", str(spec), "--repo", str(repo)).exit_code == 0
+    assert _certs(w)[1][SITE]["status"] == "ok"
+    assert "unchanged" in _approve(w, repo / REQ_REL).stderr
+
+    # A new root CA: the enrolled certificate is stale until the same request is approved again (same key).
+    assert _run("rotate", str(spec), "--root-ca", "--repo", str(repo)).exit_code == 0
+    code, rows = _certs(w)
+    assert code == 1 and rows[SITE]["status"] == "stale"
+    renewed = _approve(w, repo / REQ_REL)
+    assert renewed.exit_code == 0 and "re-approved" in renewed.stderr, renewed.output
+    new_root = server_root_pem(repo, fed) or b""
+    info = inspect_signed_zip((repo / SIGNED_REL).read_bytes())
+    assert info.rootca_fingerprint == fingerprint(new_root) != old_fp
+    assert chains_to(x509.load_pem_x509_certificate(info.certificate_pem), x509.load_pem_x509_certificate(new_root))
+    assert _certs(w)[1][SITE]["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------- pure helpers
+
+
+def test_inspect_request_accepts_nvflare_shape_and_refuses_unsafe_zips(write_spec: SpecWriter) -> None:
+    fed = load_federation(write_spec(_with_request_site))
+    good = _craft()
+    info = inspect_request_zip(_zip(good))
+    assert (info.project, info.name, info.org, info.key_bits) == (PROJECT, SITE, ORG, 2048)
+    assert check_request(fed, info).name == SITE
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    cases = {
+        "too large": (b"PK\x03\x04" + os.urandom(70_000), "more than"),
+        "weak key": (_zip(_craft(key=weak)), "at least 2048"),
+        "folder": (_zip({**good, "sub/": b""}), "unsafe member"),
+        "absolute": (_zip({**good, "/etc/passwd": b"x"}), "unsafe member"),
+        "bad name": (_zip(_craft(name="site c")), "client name rule"),
+    }
+    for label, (data, message) in cases.items():
+        with pytest.raises(InputError, match=message):
+            inspect_request_zip(data)
+    link = io.BytesIO()
+    with zipfile.ZipFile(link, "w") as zf:
+        for name, data in good.items():
+            zf.writestr(name, data)
+        entry = zipfile.ZipInfo("site.lnk")
+        entry.external_attr = (0o120777 << 16)
+        zf.writestr(entry, "/etc/passwd")
+    with pytest.raises(InputError, match="unsafe member"):
+        inspect_request_zip(link.getvalue())
+    key_pem = _key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    for holder in ({**good, "extra.pem": key_pem}, {**good, "request.json": good["request.json"] + key_pem}):
+        with pytest.raises(PrivateKeyFound):
+            inspect_request_zip(_zip(holder))
+    other = inspect_request_zip(_zip(_craft()))
+    with pytest.raises(InputError):
+        check_request(fed, inspect_request_zip(_zip(_craft(project="proteomics"))))
+    assert other.sha256 != info.sha256
+    assert classify(REQ_REL) is not None and classify(SIGNED_REL) is not None
+    assert classify(f"enrollment/{PROJECT}/signed/{SITE}.request.zip") is None and classify("enrollment/x.zip") is None
+    answer = SignedInfo(
+        project=PROJECT, name=SITE, org=ORG, request_id=info.request_id, approved_at="2026-01-01T00:00:00Z",
+        certificate_pem=b"", rootca_pem=b"", rootca_fingerprint="", serial="0x1", not_after=datetime.now(timezone.utc),
+        csr_sha256=info.csr_sha256, public_key_sha256=info.public_key_sha256, server_host="flserver", fl_port=1,
+        admin_port=2, sha256="",
+    )
+    check_pair(info, answer)
+    with pytest.raises(InputError, match="another request"):
+        check_pair(other, answer)
+
+
+def _cert(subject: str, issuer_key: rsa.RSAPrivateKey, issuer: str, key: rsa.RSAPrivateKey, *, ca: bool, days: int = 360) -> str:
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_certs_reads_enrolled_sites_from_the_state(write_spec: SpecWriter) -> None:
+    fed = load_federation(write_spec(_with_request_site))
+    root_key, other_key, leaf_key = _key(), _key(), _key()
+    root = _cert(PROJECT, root_key, PROJECT, root_key, ca=True)
+    document = StateDocument(project=PROJECT, nvflare_cert={"root_cert": root})
+    rows = {c.name: c for c in certificate_report(fed, document, within_days=30)}
+    assert rows[SITE].status == "not-issued" and rows[SITE].kind == "client"
+    document.enrolled[SITE] = {"certificate": _cert(SITE, root_key, PROJECT, leaf_key, ca=False, days=20)}
+    assert {c.name: c for c in certificate_report(fed, document, within_days=30)}[SITE].status == "expiring"
+    document.enrolled[SITE] = {"certificate": _cert(SITE, root_key, PROJECT, leaf_key, ca=False)}
+    row = {c.name: c for c in certificate_report(fed, document, within_days=30)}[SITE]
+    assert row.status == "ok" and row.days_left is not None and row.days_left >= 359
+    document.enrolled[SITE] = {"certificate": _cert(SITE, other_key, PROJECT, leaf_key, ca=False)}
+    assert {c.name: c for c in certificate_report(fed, document, within_days=30)}[SITE].status == "stale"

@@ -1,0 +1,367 @@
+"""fedgen validate on real renders: clean trees have no findings; every rule fires on a planted defect.
+
+Each plant copies a fresh render (made once per test process), edits the rendered YAML by hand, re-stamps the
+ledger (so only the plant differs from a render, unless the plant is about the ledger) and runs the real
+validation: kubectl kustomize, kubeconform on the offline schemas, every rule. It asserts that the planted
+rule fires, and that nothing else fires beyond the collateral the plant declares.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedgen.validate.engine import Report, validate
+from tests.validate.support import (
+    BASE_DIR,
+    BOOTSTRAP_DIR,
+    CLUSTER_DIR,
+    INGRESS_DIR,
+    SERVER,
+    SERVER_DIR,
+    SITE_DIR,
+    SPEC,
+    TENANT,
+    WORKLOAD,
+    add_resource,
+    cert_pem,
+    certificate,
+    container,
+    doc,
+    edit,
+    edit_obj,
+    fresh,
+    pem_key,
+    remove_resource,
+    replace_kit_certs,
+    restamp,
+    rsa_key,
+    save,
+)
+
+Edit = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Plant:
+    rule: str
+    name: str
+    edit: Edit
+    base: str = "ranged"  # ranged (gateway, source ranges) | bypass (loadbalancer exposure) | example
+    also: frozenset[str] = frozenset()  # other rules the plant rightly fires
+    restamp: bool = True  # record the edit in the ledger, as if rendered (False for ledger plants)
+
+
+def rules_of(report: Report) -> set[str]:
+    return {f.rule for f in report.findings}
+
+
+# ---------------------------------------------------------------------------------------------- editors
+
+
+def _deployment(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return lambda repo: edit_obj(repo, f"{SERVER_DIR}/deployment.yaml", "Deployment", change)
+
+
+def _container(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _deployment(lambda d: change(container(d)))
+
+
+def _security(key: str, value: Any) -> Edit:
+    return _container(lambda c: c["securityContext"].__setitem__(key, value))
+
+
+def _service(change: Callable[[dict[str, Any]], None], path: str = f"{SERVER_DIR}/service.yaml") -> Edit:
+    return lambda repo: edit_obj(repo, path, "Service", change)
+
+
+def _set(path: str, kind: str, change: Callable[[dict[str, Any]], None], name: str | None = None) -> Edit:
+    return lambda repo: edit_obj(repo, path, kind, change, name=name)
+
+
+def _write(path: str, text: str | bytes) -> Edit:
+    def run(repo: Path) -> None:
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_bytes(text if isinstance(text, bytes) else text.encode())
+
+    return run
+
+
+def _both(*edits: Edit) -> Edit:
+    def run(repo: Path) -> None:
+        for e in edits:
+            e(repo)
+
+    return run
+
+
+def _add_object(folder: str, name: str, obj: dict[str, Any]) -> Edit:
+    return _both(lambda repo: save(repo, f"{folder}/{name}", [obj]), lambda repo: add_resource(repo, folder, name))
+
+
+def _delete(path: str, folder: str | None = None) -> Edit:
+    def run(repo: Path) -> None:
+        (repo / path).unlink()
+        if folder:
+            remove_resource(repo, folder, Path(path).name)
+
+    return run
+
+
+def _sealed(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{SERVER_DIR}/sealed-secret.yaml", "SealedSecret", change)
+
+
+def _first_sealed_value(d: dict[str, Any]) -> tuple[str, bytes]:
+    key = sorted(d["spec"]["encryptedData"])[0]
+    return key, base64.b64decode(d["spec"]["encryptedData"][key])
+
+
+def _reprefix(d: dict[str, Any]) -> None:
+    key, raw = _first_sealed_value(d)
+    d["spec"]["encryptedData"][key] = base64.b64encode((256).to_bytes(2, "big") + raw[2:]).decode()
+
+
+def _configmap(name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{SERVER_DIR}/configmaps.yaml", "ConfigMap", change, name=name)
+
+
+def _fed_server(change: Callable[[str], str]) -> Edit:
+    return _configmap(f"{WORKLOAD}-startup", lambda d: d["data"].__setitem__("fed_server.json", change(d["data"]["fed_server.json"])))
+
+
+def _site_startup(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{SITE_DIR}/configmaps.yaml", "ConfigMap", change, name="nvflare-site-a-startup")
+
+
+def _virtual_service(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{INGRESS_DIR}/virtual-service.yaml", "VirtualService", change)
+
+
+def _gateway(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{INGRESS_DIR}/gateway.yaml", "Gateway", change)
+
+
+def _root_sync(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{BOOTSTRAP_DIR}/root-sync.yaml", "RootSync", change)
+
+
+def _authz(name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{SERVER_DIR}/authorization-policies.yaml", "AuthorizationPolicy", change, name=name)
+
+
+def _drop_doc(path: str, kind: str, name: str) -> Edit:
+    return lambda repo: edit(repo, path, lambda docs: docs.remove(doc(docs, kind, name)))
+
+
+def _new_ca_and_server(cn: str, *, expired: bool = False) -> Edit:
+    def run(repo: Path) -> None:
+        ca_key, leaf_key = rsa_key(), rsa_key()
+        now = dt.datetime.now(dt.timezone.utc)
+        root = certificate("test-root", ca_key, not_after=now - dt.timedelta(days=1) if expired else None)
+        leaf = certificate(cn, leaf_key, issuer=("test-root", ca_key), not_after=now - dt.timedelta(days=1) if expired else None)
+        replace_kit_certs(repo, root=root, server=leaf)
+
+    return run
+
+
+def _other_root(repo: Path) -> None:
+    replace_kit_certs(repo, root=certificate("another-root", rsa_key()))
+
+
+def _pem_file(repo: Path) -> None:
+    (repo / "keys").mkdir(exist_ok=True)
+    (repo / "keys" / "leaked.pem").write_bytes(pem_key(rsa_key()))
+
+
+def _encoded_key(d: dict[str, Any]) -> None:
+    d["data"]["debug.key"] = base64.b64encode(pem_key(rsa_key())).decode()
+
+
+def _copy_tfvars(repo: Path) -> None:
+    shutil.copy(repo / "terraform" / "fedgen.auto.tfvars.json", repo / CLUSTER_DIR / "fedgen.auto.tfvars.json")
+
+
+def _tfvars(change: Callable[[dict[str, Any]], None]) -> Edit:
+    def run(repo: Path) -> None:
+        path = repo / "terraform" / "fedgen.auto.tfvars.json"
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    return run
+
+
+def _spec(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return lambda repo: edit(repo, SPEC, lambda docs: change(docs[0]))
+
+
+def _remove_limits(c: dict[str, Any]) -> None:
+    del c["resources"]["limits"]
+
+
+NAMESPACE_OBJ = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TENANT, "labels": {"extra": "copy"}}}
+STALE = (
+    f"# Generated by fedgen from {SPEC}. Do not edit: change the spec and run fedgen render.\n"
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stale\n  namespace: fl-genomics\ndata:\n  a: b\n"
+)
+PLAINTEXT_SECRET = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: fl-genomics\nstringData:\n  password: hunter2\n"
+
+# ------------------------------------------------------------------------------------------------ plants
+
+SHARED_EDIT = frozenset({"FG102"})
+
+PLANTS: tuple[Plant, ...] = (
+    # FG1xx spec and drift
+    Plant("FG101", "owned file deleted", _delete(f"{BASE_DIR}/service-entries.yaml"), restamp=False, also=frozenset({"FG502"})),
+    Plant("FG101", "shared tfvars deleted", _delete("terraform/fedgen.auto.tfvars.json"), restamp=False),
+    Plant("FG102", "owned file edited by hand", _service(lambda d: d["metadata"]["labels"].__setitem__("hand", "edit")), restamp=False),
+    Plant("FG102", "shared tfvars edited by hand", _tfvars(lambda d: d.__setitem__("platform_name", "edited")), restamp=False),
+    Plant("FG103", "interrupted render journal", _write(".fedgen/journal.json", "{}\n")),
+    Plant("FG104", "unreadable ledger", _write(".fedgen/owned/broken.json", "not json\n")),
+    Plant("FG105", "spec not in the repo", lambda r: (r / SPEC).unlink()),
+    Plant("FG106", "spec does not load", _spec(lambda d: d["spec"]["server"]["ports"].__setitem__("fl", "abc"))),
+    Plant("FG107", "generated file no ledger owns", _write(f"{CLUSTER_DIR}/stale.yaml", STALE)),
+    Plant("FG108", "unused allowlist entry", _write(".fedgen/allowlist.yaml", "allow:\n  - rule: FG709\n    object: Service/nowhere/x\n    reason: test\n")),
+    # FG2xx schema (kubeconform, real schemas)
+    Plant("FG201", "typo field", _deployment(lambda d: d["spec"].__setitem__("replcas", 1))),
+    Plant("FG201", "wrong type", _deployment(lambda d: d["spec"].__setitem__("replicas", "one"))),
+    Plant("FG202", "unknown apiVersion", _deployment(lambda d: d.__setitem__("apiVersion", "apps/v9"))),
+    Plant("FG202", "kind without schema", _add_object(SERVER_DIR, "widget.yaml", {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": TENANT}})),
+    # FG3xx mesh, passthrough
+    Plant("FG301", "service port named grpc", _service(lambda d: d["spec"]["ports"][0].__setitem__("name", "grpc-flport"))),
+    Plant("FG301", "appProtocol http2", _service(lambda d: d["spec"]["ports"][1].__setitem__("appProtocol", "http2"))),
+    Plant("FG302", "gateway terminates", _gateway(lambda d: d["spec"]["servers"][0]["port"].__setitem__("protocol", "HTTP2"))),
+    Plant("FG302", "destination rule originates TLS", _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"]["tls"].__setitem__("mode", "SIMPLE"))),
+    Plant("FG303", "gateway lacks admin port", _gateway(lambda d: d["spec"].__setitem__("servers", d["spec"]["servers"][:1]))),
+    Plant("FG304", "gateway service lacks admin port", _service(lambda d: d["spec"].__setitem__("ports", d["spec"]["ports"][:1]), f"{INGRESS_DIR}/service.yaml")),
+    Plant("FG305", "no tcp route for admin port", _virtual_service(lambda d: d["spec"].__setitem__("tcp", d["spec"]["tcp"][:1]))),
+    Plant("FG306", "short destination host", _virtual_service(lambda d: d["spec"]["tcp"][0]["route"][0]["destination"].__setitem__("host", SERVER)), also=frozenset({"FG607"})),
+    Plant("FG307", "no destination rule", _delete(f"{SERVER_DIR}/destination-rule.yaml", SERVER_DIR)),
+    Plant("FG307", "destination rule disables mTLS", _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"]["tls"].__setitem__("mode", "DISABLE"))),
+    Plant("FG308", "allow names the wrong namespace", _authz(f"{WORKLOAD}-allow-gateway", lambda d: d["spec"]["rules"][0]["from"][0]["source"].__setitem__("namespaces", ["other-ns"]))),
+    Plant("FG309", "deny policy removed", _drop_doc(f"{SERVER_DIR}/authorization-policies.yaml", "AuthorizationPolicy", f"{WORKLOAD}-deny-non-gateway")),
+    # FG3xx mesh, bypass
+    Plant("FG311", "admin port not excluded", _deployment(lambda d: d["spec"]["template"]["metadata"]["annotations"].__setitem__("traffic.sidecar.istio.io/excludeInboundPorts", "9102")), base="bypass"),
+    Plant("FG312", "includeInboundPorts captures the ports", _deployment(lambda d: d["spec"]["template"]["metadata"]["annotations"].__setitem__("traffic.sidecar.istio.io/includeInboundPorts", "9102,9103")), base="bypass"),
+    Plant("FG313", "no peer authentication", _delete(f"{SERVER_DIR}/peer-authentication.yaml", SERVER_DIR), base="bypass"),
+    Plant("FG314", "destination rule keeps TLS", _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"].pop("portLevelSettings")), base="bypass"),
+    Plant("FG315", "network policy open to the world", _set(f"{SERVER_DIR}/network-policy.yaml", "NetworkPolicy", lambda d: d["spec"]["ingress"][0].__setitem__("from", [{"ipBlock": {"cidr": "0.0.0.0/0"}}])), base="bypass"),
+    # FG4xx secrets
+    Plant("FG401", "plaintext secret outside sync roots", _write("docs/secret.yaml", PLAINTEXT_SECRET)),
+    Plant("FG402", "PEM key file", _pem_file),
+    Plant("FG403", "base64 key in a ConfigMap", _configmap(f"{WORKLOAD}-local", _encoded_key)),
+    Plant("FG404", "sealed value not base64", _sealed(lambda d: d["spec"]["encryptedData"].__setitem__(_first_sealed_value(d)[0], "not base64!!"))),
+    Plant("FG405", "sealed for another key size", _sealed(_reprefix)),
+    Plant("FG405", "site secret sealed for another key size", _set(f"{SITE_DIR}/sealed-secret.yaml", "SealedSecret", _reprefix), base="sites"),
+    Plant("FG406", "cluster-wide annotation on a strict secret", _sealed(lambda d: d["metadata"].setdefault("annotations", {}).__setitem__("sealedsecrets.bitnami.com/cluster-wide", "true"))),
+    Plant("FG407", "template renamed", _sealed(lambda d: d["spec"]["template"]["metadata"].__setitem__("name", "other"))),
+    # FG5xx GitOps structure
+    # Plants that edit a shared file (sync root kustomization, bootstrap) are also drift: FG102 (or FG101).
+    Plant("FG501", "sync root without kustomization", _delete(f"{CLUSTER_DIR}/kustomization.yaml"), also=frozenset({"FG101"})),
+    Plant("FG502", "sync root does not build", lambda r: add_resource(r, CLUSTER_DIR, "missing.yaml"), also=SHARED_EDIT),
+    Plant("FG503", "tfvars in a sync root", _copy_tfvars),
+    Plant("FG504", "namespaced object without namespace", _set(f"{BASE_DIR}/network-policies.yaml", "NetworkPolicy", lambda d: d["metadata"].pop("namespace"), name="allow-egress-to-private-google-apis")),
+    Plant("FG505", "namespace on a cluster-scoped object", _set(f"{BASE_DIR}/namespace.yaml", "Namespace", lambda d: d["metadata"].__setitem__("namespace", "default"))),
+    Plant("FG506", "reserved label prefix", _deployment(lambda d: d["metadata"]["labels"].__setitem__("configsync.gke.io/owner", "me"))),
+    Plant("FG507", "server-set fields", _service(lambda d: d["metadata"].__setitem__("uid", "0f0f0f0f-0000-0000-0000-000000000000"))),
+    Plant("FG508", "object in Config Sync's namespace", _add_object(CLUSTER_DIR, "cms.yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "config-management-system"}, "data": {"a": "b"}}), also=SHARED_EDIT),
+    Plant("FG509", "namespace declared twice for a cluster", _add_object(BOOTSTRAP_DIR, "namespace.yaml", NAMESPACE_OBJ), also=SHARED_EDIT),
+    Plant("FG510", "RootSync syncs a missing folder", _root_sync(lambda d: d["spec"]["git"].__setitem__("dir", "clusters/nowhere")), also=SHARED_EDIT | {"FG511"}),
+    Plant("FG511", "RootSync syncs another cluster's folder", _root_sync(lambda d: d["spec"]["git"].__setitem__("dir", f"tenants/{TENANT}")), also=SHARED_EDIT | {"FG501"}),
+    Plant("FG512", "RootSync revision differs from the spec", _root_sync(lambda d: d["spec"]["git"].__setitem__("revision", "develop")), also=SHARED_EDIT),
+    Plant("FG513", "RootSync in hierarchy format", _root_sync(lambda d: d["spec"].__setitem__("sourceFormat", "hierarchy")), also=SHARED_EDIT),
+    Plant("FG514", "RootSync built by its own sync root", lambda r: add_resource(r, CLUSTER_DIR, "bootstrap/root-sync.yaml"), also=SHARED_EDIT | {"FG509"}),
+    Plant("FG515", "broken YAML in a sync root", _write(f"{CLUSTER_DIR}/broken.yaml", "a: [1\n")),
+    # FG6xx consistency
+    Plant("FG601", "service selects nothing", _service(lambda d: d["spec"].__setitem__("selector", {"run": "nothing"})), also=frozenset({"FG604"})),
+    Plant("FG602", "deployment selector mismatch", _deployment(lambda d: d["spec"]["selector"]["matchLabels"].__setitem__("run", "other")), also=frozenset({"FG601"})),
+    Plant("FG603", "targetPort names no container port", _service(lambda d: d["spec"]["ports"][1].__setitem__("targetPort", "tcp-nothing")), also=frozenset({"FG605"})),
+    Plant("FG604", "service renamed", _service(lambda d: d["metadata"].__setitem__("name", f"{SERVER}-svc")), also=frozenset({"FG307", "FG607"})),
+    Plant("FG605", "service port differs from fed_server.json", _service(lambda d: d["spec"]["ports"][0].__setitem__("port", 9104)), also=frozenset({"FG607"})),
+    Plant("FG606", "container port differs from fed_server.json", _container(lambda c: c["ports"][1].__setitem__("containerPort", 9113)), also=frozenset({"FG605"})),
+    Plant("FG607", "route to a port the service lacks", _virtual_service(lambda d: d["spec"]["tcp"][0]["route"][0]["destination"]["port"].__setitem__("number", 9999))),
+    Plant("FG608", "certificate for another name", _new_ca_and_server("wrong-name")),
+    Plant("FG609", "root CA from elsewhere", _other_root),
+    Plant("FG610", "expired certificates", _new_ca_and_server(SERVER, expired=True)),
+    Plant("FG611", "volume names a missing ConfigMap", _deployment(lambda d: d["spec"]["template"]["spec"]["volumes"][2]["configMap"].__setitem__("name", "missing-cm"))),
+    Plant("FG612", "fed_server.json unreadable", _fed_server(lambda text: "{not json")),
+    Plant("FG613", "site client dials another port", _site_startup(lambda d: d["data"].__setitem__("fed_client.json", d["data"]["fed_client.json"].replace(":9102", ":9999"))), base="sites"),
+    Plant("FG613", "site client trusts another root CA", _site_startup(lambda d: d["data"].__setitem__("rootCA.pem", cert_pem(certificate("another-root", rsa_key())))), base="sites"),
+    # FG7xx hardening and exposure
+    Plant("FG701", "may run as root", _security("runAsNonRoot", False)),
+    Plant("FG702", "privilege escalation", _security("allowPrivilegeEscalation", True)),
+    Plant("FG703", "privileged", _security("privileged", True)),
+    Plant("FG704", "host network", _deployment(lambda d: d["spec"]["template"]["spec"].__setitem__("hostNetwork", True))),
+    Plant("FG705", "writable root filesystem", _security("readOnlyRootFilesystem", False)),
+    Plant("FG706", "no limits", _container(_remove_limits)),
+    Plant("FG707", "token mounted", _deployment(lambda d: d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True))),
+    Plant("FG708", "capabilities kept", _container(lambda c: c["securityContext"].pop("capabilities"))),
+    Plant("FG709", "gateway open to any address", _service(lambda d: d["spec"].pop("loadBalancerSourceRanges"), f"{INGRESS_DIR}/service.yaml")),
+    Plant("FG709", "bypass load balancer open", _service(lambda d: d["spec"].__setitem__("loadBalancerSourceRanges", ["0.0.0.0/0"])), base="bypass"),
+)
+
+
+@pytest.mark.parametrize("plant", PLANTS, ids=[f"{p.rule}-{p.name.replace(' ', '-')}" for p in PLANTS])
+def test_planted_defect_fires_its_rule(plant: Plant, tmp_path: Path) -> None:
+    repo = fresh(plant.base, tmp_path)
+    plant.edit(repo)
+    if plant.restamp:
+        restamp(repo)
+    report = validate(repo=repo)
+    fired = rules_of(report)
+    assert plant.rule in fired, [(f.rule, f.path, f.message) for f in report.findings]
+    unexpected = fired - {plant.rule} - plant.also
+    assert not unexpected, [(f.rule, f.path, f.line, f.object, f.message) for f in report.findings if f.rule in unexpected]
+    for f in report.findings:
+        assert f.path and f.message and "\n" not in f.message and f.remediation
+        assert len(f.fingerprint) == 64
+    assert report.exit_code == (1 if report.errors else 0)
+
+
+# ------------------------------------------------------------------------------------------- clean trees
+
+
+@pytest.mark.parametrize("base", ["ranged", "bypass", "argocd", "sites"])
+def test_rendered_tree_with_source_ranges_has_no_findings(base: str, tmp_path: Path) -> None:
+    """Both exposure modes (gateway passthrough, loadbalancer bypass), both engines, and a site running its
+    client on its own cluster (own sync root, own sealing certificate) validate clean."""
+    report = validate(repo=fresh(base, tmp_path))
+    assert [(f.rule, f.path, f.line, f.message) for f in report.findings] == []
+    assert report.exit_code == 0
+    assert report.objects > 20
+
+
+def test_rendered_example_has_only_the_open_ranges_warning(tmp_path: Path) -> None:
+    """examples/federation.yaml leaves loadBalancerSourceRanges empty on purpose: that is one warning
+    (FG709) and nothing else; warnings do not fail the check."""
+    report = validate(repo=fresh("example", tmp_path))
+    assert [(f.rule, f.severity, f.object) for f in report.findings] == [("FG709", "warning", "Service/istio-ingress/nvflare-fl-1")]
+    assert report.errors == 0 and report.exit_code == 0
+
+
+def test_findings_point_at_the_source_line(tmp_path: Path) -> None:
+    repo = fresh("ranged", tmp_path)
+    _security("privileged", True)(repo)
+    restamp(repo)
+    [finding] = [f for f in validate(repo=repo).findings if f.rule == "FG703"]
+    lines = (repo / SERVER_DIR / "deployment.yaml").read_text().splitlines()
+    assert finding.path == f"{SERVER_DIR}/deployment.yaml"
+    assert finding.object == f"Deployment/{TENANT}/{WORKLOAD}"
+    assert lines[finding.line - 1].strip() == "privileged: true"
+
+
+def test_kubernetes_version_changes_the_schemas(tmp_path: Path) -> None:
+    """A kind the default version does not serve has no schema there: FG202, never a silent pass."""
+    repo = fresh("ranged", tmp_path)
+    _deployment(lambda d: d.__setitem__("apiVersion", "apps/v1beta1"))(repo)
+    restamp(repo)
+    assert "FG202" in rules_of(validate(repo=repo, kubernetes_version="1.33"))
