@@ -64,8 +64,7 @@ def render(
     store = open_store(state, repo, fed.name)
     with store.lock():
         document = store.load()
-        if document.project not in (None, fed.name):
-            raise InputError(f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one")
+        document.require_project(fed.name, store.description)
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
         result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}

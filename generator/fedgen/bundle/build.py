@@ -69,10 +69,7 @@ def build_bundle(
     store = open_store(state, repo.resolve(), fed.name)
     with store.lock():
         document = store.load()
-    if document.project not in (None, fed.name):
-        raise InputError(
-            f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one"
-        )
+    document.require_project(fed.name, store.description)
     if not document.nvflare_cert:
         raise InputError(
             f"state {store.description} holds no certificates yet: run `fedgen render {spec}` first "

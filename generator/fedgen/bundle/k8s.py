@@ -18,7 +18,7 @@ from typing import Any
 from fedgen.bundle.model import CLIENT_MODULE, CONTAINER_PYTHON, K8S_KIT_PARENT, BundleContext, k8s_slug
 from fedgen.provision import KitFile
 from fedgen.render.serialize import dump_documents, dump_yaml
-from fedgen.spec.model import RUN_AS_ID
+from fedgen.render.hardening import PROCESS_ENV, container_security_context, pod_security_context
 
 Obj = dict[str, Any]
 
@@ -93,20 +93,12 @@ def deployment(ctx: BundleContext, digest: str) -> Obj:
             "-u", "-m", CLIENT_MODULE, "-m", n.kit_root, "-s", "fed_client.json",
             "--set", "secure_train=true", f"uid={p.name}", "config_folder=config", f"org={p.org}",
         ],
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "env": list(PROCESS_ENV),
         "resources": {
             "requests": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"},
             "limits": {"memory": "2Gi", "ephemeral-storage": "4Gi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsGroup": RUN_AS_ID,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_ID,
-        },
+        "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "kit", "mountPath": n.kit_root},
             {"name": "startup", "mountPath": f"{n.kit_root}/startup", "readOnly": True},
@@ -132,13 +124,7 @@ def deployment(ctx: BundleContext, digest: str) -> Obj:
     pod: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "fsGroup": RUN_AS_ID,
-            "runAsGroup": RUN_AS_ID,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_ID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     }

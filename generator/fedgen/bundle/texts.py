@@ -133,7 +133,6 @@ def _address_section(ctx: BundleContext, port: int) -> tuple[str, str]:
     """(markdown explaining how the dialled name reaches the server, the SERVER_IP shell line or "")."""
     t = ctx.target
     fed = ctx.federation
-    name = ctx.participant.name
     intro = (
         f"Your kit dials `{t.dialled}:{port}` and accepts the server only if its certificate's CN is "
         f"`{t.server_name}`. The address is never written into the kit: make the name `{t.dialled}` resolve to "

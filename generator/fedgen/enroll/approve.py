@@ -215,8 +215,7 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
 
     def load() -> tuple[StateDocument, bytes, str]:
         document = store.load()
-        if document.project not in (None, fed.name):
-            raise InputError(f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one")
+        document.require_project(fed.name, store.description)
         root_pem = from_document(document, f"state {store.description}")
         root_key = document.nvflare_cert.get(ROOT_KEY)
         if root_pem is None or not root_key:

@@ -94,8 +94,7 @@ def locate(fed: Federation, repo: Path, state: str | None) -> tuple[RootCA, list
     except ExternalError as exc:
         notes.append(f"state not reachable ({exc}); using the rendered server kit")
     else:
-        if document.project not in (None, fed.name):
-            raise InputError(f"state {description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one")
+        document.require_project(fed.name, description)
         state_pem = from_document(document, f"state {description}")
         if state_pem is None:
             notes.append(f"state {description} holds no root CA; using the rendered server kit")

@@ -22,6 +22,7 @@ from fedgen.render.layout import (
     startup_configmap_name,
 )
 from fedgen.spec.model import RUN_AS_ID, WORKSPACE_MOUNT, Federation
+from fedgen.render.hardening import PROCESS_ENV, container_security_context, pod_security_context
 
 Obj = dict[str, Any]
 
@@ -118,10 +119,7 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
             "config_folder=config",
             f"org={s.org}",
         ],
-        "env": [
-            {"name": "HOME", "value": "/tmp"},
-            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-        ],
+        "env": list(PROCESS_ENV),
         "ports": [
             {"name": "tcp-flport", "containerPort": s.fl_port, "protocol": "TCP"},
             {"name": "tcp-adminport", "containerPort": s.admin_port, "protocol": "TCP"},
@@ -133,15 +131,7 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
             "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
             "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsGroup": RUN_AS_ID,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_ID,
-        },
+        "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "kit", "mountPath": root},
             {"name": "startup", "mountPath": f"{root}/startup", "readOnly": True},
@@ -193,13 +183,7 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
                     "serviceAccountName": KSA_NAME,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        "fsGroup": RUN_AS_ID,
-                        "runAsGroup": RUN_AS_ID,
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_ID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "affinity": {
                         "nodeAffinity": {
                             "requiredDuringSchedulingIgnoredDuringExecution": {

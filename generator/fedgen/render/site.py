@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fedgen.render.layout import MANAGED_BY
-from fedgen.spec.model import RUN_AS_ID, Federation, Site
+from fedgen.spec.model import Federation, Site
+from fedgen.render.hardening import PROCESS_ENV, container_security_context, pod_security_context
 
 Obj = dict[str, Any]
 CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
@@ -76,17 +77,9 @@ def _deployment(fed: Federation, site: Site) -> Obj:
         "imagePullPolicy": "IfNotPresent",
         "command": ["/usr/local/bin/python3"],
         "args": ["-u", "-m", CLIENT_MODULE, "-m", KIT_ROOT, "-s", "fed_client.json", "--set", "secure_train=true", f"uid={site.name}", "config_folder=config", f"org={site.org}"],
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "env": list(PROCESS_ENV),
         "resources": {"requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "2Gi"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsGroup": RUN_AS_ID,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_ID,
-        },
+        "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "kit", "mountPath": KIT_ROOT},
             {"name": "startup", "mountPath": f"{KIT_ROOT}/startup", "readOnly": True},
@@ -98,7 +91,7 @@ def _deployment(fed: Federation, site: Site) -> Obj:
         "serviceAccountName": "nvflare-client",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {"fsGroup": RUN_AS_ID, "runAsGroup": RUN_AS_ID, "runAsNonRoot": True, "runAsUser": RUN_AS_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": [
             {"name": "kit", "emptyDir": {"sizeLimit": "2Gi"}},

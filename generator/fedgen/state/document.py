@@ -32,6 +32,11 @@ class StateDocument:
     sealed: dict[str, dict[str, str]] = field(default_factory=dict)
     enrolled: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def require_project(self, federation: str, where: str) -> None:
+        """Refuse a state that belongs to another federation (InputError naming both)."""
+        if self.project not in (None, federation):
+            raise InputError(f"state {where} belongs to federation {self.project!r}, not {federation!r}; pass --state for this one")
+
     def to_bytes(self) -> bytes:
         doc = {
             "format": FORMAT,

@@ -257,10 +257,7 @@ def push(
     store = open_store(state, repo.resolve(), fed.name)
     with store.lock():
         document = store.load()
-        if document.project not in (None, fed.name):
-            raise InputError(
-                f"state {store.description} belongs to federation {document.project!r}, not {fed.name!r}; pass --state for this one"
-            )
+        document.require_project(fed.name, store.description)
         where = f"workspace {layout.url(layout.prefix)}/"
         with storage_errors(where, layout.bucket):
             bucket = storage_client(where).bucket(layout.bucket)
