@@ -23,3 +23,8 @@ test: bootstrap
 
 bench: bootstrap
 	@for b in bench/bench_*.py; do $(PY) "$$b" || exit 1; done
+
+# Only the end-to-end federation test: renders a spec, runs the server from the built manifests and the sites
+# from their bundles in network namespaces, runs a job (needs root, ip, unshare; see tests/e2e/).
+e2e: bootstrap
+	$(PY) -m pytest -q -m e2e tests/e2e

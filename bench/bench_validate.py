@@ -1,20 +1,31 @@
 """Benchmark `fedgen validate` against bare kubeconform on the same built manifests.
 
-    .venv/bin/python bench/bench_validate.py [--repeat 5] [--spec examples/federation.yaml] [--keep DIR]
+    .venv/bin/python bench/bench_validate.py [--repeat 7] [--spec examples/federation.yaml | --repo DIR]
+                                             [--compare-with SRC] [--bytecode cached|env] [--keep DIR]
 
-Renders the spec into a scratch repo, builds every sync root (and bootstrap folder) once with
-`kubectl kustomize --load-restrictor=LoadRestrictionsNone` into one file, then runs side by side, --repeat
-times, interleaved, each a fresh process:
+Renders the spec into a scratch repo (or takes --repo as it is), builds every sync root (and bootstrap folder)
+once with `kubectl kustomize --load-restrictor=LoadRestrictionsNone` into one file, then runs side by side,
+--repeat times, interleaved, each a fresh process:
   (a) bare kubeconform on that file, with the flags and offline schemas fedgen uses;
   (b) the bare pipeline a shell script would run: kubectl kustomize of each folder, then kubeconform;
-  (c) `fedgen validate --repo <scratch> --format json` (everything: file scan, builds, kubeconform, all rules).
-Prints medians and the ratios (c)/(a) and (c)/(b), an in-process phase breakdown of one validation, and writes
+  (c) `fedgen validate --repo <repo> --format json` (everything: file scan, builds, kubeconform, all rules);
+  (d) with --compare-with SRC: the same with the fedgen found in SRC/generator (another version of the
+      source, e.g. `mkdir /tmp/old && git archive HEAD generator | tar -x -C /tmp/old && ln -s "$PWD/schemas"
+      "$PWD/.tools" /tmp/old/`), so a before/after is measured in one run, under the same load.
+Prints medians and the ratios to (a) and (b), an in-process phase breakdown of one validation (each phase
+alone; `fedgen validate` overlaps kubectl and kubeconform with the Python work), and writes
 bench/results/validate.json (see bench/benchlib.py).
+
+Python bytecode: --bytecode cached (the default) lets every fedgen process read and write compiled bytecode
+under <scratch>/pycache (PYTHONDONTWRITEBYTECODE dropped, PYTHONPYCACHEPREFIX set, one unmeasured warm-up
+run each), as on any machine where the package is installed; --bytecode env keeps the environment as it is
+(with PYTHONDONTWRITEBYTECODE=1 every run compiles fedgen's sources again, ~0.3 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -27,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
 from benchlib import BIN_DIR, REPO_ROOT, Row, row  # noqa: E402
+
+TARGET_SECONDS = "<= 10"
+TARGET_RATIO = "<= 1.5"
 
 
 def kubeconform_argv(binary: Path, schemas: Path, version: str, manifest: Path) -> list[str]:
@@ -47,39 +61,70 @@ def build_folders(repo: Path) -> list[str]:
     return out
 
 
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, label: str, seconds: float) -> None:
+        self.seconds[label] = self.seconds.get(label, 0.0) + seconds
+
+
 def phases(repo: Path, version: str) -> dict[str, float]:
-    """One in-process validation, timed phase by phase (imports excluded: the process is warm)."""
+    """One in-process validation, timed phase by phase, one after the other (imports excluded: the process
+    is warm). `fedgen validate` runs kubectl kustomize and kubeconform while the Python phases run."""
+    import gc
+
     from fedgen.validate import build
     from fedgen.validate.engine import evaluate
     from fedgen.validate.rules import REGISTRY
 
-    timer = benchlib.Timer()
-    start = time.perf_counter()
-    files = build.read_files(repo)
-    timer.add("read and parse repo files", time.perf_counter() - start)
-    start = time.perf_counter()
-    ledgers = build.read_ledgers(repo)
-    specs = {ledger.spec: build.read_spec(repo, ledger.spec) for ledger in ledgers if ledger.spec}
-    timer.add("ledgers and spec", time.perf_counter() - start)
-    start = time.perf_counter()
-    roots, folders = build.build_roots(repo, files, specs, ledgers)
-    timer.add("kubectl kustomize (parallel) and source mapping", time.perf_counter() - start)
-    objects = [o for r in roots for o in r.objects]
-    build._VERDICTS.clear()  # measure a real kubeconform run, not the per-process verdict cache
-    start = time.perf_counter()
-    schema = build.check_schemas(objects, version)
-    timer.add("kubeconform (through fedgen.validate.kubeconform)", time.perf_counter() - start)
-    model = build.Model(files=files, roots=roots, ledgers=ledgers, specs=specs, schema=schema, kubernetes_version=version, sync_dirs=folders)
-    start = time.perf_counter()
-    evaluate(model, REGISTRY)
-    timer.add(f"{len(REGISTRY)} rules", time.perf_counter() - start)
+    timer = _Timer()
+    gc.disable()  # as fedgen validate does
+    try:
+        start = time.perf_counter()
+        paths = build.list_files(repo)
+        files = build.read_files(repo, paths)
+        timer.add("list, read and parse repo files", time.perf_counter() - start)
+        start = time.perf_counter()
+        ledgers = build.read_ledgers(repo)
+        specs = {ledger.spec: build.read_spec(repo, ledger.spec) for ledger in ledgers if ledger.spec}
+        enrollment, specs = build.read_enrollment(repo, paths, specs, ledgers)
+        timer.add("ledgers, spec and enrollment files", time.perf_counter() - start)
+        start = time.perf_counter()
+        roots, folders = build.build_roots(repo, files, specs, ledgers)
+        timer.add("kubectl kustomize (parallel) and source mapping", time.perf_counter() - start)
+        objects = [o for r in roots for o in r.objects]
+        build._VERDICTS.clear()  # measure a real kubeconform run, not the per-process verdict cache
+        start = time.perf_counter()
+        schema = build.check_schemas(objects, version)
+        timer.add("kubeconform (through fedgen.validate.kubeconform)", time.perf_counter() - start)
+        model = build.Model(files=files, roots=roots, ledgers=ledgers, specs=specs, schema=schema, kubernetes_version=version,
+                            sync_dirs=folders, enrollment=enrollment)
+        start = time.perf_counter()
+        evaluate(model, REGISTRY)
+        timer.add(f"{len(REGISTRY)} rules", time.perf_counter() - start)
+    finally:
+        gc.enable()
     return timer.seconds
+
+
+def _env(bytecode: str, scratch: Path, pythonpath: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if bytecode == "cached":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(scratch / "pycache")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return env
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--spec", type=Path, default=REPO_ROOT / "examples" / "federation.yaml")
+    parser.add_argument("--repo", type=Path, help="validate this rendered repo as it is instead of rendering --spec")
+    parser.add_argument("--compare-with", type=Path, metavar="SRC", help="also run the fedgen in SRC/generator (another version)")
+    parser.add_argument("--bytecode", choices=("cached", "env"), default="cached")
     parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
     args = parser.parse_args()
 
@@ -89,12 +134,16 @@ def main() -> None:
     kubectl, kubeconform = find_tool("kubectl"), find_kubeconform()
     version = DEFAULT_KUBERNETES_VERSION
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="fedgen-bench-validate-"))
-    repo = scratch / "repo"
-    if repo.exists():
-        shutil.rmtree(repo)
-    shutil.copytree(args.spec.resolve().parent, repo / "spec")
-    spec = repo / "spec" / args.spec.name
-    benchlib.run([str(BIN_DIR / "fedgen"), "render", str(spec), "--repo", str(repo)]).check()
+    scratch.mkdir(parents=True, exist_ok=True)
+    if args.repo:
+        repo = args.repo.resolve()
+    else:
+        repo = scratch / "repo"
+        if repo.exists():
+            shutil.rmtree(repo)
+        shutil.copytree(args.spec.resolve().parent, repo / "spec")
+        spec = repo / "spec" / args.spec.name
+        benchlib.run([str(BIN_DIR / "fedgen"), "render", str(spec), "--repo", str(repo)]).check()
 
     folders = build_folders(repo)
     manifest = scratch / "built.yaml"
@@ -109,38 +158,69 @@ def main() -> None:
         + "".join(f"{kubectl} kustomize --load-restrictor=LoadRestrictionsNone {f} >> $out\necho --- >> $out\n" for f in folders)
         + " ".join(bare_argv[:-1]) + " $out > /dev/null || [ $? -eq 1 ]\nrm -f $out\n"
     )
-    validate_argv = [str(BIN_DIR / "fedgen"), "validate", "--repo", str(repo), "--format", "json"]
+    validate_argv = [sys.executable, "-m", "fedgen", "validate", "--repo", str(repo), "--format", "json"]
+    runs: dict[str, tuple[list[str], dict[str, str] | None]] = {
+        "kubeconform": (bare_argv, None),
+        "pipeline": (["bash", str(pipeline)], None),
+        "fedgen": (validate_argv, _env(args.bytecode, scratch, None)),
+    }
+    if args.compare_with:
+        source = args.compare_with.resolve()
+        if not (source / "generator" / "fedgen" / "cli.py").is_file():
+            raise SystemExit(f"--compare-with {source}: no generator/fedgen/cli.py there")
+        runs["compared"] = (validate_argv, _env(args.bytecode, scratch / "compared", source / "generator"))
 
-    times: dict[str, list[float]] = {"kubeconform": [], "pipeline": [], "fedgen": []}
-    cpu: dict[str, list[float]] = {k: [] for k in times}
+    for name in ("fedgen", "compared"):  # warm-up: bytecode written, files in the page cache
+        if name in runs:
+            benchlib.run(runs[name][0], env=runs[name][1])
+
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    rss: dict[str, list[float]] = {k: [] for k in runs}
     exit_codes = set()
     for _ in range(args.repeat):
-        for name, argv in (("kubeconform", bare_argv), ("pipeline", ["bash", str(pipeline)]), ("fedgen", validate_argv)):
-            result = benchlib.run(argv)
+        for name, (argv, env) in runs.items():
+            result = benchlib.run(argv, env=env)
             exit_codes.add((name, result.returncode))
             if result.returncode not in (0, 1):  # 1 = findings (invalid objects): still a full run
                 raise SystemExit(f"{name} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
             times[name].append(result.seconds)
             cpu[name].append(result.cpu_seconds)
+            rss[name].append(result.tree_peak_rss_mb or result.peak_rss_mb)
 
     med = {k: statistics.median(v) for k, v in times.items()}
+    label = f"fedgen validate ({'this source' if args.compare_with else 'median wall'})"
     rows: list[Row] = [
         row("objects validated", objects, note=f"{len(folders)} folders built: {', '.join(folders)}"),
         row("bare kubeconform (median wall)", med["kubeconform"], "s", note=f"min {min(times['kubeconform']):.3f} s"),
         row("kubectl kustomize + kubeconform (median wall)", med["pipeline"], "s", note=f"min {min(times['pipeline']):.3f} s"),
-        row("fedgen validate (median wall)", med["fedgen"], "s", target="<= 3", note=f"min {min(times['fedgen']):.3f} s; exit codes {sorted(exit_codes)}"),
-        row("fedgen validate / bare kubeconform", med["fedgen"] / med["kubeconform"], "x"),
+        row(label, med["fedgen"], "s", target=TARGET_SECONDS, note=f"min {min(times['fedgen']):.3f} s; exit codes {sorted(exit_codes)}"),
+        row("fedgen validate / bare kubeconform", med["fedgen"] / med["kubeconform"], "x", target=TARGET_RATIO),
         row("fedgen validate / kustomize + kubeconform", med["fedgen"] / med["pipeline"], "x"),
         row("fedgen validate CPU (median)", statistics.median(cpu["fedgen"]), "s"),
+        row("fedgen validate peak RSS (median)", statistics.median(rss["fedgen"]), "MB", target="<= 300"),
     ]
+    if "compared" in med:
+        rows += [
+            row(f"fedgen validate ({source})", med["compared"], "s", target=TARGET_SECONDS, note=f"min {min(times['compared']):.3f} s"),
+            row(f"  {source.name} / bare kubeconform", med["compared"] / med["kubeconform"], "x", target=TARGET_RATIO),
+            row(f"  {source.name} / kustomize + kubeconform", med["compared"] / med["pipeline"], "x"),
+            row(f"  {source.name} CPU (median)", statistics.median(cpu["compared"]), "s"),
+            row(f"  {source.name} peak RSS (median)", statistics.median(rss["compared"]), "MB", target="<= 300"),
+            row(f"speed-up of this source over {source.name}", med["compared"] / med["fedgen"], "x"),
+        ]
     breakdown = phases(repo, version)
-    benchlib.print_table(f"fedgen validate vs kubeconform ({args.repeat} interleaved runs, Kubernetes {version})", rows)
     benchlib.print_table(
-        "one in-process validation, by phase",
+        f"fedgen validate vs kubeconform ({args.repeat} interleaved runs, Kubernetes {version}, bytecode {args.bytecode}, {repo})", rows
+    )
+    benchlib.print_table(
+        "one in-process validation, by phase (run one after the other here)",
         [row(label, seconds, "s") for label, seconds in breakdown.items()],
     )
-    details: dict[str, Any] = {"seconds": times, "cpu_seconds": cpu, "phases": breakdown, "folders": folders}
-    path = benchlib.write_results("validate", rows, parameters={"repeat": args.repeat, "spec": str(args.spec), "kubernetes_version": version}, details=details)
+    details: dict[str, Any] = {"seconds": times, "cpu_seconds": cpu, "peak_rss_mb": rss, "phases": breakdown, "folders": folders}
+    parameters = {"repeat": args.repeat, "spec": str(args.spec), "repo": str(args.repo or ""), "kubernetes_version": version,
+                  "bytecode": args.bytecode, "compare_with": str(args.compare_with or "")}
+    path = benchlib.write_results("validate", rows, parameters=parameters, details=details)
     print(f"\nwrote {path.relative_to(REPO_ROOT)}")
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -8,9 +8,14 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,12 @@ BOOTSTRAP_DIR = f"{CLUSTER_DIR}/bootstrap"
 SPEC = "spec/federation.yaml"
 SITE_CLUSTER = "gke-hosp-a"
 SITE_DIR = f"clusters/{SITE_CLUSTER}/sites/site-a"
+# The 'enrolled' render: site-c keeps its own key (enrollment: request) and is enrolled with the real tools.
+FEDERATION = "genomics"
+ENROLL_SITE, ENROLL_ORG = "site-c", "hospital_c"
+ENROLL_REQUEST = f"enrollment/{FEDERATION}/requests/{ENROLL_SITE}.request.zip"
+ENROLL_SIGNED = f"enrollment/{FEDERATION}/signed/{ENROLL_SITE}.signed.zip"
+NVFLARE = str(Path(sys.executable).parent / "nvflare")
 
 
 def _render(spec: Path, repo: Path) -> None:
@@ -59,8 +70,9 @@ def pristine_cert(number: int = 1) -> bytes:
 @lru_cache(maxsize=None)
 def pristine(kind: str) -> Path:
     """A rendered repo, made once per process: 'example' (examples/federation.yaml, no source ranges),
-    'ranged' (tests.support.OTHER_SPEC, with source ranges and a sealing certificate made now), and
-    'bypass' (the same spec with server.exposure: loadbalancer)."""
+    'ranged' (tests.support.OTHER_SPEC, with source ranges and a sealing certificate made now), 'bypass'
+    (the same spec with server.exposure: loadbalancer), 'sites', 'argocd', and 'enrolled' (the ranged spec
+    with site-c enrolling by request, enrolled with the real nvflare tools: request and signed zip committed)."""
     repo = _WORK / kind
     if kind == "example":
         repo.mkdir()
@@ -90,6 +102,9 @@ def pristine(kind: str) -> Path:
         spec["spec"]["server"]["externalAddress"] = "203.0.113.10"
         dump_yaml(spec, repo / SPEC)
         _render(repo / SPEC, repo)
+    elif kind == "enrolled":
+        _render_enrolled(repo)
+        _enroll(repo)
     elif kind == "argocd":
         (repo / "spec").mkdir(parents=True)
         (repo / "spec" / "sealing.pem").write_bytes(pristine_cert())
@@ -100,6 +115,109 @@ def pristine(kind: str) -> Path:
     else:
         raise ValueError(kind)
     return repo
+
+
+def _enrolled_spec() -> dict[str, Any]:
+    spec = copy.deepcopy(OTHER_SPEC)
+    spec["spec"]["sites"].append({"name": ENROLL_SITE, "org": ENROLL_ORG, "enrollment": "request"})
+    return spec
+
+
+def _render_enrolled(repo: Path) -> None:
+    (repo / "spec").mkdir(parents=True)
+    (repo / "spec" / "sealing.pem").write_bytes(pristine_cert())
+    dump_yaml(_enrolled_spec(), repo / SPEC)
+    _render(repo / SPEC, repo)
+
+
+@contextmanager
+def _home(folder: Path) -> Iterator[None]:
+    """HOME for the nvflare tools, which write audit files under ~/.nvflare."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("HOME")
+    os.environ["HOME"] = str(folder)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old
+
+
+def _site_requests(repo: Path, projects: list[str]) -> list[Path]:
+    """As the site: `fedgen enroll kit`, then `nvflare cert request` once per project named (each with a new
+    key, in parallel; the kit's participant.yaml with that project name); the request folders (each holds
+    <site>.request.zip and the key that never leaves it)."""
+    from fedgen.enroll.kit import make_kit
+
+    site = _WORK / "site"
+    kit = site / "kit"
+    make_kit(spec=repo / SPEC, site=ENROLL_SITE, repo=repo, out=kit)
+    participant = (kit / "participant.yaml").read_text()
+    assert f"name: {FEDERATION}\n" in participant
+    procs, folders = [], []
+    for i, project in enumerate(projects):
+        folder = site / f"request-{i}"
+        folder.mkdir(parents=True)
+        (folder / "participant.yaml").write_text(participant.replace(f"name: {FEDERATION}\n", f"name: {project}\n", 1))
+        env = {**os.environ, "HOME": str(site / "home")}
+        procs.append(subprocess.Popen([NVFLARE, "cert", "request", "-p", "participant.yaml"], cwd=folder, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        folders.append(folder / ENROLL_SITE)
+    for proc in procs:
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out
+    return folders
+
+
+def _approve(repo: Path, request: Path) -> None:
+    from fedgen.enroll.approve import approve
+
+    with _home(_WORK / "operator-home"):
+        approve(spec=repo / SPEC, request_zip=request, repo=repo)
+
+
+_REQUESTS: list[Path] = []  # site-c's request folders, made for the 'enrolled' render
+
+
+def _enroll(repo: Path) -> None:
+    """Enroll site-c as docs/enrollment.md says: requests made with the kit of this render (the first is
+    committed, then approved: the signed zip is committed too; the others are kept for the plants)."""
+    _REQUESTS[:] = _site_requests(repo, [FEDERATION, FEDERATION, "proteomics"])
+    (repo / ENROLL_REQUEST).parent.mkdir(parents=True)
+    shutil.copy(_REQUESTS[0] / f"{ENROLL_SITE}.request.zip", repo / ENROLL_REQUEST)
+    _approve(repo, repo / ENROLL_REQUEST)
+    assert (repo / ENROLL_SIGNED).is_file()
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """Real enrollment files of site-c (all made with nvflare and fedgen enroll approve), for plants."""
+
+    request: bytes  # committed in the 'enrolled' repo
+    signed: bytes  # the approval committed there
+    key: bytes  # site-c's private key (it never leaves the site's folder; the key plants put it in a zip)
+    other_request: bytes  # a second request of site-c, with another key
+    other_project_request: bytes  # a request of site-c for another project (proteomics)
+    other_root_signed: bytes  # the committed request approved by another federation's CA
+
+
+@lru_cache(maxsize=None)
+def enrollment() -> Enrollment:
+    repo = pristine("enrolled")
+    first, second, other_project = _REQUESTS
+    other = _WORK / "enrolled-other-ca"  # the same spec rendered anew: a new state, so a new root CA
+    _render_enrolled(other)
+    _approve(other, repo / ENROLL_REQUEST)
+    return Enrollment(
+        request=(repo / ENROLL_REQUEST).read_bytes(),
+        signed=(repo / ENROLL_SIGNED).read_bytes(),
+        key=(first / f"{ENROLL_SITE}.key").read_bytes(),
+        other_request=(second / f"{ENROLL_SITE}.request.zip").read_bytes(),
+        other_project_request=(other_project / f"{ENROLL_SITE}.request.zip").read_bytes(),
+        other_root_signed=(other / ENROLL_SIGNED).read_bytes(),
+    )
 
 
 def _no_state(folder: str, names: list[str]) -> list[str]:

@@ -30,6 +30,20 @@ costs about as much as generating a key (~45 ms per participant), so re-renderin
 federation is slow whether or not anything changed. The server is always in the project
 (NVFlare requires it); its kit does not depend on which clients are listed (tested).
 
+Parallel issuance. A new certificate costs one RSA-2048 key generation inside NVFlare (~45 ms on one core, more
+on slow machines), so a cold render of a large federation is almost all key generation. When enough
+certificates are new they are issued by NVFlare in worker processes (`python -m fedgen.provision.worker`,
+see `_run_workers` for why not multiprocessing): first, in this process, NVFlare creates the root CA (when the
+state has none) and issues the server's certificate (when needed), because every NVFlare project holds the
+server and it must be issued once; then the other new participants are split into contiguous groups, one per
+worker, and each worker has NVFlare issue its group (WorkspaceBuilder and CertBuilder only: a certificate
+depends on nothing else) in its own private temporary root seeded with the root CA and the server entry;
+their cert.json entries are merged. Finally the kits asked for are built by NVFlare exactly as in the serial
+case, from a seed in which every participant of the project already has its entry, so kits are a function
+of the resulting state alone, byte for byte, however the certificates were issued (tested). Workers: the
+`workers=` argument, else FEDGEN_PROVISION_WORKERS, else the CPUs this process may use, capped at MAX_WORKERS
+and at one worker per MIN_PER_WORKER new certificates; with fewer than 2, everything runs in this process.
+
 NVFlare reports most provisioning failures in the returned context instead of raising; both reported and
 raised failures become `ExternalError("nvflare provisioning failed: <first reason>")` (exit code 3).
 NVFlare's console output is captured and discarded so fedgen's own output stays clean.
@@ -46,16 +60,20 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError, InputError
-from fedgen.spec.model import Federation
 from fedgen.state.document import StateDocument
+
+if TYPE_CHECKING:  # workers import this module: keep the spec loader (jsonschema, ruamel) out of them
+    from fedgen.spec.model import Federation
 
 # Keys of NVFlare's cert.json that are not participants (CtxKey.ROOT_CERT / ROOT_PRI_KEY in nvflare.lighter).
 _ROOT_CERT = "root_cert"
@@ -70,6 +88,12 @@ _FAILED = "nvflare provisioning failed"
 _BUILDER_ERROR = re.compile(
     r"^Exception (?P<reason>.*) raised during provision\.\s+Incomplete prod_n folder removed\.$", re.DOTALL
 )
+
+# Parallel issuance (see the module docstring).
+WORKERS_ENV = "FEDGEN_PROVISION_WORKERS"
+MAX_WORKERS = 16
+# A worker process costs an interpreter start and NVFlare's import (~1 s of CPU): only worth it for a batch.
+MIN_PER_WORKER = 16
 
 
 @dataclass(frozen=True)
@@ -93,14 +117,40 @@ class ProvisionResult:
     issued: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Roster:
+    """What NVFlare's Project is built from: picklable, so worker processes get it as it is."""
+
+    project: str
+    server: tuple[str, str, int, int, str, tuple[str, ...]]  # name, org, fl port, admin port, default host, hosts
+    members: tuple[tuple[str, str, str, str | None], ...]  # (client | admin, name, org, role), spec order
+
+    @classmethod
+    def of(cls, federation: Federation) -> _Roster:
+        s = federation.server
+        members: list[tuple[str, str, str, str | None]] = [("client", x.name, x.org, None) for x in federation.sites]
+        members += [("admin", a.name, a.org, a.role) for a in federation.admins]
+        return cls(
+            project=federation.name,
+            server=(s.name, s.org, s.fl_port, s.admin_port, s.default_host, tuple(s.host_names)),
+            members=tuple(members),
+        )
+
+
 def provision(
-    federation: Federation, document: StateDocument, *, kits_for: Iterable[str] | None = None
+    federation: Federation,
+    document: StateDocument,
+    *,
+    kits_for: Iterable[str] | None = None,
+    workers: int | None = None,
 ) -> ProvisionResult:
     """Issue the certificates the federation needs; render the kits of `kits_for` (None: every participant).
 
     Every participant of the spec has a certificate in the returned document, whether or not its kit was
-    asked for. Raises InputError for unusable input (unknown names in kits_for, a state document of another
-    project or without the root CA key) and ExternalError when NVFlare fails.
+    asked for. `workers`: processes issuing new certificates (None: automatic, see the module docstring;
+    1: all in this process). Raises InputError for unusable input (unknown names in kits_for, a state
+    document of another project or without the root CA key, a bad worker count) and ExternalError when
+    NVFlare fails.
     """
     records = _records(federation)
     names = list(records)  # server, sites, admins: spec order
@@ -123,27 +173,41 @@ def provision(
         if has_ca and _is_entry(old_cert.get(name)) and document.participants.get(name) == records[name]
     }
     in_project = [n for n in names if n == server_name or n in wanted or n not in reusable]
+    issued = tuple(sorted(n for n in in_project if n not in reusable))
+    roster = _Roster.of(federation)
+
+    # cert.json entries to seed NVFlare with: the root CA, then every participant that keeps its certificate.
     seed: dict[str, Any] = {}
     if has_ca:
         seed[_ROOT_CERT] = old_cert[_ROOT_CERT]
         seed[_ROOT_PRI_KEY] = old_cert[_ROOT_PRI_KEY]
-        seed.update({n: old_cert[n] for n in in_project if n in reusable})
-    issued = tuple(sorted(n for n in in_project if n not in reusable))
+        seed.update({n: old_cert[n] for n in names if n in reusable})
 
-    new_cert, kits = _run_nvflare(federation, in_project, seed, [n for n in names if n in wanted])
+    count = _worker_count(workers, len([n for n in issued if n != server_name]))
+    if count > 1:
+        # Issue every new certificate first (in parallel); then the kit run below issues nothing and needs
+        # only the server and the kits asked for.
+        seed = _issue_in_parallel(roster, seed, [n for n in in_project if n not in reusable], count)
+        in_project = [n for n in names if n == server_name or n in wanted]
+    given = {n: seed[n] for n in in_project if n in seed}
+    project_seed = {k: seed[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY) if k in seed} | given
+
+    new_cert, kits = _run_nvflare(roster, in_project, project_seed, [n for n in names if n in wanted])
 
     for name in in_project:
         if not _is_entry(new_cert.get(name)):
             raise ExternalError(f"{_FAILED}: no certificate for {name} in cert.json")
-        if name in reusable and new_cert[name] != old_cert[name]:
+        if name in given and new_cert[name] != given[name]:
             raise ExternalError(f"{_FAILED}: the certificate of {name} changed unexpectedly")
     if not new_cert.get(_ROOT_CERT) or not new_cert.get(_ROOT_PRI_KEY):
         raise ExternalError(f"{_FAILED}: no root CA in cert.json")
+    if _ROOT_CERT in project_seed and new_cert[_ROOT_CERT] != project_seed[_ROOT_CERT]:
+        raise ExternalError(f"{_FAILED}: the root CA changed unexpectedly")
 
     merged: dict[str, Any] = {_ROOT_CERT: new_cert[_ROOT_CERT], _ROOT_PRI_KEY: new_cert[_ROOT_PRI_KEY]}
     for name in names:
-        # Entries of participants left out of the NVFlare project come from the input, unchanged.
-        merged[name] = copy.deepcopy(new_cert[name] if name in in_project else old_cert[name])
+        # Entries of participants left out of the kit run come from the seed: the input's or just issued.
+        merged[name] = copy.deepcopy(new_cert[name] if name in in_project else seed[name])
 
     new_document = StateDocument(
         project=federation.name,
@@ -154,6 +218,157 @@ def provision(
         enrolled=copy.deepcopy(document.enrolled),
     )
     return ProvisionResult(kits=MappingProxyType(kits), document=new_document, issued=issued)
+
+
+def _worker_count(workers: int | None, new_certificates: int) -> int:
+    """How many processes issue the new certificates (1: no worker processes)."""
+    if workers is None:
+        env = os.environ.get(WORKERS_ENV, "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                raise InputError(f"{WORKERS_ENV}={env!r}: expected a whole number of worker processes, 1 or more")
+            workers = int(env)
+        else:
+            workers = min(_available_cpus(), MAX_WORKERS, new_certificates // MIN_PER_WORKER)
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers={workers!r}: expected a whole number of worker processes, 1 or more")
+    return max(1, min(workers, new_certificates))
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _split(items: Sequence[str], parts: int) -> list[list[str]]:
+    """Contiguous groups of near-equal size, in order."""
+    size, extra = divmod(len(items), parts)
+    groups, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        groups.append(list(items[start:end]))
+        start = end
+    return [g for g in groups if g]
+
+
+def _issue_in_parallel(roster: _Roster, seed: dict[str, Any], to_issue: list[str], workers: int) -> dict[str, Any]:
+    """Issue a certificate for every name in to_issue; return the seed with the root CA and those entries."""
+    seed = dict(seed)
+    server = roster.server[0]
+    if _ROOT_CERT not in seed or server in to_issue:
+        # The root CA and the server first, here: every NVFlare project holds the server, so each worker
+        # is seeded with its entry and none issues it again.
+        base = {k: seed[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY) if k in seed}
+        new_cert, _ = _run_nvflare(roster, [server], base, [], with_kits=False)
+        _check_issued(new_cert, [server])
+        if _ROOT_CERT in seed and new_cert[_ROOT_CERT] != seed[_ROOT_CERT]:
+            raise ExternalError(f"{_FAILED}: the root CA changed unexpectedly")
+        seed.update({k: new_cert[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY, server)})
+    base = {k: seed[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY, server)}
+    groups = _split([n for n in to_issue if n != server], workers)
+    requests = [{"roster": _roster_json(roster), "group": group, "base": base} for group in groups]
+    for group, entries in zip(groups, _run_workers(requests)):
+        _check_issued({**base, **entries}, group)
+        seed.update({name: entries[name] for name in group})
+    return seed
+
+
+def _roster_json(roster: _Roster) -> dict[str, Any]:
+    return {"project": roster.project, "server": list(roster.server), "members": [list(m) for m in roster.members]}
+
+
+def _roster_from_json(data: Mapping[str, Any]) -> _Roster:
+    name, org, fl_port, admin_port, default_host, hosts = data["server"]
+    return _Roster(
+        project=str(data["project"]),
+        server=(str(name), str(org), int(fl_port), int(admin_port), str(default_host), tuple(str(h) for h in hosts)),
+        members=tuple((str(k), str(n), str(o), None if r is None else str(r)) for k, n, o, r in data["members"]),
+    )
+
+
+def _run_workers(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run one worker process per request, all at once; return their results in order.
+
+    Workers are `python -m fedgen.provision.worker` processes rather than multiprocessing children: 'spawn'
+    and 'forkserver' re-run the caller's __main__ module in every child (a script calling fedgen without a
+    main guard would run again, or fail), and 'fork' is unsafe in a process with threads. A request (which
+    holds the root CA key) goes over the worker's stdin, never to disk; the stdin stays open while the worker
+    runs, and its end tells the worker that this process is gone (it then removes its temporary root)."""
+    import fedgen
+
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fedgen.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for request in requests:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fedgen.provision.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            procs.append(proc)
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            code = proc.wait()
+            try:
+                reply = json.loads(out)
+            except ValueError:
+                raise ExternalError(f"{_FAILED}: a provisioning worker exited with status {code}") from None
+            if not isinstance(reply, dict) or "error" in reply or not isinstance(reply.get("entries"), dict):
+                reason = reply.get("error") if isinstance(reply, dict) else None
+                raise ExternalError(str(reason or f"{_FAILED}: a provisioning worker gave no result"))
+            results.append(reply["entries"])
+        return results
+    except OSError as exc:
+        raise ExternalError(f"{_FAILED}: cannot run a provisioning worker ({exc})") from None
+    finally:
+        for proc in procs:
+            with contextlib.suppress(OSError):
+                if proc.stdin:
+                    proc.stdin.close()  # a worker still running sees the end of its input and stops
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def issue_group(request: Mapping[str, Any]) -> dict[str, Any]:
+    """In a worker: NVFlare issues the certificates of request["group"]; returns their cert.json entries."""
+    roster = _roster_from_json(request["roster"])
+    group = [str(n) for n in request["group"]]
+    base = dict(request["base"])
+    server = roster.server[0]
+    new_cert, _ = _run_nvflare(roster, [server, *group], base, [], with_kits=False)
+    _check_issued(new_cert, group)
+    if new_cert[_ROOT_CERT] != base[_ROOT_CERT] or new_cert[server] != base[server]:
+        raise ExternalError(f"{_FAILED}: the root CA or the server certificate changed unexpectedly")
+    return {name: new_cert[name] for name in group}
+
+
+def _check_issued(new_cert: Mapping[str, Any], names: Iterable[str]) -> None:
+    if not new_cert.get(_ROOT_CERT) or not new_cert.get(_ROOT_PRI_KEY):
+        raise ExternalError(f"{_FAILED}: no root CA in cert.json")
+    for name in names:
+        if not _is_entry(new_cert.get(name)):
+            raise ExternalError(f"{_FAILED}: no certificate for {name} in cert.json")
+
+
+# The private provisioning root in use, so that a worker can remove it when its caller is gone.
+current_root: str | None = None
 
 
 def _records(federation: Federation) -> dict[str, dict[str, Any]]:
@@ -241,19 +456,23 @@ def _quiet() -> Iterator[None]:
 
 
 def _run_nvflare(
-    federation: Federation, in_project: list[str], seed: dict[str, Any], kit_names: list[str]
+    roster: _Roster, in_project: list[str], seed: dict[str, Any], kit_names: list[str], *, with_kits: bool = True
 ) -> tuple[dict[str, Any], dict[str, Mapping[str, KitFile]]]:
-    """Run NVFlare's Provisioner in a private temporary root; return the new cert.json and the kits."""
+    """Run NVFlare's Provisioner in a private temporary root; return the new cert.json and the kits.
+
+    with_kits=False runs only the builders certificates depend on (no kit files are built or read)."""
+    global current_root
     root = tempfile.mkdtemp(prefix="fedgen-provision-")  # mode 0700
+    current_root = root
     try:
-        state_dir = os.path.join(root, federation.name, "state")
+        state_dir = os.path.join(root, roster.project, "state")
         os.makedirs(state_dir, mode=0o700)
         if seed:
             _write_private(os.path.join(state_dir, _CERT_JSON), json.dumps(seed).encode())
 
         with _quiet():
             try:
-                ctx = _provision_in(root, federation, in_project)
+                ctx = _provision_in(root, roster, in_project, with_kits=with_kits)
             except Exception as exc:  # NVFlare raises for some errors (names, missing server, ...)
                 raise ExternalError(f"{_FAILED}: {_one_line(str(exc) or type(exc).__name__)}") from exc
 
@@ -275,9 +494,10 @@ def _run_nvflare(
         return new_cert, kits
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        current_root = None
 
 
-def _provision_in(root: str, federation: Federation, in_project: list[str]) -> Any:
+def _provision_in(root: str, roster: _Roster, in_project: list[str], *, with_kits: bool) -> Any:
     """Build the NVFlare project (only the participants in `in_project`) and provision it under `root`."""
     from nvflare.lighter.constants import ParticipantType, PropKey
     from nvflare.lighter.entity import Participant, Project
@@ -288,37 +508,36 @@ def _provision_in(root: str, federation: Federation, in_project: list[str]) -> A
     from nvflare.lighter.provisioner import Provisioner
 
     include = set(in_project)
-    server = federation.server
+    name, org, fl_port, admin_port, default_host, host_names = roster.server
     participants = [
         Participant(
             type=ParticipantType.SERVER,
-            name=server.name,
-            org=server.org,
+            name=name,
+            org=org,
             props={
-                PropKey.FED_LEARN_PORT: server.fl_port,
-                PropKey.ADMIN_PORT: server.admin_port,
-                PropKey.DEFAULT_HOST: server.default_host,
-                PropKey.HOST_NAMES: list(server.host_names),
+                PropKey.FED_LEARN_PORT: fl_port,
+                PropKey.ADMIN_PORT: admin_port,
+                PropKey.DEFAULT_HOST: default_host,
+                PropKey.HOST_NAMES: list(host_names),
             },
         )
     ]
-    participants += [
-        Participant(type=ParticipantType.CLIENT, name=s.name, org=s.org, props={})
-        for s in federation.sites
-        if s.name in include
-    ]
-    participants += [
-        Participant(type=ParticipantType.ADMIN, name=a.name, org=a.org, props={PropKey.ROLE: a.role})
-        for a in federation.admins
-        if a.name in include
-    ]
-    project = Project(name=federation.name, description="", participants=participants)
-    builders = [
-        WorkspaceBuilder(),
-        StaticFileBuilder(config_folder="config", scheme="grpc"),
-        CertBuilder(),
-        SignatureBuilder(),
-    ]
+    for kind, member, member_org, role in roster.members:
+        if member not in include:
+            continue
+        if kind == "client":
+            participants.append(Participant(type=ParticipantType.CLIENT, name=member, org=member_org, props={}))
+        else:
+            participants.append(
+                Participant(type=ParticipantType.ADMIN, name=member, org=member_org, props={PropKey.ROLE: role})
+            )
+    project = Project(name=roster.project, description="", participants=participants)
+    builders: list[Any] = [WorkspaceBuilder()]
+    if with_kits:
+        builders.append(StaticFileBuilder(config_folder="config", scheme="grpc"))
+    builders.append(CertBuilder())
+    if with_kits:
+        builders.append(SignatureBuilder())
     return Provisioner(root, builders).provision(project, logger=_SilentLogger())
 
 

@@ -1,7 +1,13 @@
 """Read a YAML document the paranoid way, keeping positions for error messages.
 
 Refused: more than MAX_BYTES, more than one document, anchors and aliases (alias bombs), tags other than
-the YAML core ones, duplicate keys, nesting deeper than MAX_DEPTH. Every refusal is a positioned SpecErrors.
+the YAML core ones, duplicate keys, nesting deeper than MAX_DEPTH, more than MAX_ITEMS entries in one list or
+mapping or MAX_NODES values in all. Every refusal is a positioned SpecErrors.
+
+Bounded time: the positioned parse (ruamel.yaml, pure Python) costs ~0.25 ms per value and far more on some
+hostile inputs (a 20 KB line of "[" took seconds, quadratic in the nesting). So libyaml's C event parser
+(PyYAML, when installed) first walks the document once, in linear time, and refuses what is too deep, too
+long or a second document before ruamel.yaml sees it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from fedgen.errors import InputError, SpecErrors
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+MAX_ITEMS = 10_000  # the schema's longest list (sites) allows 5000
+MAX_NODES = 200_000
 _CORE_TAGS = frozenset(
     f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
 )
@@ -79,6 +87,7 @@ def load_yaml_bytes(raw: bytes, *, origin: str) -> LoadedYaml:
         raise SpecErrors([f"{origin}:1:1: not UTF-8 text (byte {exc.start})"]) from None
     if "\x00" in text:
         raise SpecErrors([f"{origin}:1:1: contains a NUL character"])
+    _precheck(text, origin)
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
     try:
@@ -98,12 +107,69 @@ def load_yaml_bytes(raw: bytes, *, origin: str) -> LoadedYaml:
     if problems:
         raise SpecErrors(problems)
     try:
-        data = yaml.load(text)
+        data = yaml.constructor.construct_document(nodes[0])  # the nodes composed above: no second parse
     except MarkedYAMLError as exc:
         raise SpecErrors([_marked(origin, exc)]) from None
     except (YAMLError, ValueError) as exc:
         raise SpecErrors([f"{origin}:1:1: not valid YAML ({_one_line(str(exc))})"]) from None
     return LoadedYaml(data=data, origin=origin)
+
+
+def _precheck(text: str, origin: str) -> None:
+    """Nesting, sizes and a second document, from libyaml's events (C, linear time); a syntax error is reported
+    as libyaml found it (libyaml reads ahead, so it can meet the error before the depth that makes the
+    pure-Python parser slow). Without PyYAML's C extension nothing is checked here."""
+    try:
+        import yaml as pyyaml
+
+        loader = pyyaml.CSafeLoader(text)
+    except (ImportError, AttributeError):  # pragma: no cover - PyYAML comes with nvflare
+        return
+    starts = (pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)
+    ends = (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)
+    counts: list[int] = []  # items (mapping: keys and values) of each open collection
+    nodes = documents = 0
+    document_open = False
+
+    def refuse(event: object, message: str) -> None:
+        mark = event.start_mark  # type: ignore[attr-defined]
+        raise SpecErrors([f"{origin}:{mark.line + 1}:{mark.column + 1}: {message}"])
+
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, pyyaml.DocumentStartEvent):
+                document_open = True
+                continue
+            if isinstance(event, ends):
+                counts.pop()
+                continue
+            if not isinstance(event, (pyyaml.ScalarEvent, pyyaml.AliasEvent, *starts)):
+                continue
+            if document_open:  # the root node of a document
+                document_open = False
+                documents += 1
+                if documents > 1:
+                    refuse(event, "more than one YAML document; a spec file holds exactly one")
+            nodes += 1
+            if nodes > MAX_NODES:
+                refuse(event, f"more than {MAX_NODES} values; a federation spec is far smaller")
+            if counts:
+                counts[-1] += 1
+                if counts[-1] > 2 * MAX_ITEMS:
+                    refuse(event, f"more than {MAX_ITEMS} entries in one list or mapping; a federation spec is far smaller")
+            if isinstance(event, starts):
+                counts.append(0)
+                if len(counts) > MAX_DEPTH + 1:
+                    refuse(event, f"nested deeper than {MAX_DEPTH} levels")
+    except pyyaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecErrors([f"{origin}:{line}:{col}: {_one_line(exc.problem or exc.context or 'not valid YAML')}"]) from None
+    except pyyaml.YAMLError:
+        return
+    finally:
+        loader.dispose()
 
 
 def _check_nodes(node: Node, origin: str, problems: list[str], *, depth: int, seen: set[int]) -> None:

@@ -1,5 +1,11 @@
 """Build the model: read the repo, build each sync root as its applier does, map objects to their source,
-run kubeconform once over everything built. The only module of validate that touches the world."""
+run kubeconform once over everything built. The only module of validate that touches the world.
+
+Order, for speed (validate is a PR check; see ModelBuild): kubectl kustomize starts as soon as the ledgers
+and each spec's GitOps engine are known, before anything heavy is imported or parsed; kubeconform starts on
+what the builds print as soon as they are done; meanwhile the repo is read and the specs load, and the engine
+applies every rule that does not need kubeconform's verdicts before waiting for them (PendingModel).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,18 @@ import json
 import posixpath
 import subprocess
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from fedgen.errors import ExternalError, FedgenError
 from fedgen.tools import find_tool
 from fedgen.validate.model import (
     BOOTSTRAP,
     SYNC,
+    EnrollmentZip,
     KObject,
     Ledger,
     Model,
@@ -52,9 +57,9 @@ def kustomization_in(folder: Path) -> Path | None:
 # ----------------------------------------------------------------------------------------------- files
 
 
-def read_files(repo: Path) -> dict[str, RepoFile]:
+def read_files(repo: Path, paths: Iterable[str] | None = None) -> dict[str, RepoFile]:
     out: dict[str, RepoFile] = {}
-    for rel in list_files(repo):
+    for rel in list_files(repo) if paths is None else paths:
         text = read_text(repo / rel)
         if text is not None and rel.endswith((".yaml", ".yml", ".json")):
             parsed = parse_file(rel, text)
@@ -90,11 +95,15 @@ def expected_shared(docs: list[Mapping[str, Any]]) -> dict[str, str]:
         return {}
 
 
-def read_ledgers(repo: Path) -> tuple[Ledger, ...]:
+ParsedLedger = tuple[str, dict[str, Any] | None, str | None]  # (path, document, error)
+
+
+def parse_ledgers(repo: Path) -> list[ParsedLedger]:
+    """Every .fedgen/owned/*.json as (path, document or None, error or None); cheap (no digests)."""
     folder = repo / OWNED_DIR
     if not folder.is_dir():
-        return ()
-    parsed: list[tuple[str, dict[str, Any] | None, str | None]] = []
+        return []
+    parsed: list[ParsedLedger] = []
     for path in sorted(folder.glob("*.json")):
         rel = path.relative_to(repo).as_posix()
         try:
@@ -107,28 +116,44 @@ def read_ledgers(repo: Path) -> tuple[Ledger, ...]:
             parsed.append((rel, doc, None))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             parsed.append((rel, None, f"{type(exc).__name__}: {exc}"))
+    return parsed
+
+
+def _ledger(rel: str, doc: Mapping[str, Any], **extra: Any) -> Ledger:
+    spec, federation = doc.get("spec"), doc.get("federation")
+    return Ledger(
+        rel,
+        str(federation) if federation else Path(rel).stem,
+        str(spec) if spec else None,
+        {str(k): str(v) for k, v in doc["files"].items()},
+        extra.pop("actual", {}),
+        shared=tuple(sorted(str(p) for p in doc.get("shared", []))),
+        **extra,
+    )
+
+
+def preliminary_ledgers(parsed: list[ParsedLedger]) -> tuple[Ledger, ...]:
+    """Ledgers without the repo's digests: enough to know each federation's spec and owned paths."""
+    return tuple(Ledger(rel, None, None, {}, {}, error=error) if doc is None else _ledger(rel, doc) for rel, doc, error in parsed)
+
+
+def finish_ledgers(repo: Path, parsed: list[ParsedLedger]) -> tuple[Ledger, ...]:
+    """Ledgers with the digest of every recorded file now and the expected digests of shared files."""
     shared_digests = expected_shared([doc for _, doc, _ in parsed if doc is not None])
     out = []
     for rel, doc, error in parsed:
         if doc is None:
             out.append(Ledger(rel, None, None, {}, {}, error=error))
             continue
-        files = {str(k): str(v) for k, v in doc["files"].items()}
+        files = {str(k) for k in doc["files"]}
         shared = tuple(sorted(str(p) for p in doc.get("shared", [])))
         actual = {p: _digest(repo / p) for p in sorted({*files, *shared})}
-        spec, federation = doc.get("spec"), doc.get("federation")
-        out.append(
-            Ledger(
-                rel,
-                str(federation) if federation else Path(rel).stem,
-                str(spec) if spec else None,
-                files,
-                actual,
-                shared=shared,
-                shared_expected={p: shared_digests[p] for p in shared if p in shared_digests},
-            )
-        )
+        out.append(_ledger(rel, doc, actual=actual, shared_expected={p: shared_digests[p] for p in shared if p in shared_digests}))
     return tuple(out)
+
+
+def read_ledgers(repo: Path) -> tuple[Ledger, ...]:
+    return finish_ledgers(repo, parse_ledgers(repo))
 
 
 def _key_bytes(path: Path | None) -> tuple[int | None, str | None]:
@@ -165,6 +190,7 @@ def read_spec(repo: Path, spec: str) -> SpecInfo:
     return SpecInfo(
         path=spec,
         exists=True,
+        federation=fed,
         engine=fed.gitops.engine,
         repo=fed.gitops.repo,
         revision=fed.gitops.revision,
@@ -194,6 +220,9 @@ def reachable_files(repo: Path, folder: str, seen: set[str] | None = None) -> se
     if kfile is None:
         return set()
     out = {kfile.relative_to(repo).as_posix()}
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
         doc = YAML(typ="safe", pure=True).load(kfile.read_text())
     except (OSError, YAMLError, ValueError):
@@ -291,22 +320,26 @@ def _sync_dirs(files: Mapping[str, RepoFile]) -> set[str]:
 Build = tuple[list[dict[str, Any]], str | None]
 
 
+def _build(repo: Path, folder: str, load_restrictor: bool) -> Build:
+    return _parse_build(repo, *_build_text(repo, folder, load_restrictor))
+
+
 class Builder:
-    """Runs kubectl kustomize for many folders at once (threads wait on subprocesses, so parsing the repo in
-    the meantime overlaps with the builds)."""
+    """Runs kubectl kustomize for many folders at once and parses what each prints (threads wait on the
+    subprocesses, so reading the repo in the meantime overlaps with the builds)."""
 
     def __init__(self, repo: Path, pool: ThreadPoolExecutor) -> None:
         self.repo = repo
         self.pool = pool
-        self.futures: dict[str, Future[tuple[bytes, str | None]]] = {}
+        self.futures: dict[str, Future[Build]] = {}
 
     def start(self, folder: str, *, load_restrictor: bool) -> None:
         if folder not in self.futures and kustomization_in(self.repo / folder) is not None:
             find_tool("kubectl")  # missing tool: exit 3 before any thread starts
-            self.futures[folder] = self.pool.submit(_build_text, self.repo, folder, load_restrictor)
+            self.futures[folder] = self.pool.submit(_build, self.repo, folder, load_restrictor)
 
     def results(self) -> dict[str, Build]:
-        return {folder: _parse_build(self.repo, *future.result()) for folder, future in sorted(self.futures.items())}
+        return {folder: future.result() for folder, future in sorted(self.futures.items())}
 
 
 def cluster_folders(repo: Path) -> list[str]:
@@ -386,35 +419,175 @@ def _json_default(value: Any) -> Any:
 
 # kubeconform is deterministic: the same object, Kubernetes version and schemas give the same verdict, so a
 # process that validates repeatedly (tests, an editor integration) re-checks only objects that changed.
-_VERDICTS: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {}  # (tool|schemas|version, version, sha256)
+Verdict = tuple[str, tuple[str, ...]]  # (status, messages)
+VerdictKey = tuple[str, str, str]  # (tool|schemas|version, version, sha256 of the object's JSON)
+_VERDICTS: dict[VerdictKey, Verdict] = {}
 _VERDICT_CACHE_SIZE = 4096
 
+Verdicts = Callable[[], tuple[SchemaVerdict, ...]]
 
-def check_schemas(objects: list[KObject], kubernetes_version: str) -> tuple[SchemaVerdict, ...]:
-    """kubeconform over every built object, one JSON document each (so document indexes line up)."""
-    from fedgen.validate.kubeconform import DEFAULT_SCHEMAS_DIR, find_kubeconform, validate_manifests
 
-    binary = find_kubeconform()  # missing tool: exit 3 on every run, cached verdicts or not
-    if not objects:
-        return ()
-    texts = [json.dumps(o.data, default=_json_default, sort_keys=True) for o in objects]
-    context = f"{binary}|{DEFAULT_SCHEMAS_DIR}|{kubernetes_version}"
-    keys = [(context, kubernetes_version, hashlib.sha256(t.encode()).hexdigest()) for t in texts]
-    todo = sorted({k: i for i, k in enumerate(keys) if k not in _VERDICTS}.values())
-    if todo:
-        stream = "".join("---\n" + texts[i] + "\n" for i in todo)
+class SchemaCheck:
+    """kubeconform's verdicts on built objects, one JSON document each (so document indexes line up),
+    computed in the background: check_after() starts kubeconform as soon as some builds are done, verdicts()
+    waits for those runs and checks whatever they did not cover (objects of roots found later)."""
+
+    def __init__(self, kubernetes_version: str) -> None:
+        from fedgen.validate.kubeconform import DEFAULT_SCHEMAS_DIR, find_kubeconform
+
+        binary = find_kubeconform()  # missing tool: exit 3 on every run, cached verdicts or not
+        self.version = kubernetes_version
+        self.context = f"{binary}|{DEFAULT_SCHEMAS_DIR}|{kubernetes_version}"
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fedgen-kubeconform")
+        self.runs: list[Future[dict[VerdictKey, Verdict]]] = []
+
+    def _texts(self, datas: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[VerdictKey]]:
+        texts = [json.dumps(d, default=_json_default, sort_keys=True) for d in datas]
+        return texts, [(self.context, self.version, hashlib.sha256(t.encode()).hexdigest()) for t in texts]
+
+    def _run(self, datas: Iterable[Mapping[str, Any]]) -> dict[VerdictKey, Verdict]:
+        from fedgen.validate.kubeconform import validate_documents
+
+        texts, keys = self._texts(datas)
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in _VERDICTS}.values())
+        if not todo:
+            return {}
         found: dict[int, list[Any]] = defaultdict(list)
-        for result in validate_manifests(stream.encode(), kubernetes_version=kubernetes_version):
+        for result in validate_documents([texts[i] for i in todo], kubernetes_version=self.version):
             if 0 <= result.document_index < len(todo):
                 found[result.document_index].append(result)
-        if len(_VERDICTS) > _VERDICT_CACHE_SIZE:
-            _VERDICTS.clear()
+        out: dict[VerdictKey, Verdict] = {}
         for position, i in enumerate(todo):
             results = found.get(position) or []
             status = next((r.status for r in results if r.status != "valid"), "valid" if results else "error")
             messages = tuple(m for r in results for m in r.messages) or (() if results else ("kubeconform gave no result",))
-            _VERDICTS[keys[i]] = (status, messages)
-    return tuple(SchemaVerdict(o, *_VERDICTS[k]) for o, k in zip(objects, keys))
+            out[keys[i]] = (status, messages)
+        return out
+
+    def check_after(self, builds: Iterable[Future[Build]]) -> None:
+        """Validate what these builds print, in the background, once they are all done."""
+        waiting = list(builds)
+        if waiting:
+            self.runs.append(self.pool.submit(lambda: self._run(d for f in waiting for d in f.result()[0])))
+
+    def verdicts(self, objects: list[KObject]) -> Verdicts:
+        later = self.pool.submit(self._later, objects) if objects else None
+        self.pool.shutdown(wait=False)
+
+        def wait() -> tuple[SchemaVerdict, ...]:
+            if later is None:
+                return ()
+            keys, found = later.result()
+            if len(_VERDICTS) > _VERDICT_CACHE_SIZE:
+                _VERDICTS.clear()
+            _VERDICTS.update(found)
+            return tuple(SchemaVerdict(o, *found[k]) for o, k in zip(objects, keys))
+
+        return wait
+
+    def _later(self, objects: list[KObject]) -> tuple[list[VerdictKey], dict[VerdictKey, Verdict]]:
+        """Each object's key and the verdict for every key: from the runs started early, the cache, or a
+        run of kubeconform over what neither has."""
+        found: dict[VerdictKey, Verdict] = {}
+        for run in self.runs:
+            found.update(run.result())
+        _, keys = self._texts(o.data for o in objects)
+        for k in keys:
+            if k not in found and k in _VERDICTS:
+                found[k] = _VERDICTS[k]
+        missing = [o.data for o, k in zip(objects, keys) if k not in found]
+        if missing:
+            found.update(self._run(missing))
+        return keys, found
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+
+
+def start_schema_check(objects: list[KObject], kubernetes_version: str) -> Verdicts:
+    """Start kubeconform over these objects in the background; the function returned waits for the verdicts."""
+    return SchemaCheck(kubernetes_version).verdicts(objects)
+
+
+def check_schemas(objects: list[KObject], kubernetes_version: str) -> tuple[SchemaVerdict, ...]:
+    """kubeconform over every built object, one verdict each."""
+    return start_schema_check(objects, kubernetes_version)()
+
+
+# ------------------------------------------------------------------------------------------- enrollment
+
+ENROLLMENT_PREFIX = "enrollment/"
+
+
+def _read_capped(path: Path, cap: int) -> bytes | None:
+    """At most cap + 1 bytes of the file (so 'larger than cap' is known without reading it all)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(cap + 1)
+    except OSError:
+        return None
+
+
+def _reason(exc: Exception, what: str) -> str:
+    text = " ".join(str(exc).split())
+    return text.removeprefix(f"{what}: ")
+
+
+def read_enrollment_zip(repo: Path, rel: str) -> EnrollmentZip:
+    """One file under enrollment/: a bounded binary read (64 KiB) and fedgen.enroll's pure inspection."""
+    from fedgen.enroll import PrivateKeyFound, classify, inspect_request_zip, inspect_signed_zip
+    from fedgen.enroll.inspect import MAX_ZIP_BYTES
+    from fedgen.errors import InputError
+
+    where = classify(rel)
+    data = _read_capped(repo / rel, MAX_ZIP_BYTES)
+
+    def made(**found: Any) -> EnrollmentZip:
+        if where is None:
+            return EnrollmentZip(rel, None, None, None, **found)
+        return EnrollmentZip(rel, where.federation, where.kind, where.site, **found)
+
+    # A file out of place is only looked into for keys: what else is wrong with it does not matter.
+    if data is None:
+        return made(error="the file cannot be read" if where is not None else None)
+    if len(data) > MAX_ZIP_BYTES:
+        return made(error=f"more than the {MAX_ZIP_BYTES} bytes an enrollment zip may have" if where is not None else None)
+    try:
+        if where is not None and where.kind == "signed":
+            return made(signed=inspect_signed_zip(data, what=rel))
+        info = inspect_request_zip(data, what=rel)
+        return made(request=info) if where is not None else made()
+    except PrivateKeyFound as exc:
+        return made(private_key=_reason(exc, rel))
+    except InputError as exc:
+        return made(error=_reason(exc, rel) if where is not None else None)
+    except Exception as exc:  # noqa: BLE001 - hostile bytes the checks did not foresee: a finding, never a traceback
+        return made(error=f"cannot be inspected ({type(exc).__name__}: {_reason(exc, rel)})" if where is not None else None)
+
+
+def read_enrollment(repo: Path, paths: Iterable[str], specs: Mapping[str, SpecInfo], ledgers: tuple[Ledger, ...]) -> tuple[tuple[EnrollmentZip, ...], dict[str, SpecInfo]]:
+    """Every file under enrollment/ (sorted), and the specs completed with the root CA each server trusts
+    (read only for federations that have enrollment files). Nothing of fedgen.enroll is imported otherwise."""
+    rels = sorted(p for p in paths if p.startswith(ENROLLMENT_PREFIX))
+    out_specs = dict(specs)
+    if not rels:
+        return (), out_specs
+    zips = tuple(read_enrollment_zip(repo, rel) for rel in rels)
+    from fedgen.enroll import server_root_pem
+
+    federations = {z.federation for z in zips if z.federation}
+    for ledger in ledgers:
+        if ledger.error or ledger.spec is None or ledger.federation not in federations:
+            continue
+        info = out_specs.get(ledger.spec)
+        if info is None or info.federation is None or info.server_root_pem is not None:
+            continue
+        try:
+            root = server_root_pem(repo, info.federation)
+        except FedgenError:  # the ConfigMap is broken: the consistency rules report it
+            root = None
+        out_specs[ledger.spec] = replace(info, server_root_pem=root)
+    return zips, out_specs
 
 
 # ------------------------------------------------------------------------------------------------- model
@@ -430,40 +603,99 @@ def _quick_engine(repo: Path, spec: str) -> str | None:
         return None
 
 
-def build_model(repo: Path, *, kubernetes_version: str, now: dt.datetime | None = None) -> Model:
-    """Read everything, build every sync root, run kubeconform. kubectl runs while the repo is parsed."""
-    ledgers = read_ledgers(repo)
-    engines = {ledger.spec: _quick_engine(repo, ledger.spec) for ledger in ledgers if ledger.spec}
-    quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
-    cluster_dirs = cluster_folders(repo)
-    early = plan_roots(repo, cluster_dirs, cluster_dirs)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        builder = Builder(repo, pool)
+@dataclass(frozen=True)
+class PendingModel:
+    """The model without kubeconform's verdicts, which are still being computed; complete() waits for them."""
 
-        def start(plan: list[tuple[str, str]], specs: Mapping[str, SpecInfo]) -> None:
-            for folder, _ in plan:
-                kfile = kustomization_in(repo / folder)
-                if kfile is not None:
-                    builder.start(folder, load_restrictor=_engine(kfile.relative_to(repo).as_posix(), specs, ledgers) != "argocd")
+    model: Model
+    verdicts: Verdicts
 
-        start(early, quick)
-        files = read_files(repo)
+    def complete(self) -> Model:
+        return replace(self.model, schema=self.verdicts())
+
+
+class ModelBuild:
+    """Building the model of a repo, started at once: kubectl kustomize of every clusters/<c>/ folder (and
+    its bootstrap), then kubeconform on what they print, run in the background while finish() reads the
+    repo, loads the specs and maps objects to their source. A missing tool is raised by finish(), so the
+    caller's own input checks (the allowlist) still come first. Use as a context manager."""
+
+    def __init__(self, repo: Path, *, kubernetes_version: str, now: dt.datetime | None = None) -> None:
+        self.repo = repo
+        self.kubernetes_version = kubernetes_version
+        self.now = now
+        self.parsed = parse_ledgers(repo)
+        early_ledgers = preliminary_ledgers(self.parsed)
+        engines = {ledger.spec: _quick_engine(repo, ledger.spec) for ledger in early_ledgers if ledger.spec}
+        quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
+        self.cluster_dirs = cluster_folders(repo)
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedgen-kustomize")
+        self.builder = Builder(repo, self.pool)
+        self.schema: SchemaCheck | None = None
+        self.error: FedgenError | None = None
+        try:
+            self._start(plan_roots(repo, self.cluster_dirs, self.cluster_dirs), quick, early_ledgers)
+            self.schema = SchemaCheck(kubernetes_version)
+            self.schema.check_after(self.builder.futures.values())
+        except ExternalError as exc:
+            self.error = exc
+
+    def _start(self, plan: list[tuple[str, str]], specs: Mapping[str, SpecInfo], ledgers: tuple[Ledger, ...]) -> None:
+        for folder, _ in plan:
+            kfile = kustomization_in(self.repo / folder)
+            if kfile is not None:
+                self.builder.start(folder, load_restrictor=_engine(kfile.relative_to(self.repo).as_posix(), specs, ledgers) != "argocd")
+
+    def finish(self) -> PendingModel:
+        """Read everything, wait for the builds, start kubeconform on what is left; kubeconform's verdicts
+        are the PendingModel's to wait for."""
+        if self.error is not None:
+            raise self.error
+        assert self.schema is not None
+        repo = self.repo
+        paths = list_files(repo)
+        files = read_files(repo, paths)
+        ledgers = finish_ledgers(repo, self.parsed)
         specs = {ledger.spec: read_spec(repo, ledger.spec) for ledger in ledgers if ledger.spec}
-        folders = sorted(set(cluster_dirs) | {d for d in _sync_dirs(files) if (repo / d).is_dir()})
-        plan = plan_roots(repo, folders, cluster_dirs)
-        start(plan, specs)
-        builds = builder.results()
-    roots = assemble_roots(repo, plan, files, builds)
-    objects = [o for r in roots for o in r.objects]
-    interrupted = tuple(m for m in INTERRUPT_MARKERS if (repo / m).exists())
-    return Model(
-        files=files,
-        roots=roots,
-        ledgers=ledgers,
-        specs=specs,
-        interrupted=interrupted,
-        schema=check_schemas(objects, kubernetes_version),
-        kubernetes_version=kubernetes_version,
-        sync_dirs=tuple(folders),
-        now=now or dt.datetime.now(dt.timezone.utc),
-    )
+        folders = sorted(set(self.cluster_dirs) | {d for d in _sync_dirs(files) if (repo / d).is_dir()})
+        plan = plan_roots(repo, folders, self.cluster_dirs)
+        self._start(plan, specs, ledgers)
+        enrollment, specs = read_enrollment(repo, paths, specs, ledgers)
+        builds = self.builder.results()
+        roots = assemble_roots(repo, plan, files, builds)
+        objects = [o for r in roots for o in r.objects]
+        interrupted = tuple(m for m in INTERRUPT_MARKERS if (repo / m).exists())
+        model = Model(
+            files=files,
+            roots=roots,
+            ledgers=ledgers,
+            specs=specs,
+            interrupted=interrupted,
+            kubernetes_version=self.kubernetes_version,
+            sync_dirs=tuple(folders),
+            now=self.now or dt.datetime.now(dt.timezone.utc),
+            enrollment=enrollment,
+        )
+        return PendingModel(model, self.schema.verdicts(objects))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        if self.schema is not None:
+            self.schema.close()
+
+    def __enter__(self) -> ModelBuild:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_model(repo: Path, *, kubernetes_version: str, now: dt.datetime | None = None) -> PendingModel:
+    """The model of a repo, kubeconform's verdicts still being computed (see ModelBuild)."""
+    with ModelBuild(repo, kubernetes_version=kubernetes_version, now=now) as started:
+        return started.finish()
+
+
+def build_model(repo: Path, *, kubernetes_version: str, now: dt.datetime | None = None) -> Model:
+    """Read everything, build every sync root, run kubeconform: the complete model."""
+    return open_model(repo, kubernetes_version=kubernetes_version, now=now).complete()

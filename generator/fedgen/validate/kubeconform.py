@@ -6,8 +6,13 @@ from ``schemas/crds/``, built-in kinds from ``schemas/kubernetes/v<X.Y>/``; noth
 kubeconform's JSON (never its exit code) and returns one ``SchemaResult`` per object, sorted by document.
 
 Document numbering follows YAML: ``document_index`` is the position of the document in the stream as
-``yaml.safe_load_all`` (PyYAML or ruamel) counts them, empty documents included (they produce no result). A
-``kind: List`` document yields one result per item, all with the List's index.
+``yaml.safe_load_all`` counts them, empty documents included (they produce no result). A ``kind: List``
+document yields one result per item, all with the List's index. The stream is split and read with libyaml
+(PyYAML's C parser, YAML 1.1 like Kubernetes' own reader) when it is installed, else with ruamel.yaml's pure
+Python parser; a stream neither can parse is split on ``---`` lines, as kubeconform splits it.
+
+``validate_documents`` takes documents already split (``fedgen validate`` passes one JSON text per built
+object), so nothing is parsed twice.
 """
 
 from __future__ import annotations
@@ -21,9 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.events import DocumentEndEvent, DocumentStartEvent
+from collections.abc import Sequence
 
 from fedgen.errors import ExternalError, InputError
 from fedgen.paths import SCHEMAS_DIR
@@ -120,17 +123,59 @@ class _Document:
     data: Any  # parsed content, or None when it could not be parsed
 
 
+def _libyaml() -> Any:
+    """PyYAML when its libyaml binding (CSafeLoader) is installed, else None. Imported on first use."""
+    try:
+        import yaml  # type: ignore[import-untyped]
+
+        yaml.CSafeLoader  # noqa: B018 - AttributeError without libyaml
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the environment
+        return None
+    return yaml
+
+
 def _split_with_yaml(text: str) -> list[tuple[int, int]]:
-    """(start, end) character offsets of each document, as a YAML parser numbers them."""
+    """(start, end) character offsets of each document, as a YAML parser numbers them (libyaml's event parser,
+    linear and in C; libyaml marks count characters, not bytes). Raises the parser's error on broken YAML."""
+    yaml = _libyaml()
     spans: list[tuple[int, int]] = []
     start: int | None = None
-    for event in YAML(typ="safe", pure=True).parse(text):
-        if isinstance(event, DocumentStartEvent):
+    if yaml is not None:
+        events: Any = yaml.parse(text, Loader=yaml.CSafeLoader)
+        start_type, end_type = yaml.DocumentStartEvent, yaml.DocumentEndEvent
+    else:
+        from ruamel.yaml import YAML
+        from ruamel.yaml.events import DocumentEndEvent, DocumentStartEvent
+
+        events = YAML(typ="safe", pure=True).parse(text)
+        start_type, end_type = DocumentStartEvent, DocumentEndEvent
+    for event in events:
+        if isinstance(event, start_type):
             start = event.end_mark.index
-        elif isinstance(event, DocumentEndEvent) and start is not None:
+        elif isinstance(event, end_type) and start is not None:
             spans.append((start, max(start, event.start_mark.index)))
             start = None
     return spans
+
+
+def _yaml_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions the parser _split_with_yaml uses raises on broken YAML."""
+    yaml = _libyaml()
+    if yaml is not None:
+        return (yaml.YAMLError,)
+    from ruamel.yaml.error import YAMLError
+
+    return (YAMLError,)
+
+
+def _chunk_loader() -> Any:
+    """load(text) -> data of one document (libyaml when installed)."""
+    yaml = _libyaml()
+    if yaml is not None:
+        return lambda chunk: yaml.load(chunk, Loader=yaml.CSafeLoader)
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load
 
 
 def _split_by_lines(text: str) -> list[tuple[int, int]]:
@@ -160,19 +205,18 @@ def _split(manifests: bytes) -> list[_Document]:
         text = manifests.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"manifests are not UTF-8: {exc}") from exc
+    errors = _yaml_errors()
     try:
         spans = _split_with_yaml(text)
-    except YAMLError:
+    except errors:
         spans = _split_by_lines(text)
-    loader = YAML(typ="safe", pure=True)
+    load = _chunk_loader()
     documents = []
     for index, (start, end) in enumerate(spans):
         chunk = text[start:end]
         try:
-            data = loader.load(chunk)
-        except YAMLError:
-            data = None
-        except Exception:  # noqa: BLE001 - odd content (duplicate keys, ...) is kubeconform's to report
+            data = load(chunk)
+        except Exception:  # noqa: BLE001 - broken or odd content (duplicate keys, ...) is kubeconform's to report
             data = None
         documents.append(_Document(index=index, text=chunk, data=data))
     return documents
@@ -191,14 +235,18 @@ def _items(doc: _Document) -> list[dict[str, Any]]:
     return [data]
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _identity(obj: dict[str, Any]) -> tuple[str, str, str]:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
-    if isinstance(meta.get("generateName"), str):
-        name = meta["generateName"] + "{{ generateName }}"  # kubeconform's spelling
-    kind = obj.get("kind") if isinstance(obj.get("kind"), str) else ""
-    api_version = obj.get("apiVersion") if isinstance(obj.get("apiVersion"), str) else ""
-    return kind, api_version, name
+    raw_meta = obj.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+    name = _text(meta.get("name"))
+    generate_name = meta.get("generateName")
+    if isinstance(generate_name, str):
+        name = generate_name + "{{ generateName }}"  # kubeconform's spelling
+    return _text(obj.get("kind")), _text(obj.get("apiVersion")), name
 
 
 def _namespace(obj: dict[str, Any] | None) -> str | None:
@@ -289,7 +337,39 @@ def validate_manifests(
     schemas = _schemas_dir(schemas_dir)
     version = _resolve_version(kubernetes_version, schemas)
     binary = find_kubeconform()
-    documents = [d for d in _split(manifests) if d.text.strip()]
+    return _validate(binary, schemas, version, [d for d in _split(manifests) if d.text.strip()])
+
+
+def validate_documents(
+    documents: Sequence[str],
+    *,
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
+    schemas_dir: Path | None = None,
+) -> list[SchemaResult]:
+    """Validate documents already split, one object each, as JSON (or YAML) text: the stream
+    ``"---\n".join(documents)`` would give the same results, without splitting and parsing it again.
+    document_index is the position in ``documents``."""
+    schemas = _schemas_dir(schemas_dir)
+    version = _resolve_version(kubernetes_version, schemas)
+    binary = find_kubeconform()
+    parsed = []
+    load = None
+    for index, text in enumerate(documents):
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            load = load or _chunk_loader()
+            try:
+                data = load(text)
+            except Exception:  # noqa: BLE001 - kubeconform reports what it cannot read
+                data = None
+        parsed.append(_Document(index=index, text=text, data=data))
+    return _validate(binary, schemas, version, parsed)
+
+
+def _validate(binary: Path, schemas: Path, version: str, documents: list[_Document]) -> list[SchemaResult]:
     if not documents:
         return []
     width = len(str(documents[-1].index))
@@ -309,9 +389,10 @@ def validate_manifests(
         if raw_status not in _STATUS_MAP:  # "" is an empty document
             continue
         filename = str(entry.get("filename") or "")
-        doc = by_file.get(Path(filename).name)
-        if doc is None:
+        found = by_file.get(Path(filename).name)
+        if found is None:
             raise ExternalError(f"kubeconform reported on an unknown file {filename!r}")
+        doc = found
         status = _STATUS_MAP[raw_status]
         if status == STATUS_ERROR and _NO_SCHEMA.match(str(entry.get("msg") or "")):
             status = STATUS_NO_SCHEMA

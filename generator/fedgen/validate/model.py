@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedgen.validate.yamlsource import YamlDoc
+
+if TYPE_CHECKING:
+    from fedgen.enroll import RequestInfo, SignedInfo
+    from fedgen.spec import Federation
 
 SYNC = "sync"  # a directory Config Sync / Argo CD applies
 BOOTSTRAP = "bootstrap"  # clusters/<c>/bootstrap: applied once by hand, checked all the same
@@ -168,6 +172,11 @@ class SpecInfo:
     # site clusters with a sealing certificate of their own -> its RSA modulus size in bytes
     cluster_key_bytes: Mapping[str, int] = field(default_factory=dict)
     site_clusters: tuple[str, ...] = ()  # clusters running sites (sealed with their own or a development key)
+    # The loaded spec, for the enrollment rules (fedgen.enroll's policy checks take it); None when it did not load.
+    federation: Federation | None = field(default=None, compare=False, repr=False)
+    # rootCA.pem of the server's rendered startup ConfigMap (what the server trusts), read only when the repo
+    # holds enrollment files of this federation; None when not rendered or not readable (other rules say why).
+    server_root_pem: bytes | None = field(default=None, compare=False, repr=False)
 
     def key_bytes_for(self, path: str) -> int | None:
         """The modulus size a SealedSecret at this repo path must be sealed for, when the spec says."""
@@ -178,6 +187,24 @@ class SpecInfo:
         if cluster in self.site_clusters and cluster != self.server_cluster:
             return None  # a development key from the state: only its plausibility can be checked
         return self.sealing_key_bytes
+
+
+@dataclass(frozen=True)
+class EnrollmentZip:
+    """A file under enrollment/: where it sits, and what fedgen.enroll's pure checks make of its bytes."""
+
+    path: str
+    federation: str | None  # from the path; None when the path is not a documented place (classify)
+    kind: str | None  # request | signed (from the path)
+    site: str | None  # the site the file name says
+    request: RequestInfo | None = field(default=None, compare=False, repr=False)  # passed inspect_request_zip
+    signed: SignedInfo | None = field(default=None, compare=False, repr=False)  # passed inspect_signed_zip
+    error: str | None = None  # why it is not a well-formed request/signed zip (one line)
+    private_key: str | None = None  # set when a private key is inside (the reason)
+
+    @property
+    def placed(self) -> bool:
+        return self.federation is not None
 
 
 @dataclass(frozen=True)
@@ -198,6 +225,7 @@ class Model:
     kubernetes_version: str = ""
     sync_dirs: tuple[str, ...] = ()  # clusters/<c> folders and folders sync objects name, built or not
     now: Any = None  # datetime used for expiry checks (injected, so rules stay pure)
+    enrollment: tuple[EnrollmentZip, ...] = ()  # every file under enrollment/, sorted by path
 
     @property
     def sync_roots(self) -> tuple[SyncRoot, ...]:
@@ -217,6 +245,21 @@ class Model:
             if path in ledger.owned:
                 return ledger
         return None
+
+    def ledger_of(self, federation: str) -> Ledger | None:
+        """The ledger of a federation: by its recorded name, else by its file name (.fedgen/owned/<name>.json)."""
+        for ledger in self.ledgers:
+            if ledger.federation == federation:
+                return ledger
+        for ledger in self.ledgers:
+            if ledger.path.rsplit("/", 1)[-1] == f"{federation}.json":
+                return ledger
+        return None
+
+    def federation_spec(self, federation: str) -> SpecInfo | None:
+        """The loaded spec of a federation rendered here (None when unknown or its spec is missing)."""
+        ledger = self.ledger_of(federation)
+        return self.specs.get(ledger.spec) if ledger is not None and ledger.spec else None
 
     def spec_for(self, path: str) -> SpecInfo | None:
         ledger = self.owner_of(path)

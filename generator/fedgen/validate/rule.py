@@ -56,6 +56,8 @@ class Rule:
     summary: str  # what the rule asserts, one sentence
     remediation: str  # the default fix hint
     check: Check
+    # The check reads model.schema (kubeconform's verdicts). Every other rule runs while kubeconform does.
+    uses_schema: bool = False
 
     @property
     def family(self) -> str:

@@ -13,17 +13,31 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
 try:  # libyaml through PyYAML (installed with nvflare): ~40x faster than pure-Python parsing, same YAML 1.1
-    # reading Kubernetes' own sigs.k8s.io/yaml applies. Without it, ruamel.yaml's safe loader is used.
-    import yaml as _pyyaml
+    # reading Kubernetes' own sigs.k8s.io/yaml applies. Without it, ruamel.yaml's safe loader is used
+    # (imported only then).
+    import yaml as _pyyaml  # type: ignore[import-untyped]
 
     _FAST_LOADER: Any = _pyyaml.CSafeLoader
     _FAST_ERRORS: tuple[type[BaseException], ...] = (_pyyaml.YAMLError,)
 except (ImportError, AttributeError):  # pragma: no cover - depends on the environment
     _pyyaml, _FAST_LOADER, _FAST_ERRORS = None, None, ()
+
+
+def _ruamel() -> Any:
+    """A pure-Python safe ruamel.yaml loader (the fallback without libyaml)."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True)
+
+
+def _parse_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(errors with a position, other YAML errors) of the parser in use."""
+    if _FAST_LOADER is not None:
+        return _FAST_ERRORS, ()
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    return (MarkedYAMLError,), (YAMLError,)
 
 
 def escape(token: object) -> str:
@@ -123,7 +137,7 @@ def _nodes(text: str) -> Iterator[tuple[Any, Any]]:
         finally:
             loader.dispose()
         return
-    yaml = YAML(typ="safe", pure=True)
+    yaml = _ruamel()
     for node in yaml.compose_all(text):
         yield node, yaml.constructor.construct_document(node)
 
@@ -133,7 +147,7 @@ def load_all_plain(text: str) -> list[Any]:
     if _FAST_LOADER is not None:
         docs = list(_pyyaml.load_all(text, Loader=_FAST_LOADER))
     else:
-        docs = list(YAML(typ="safe", pure=True).load_all(text))
+        docs = list(_ruamel().load_all(text))
     return [_clean(d) for d in docs if d is not None]
 
 
@@ -143,6 +157,8 @@ def _one_line(text: str) -> str:
 
 def parse_yaml(path: str, text: str) -> ParsedFile:
     docs: list[YamlDoc] = []
+    marked, other = _parse_errors()
+    unpositioned: tuple[type[BaseException], ...] = (*other, ValueError, RecursionError)
     try:
         for node, raw in _nodes(text):
             if node is None or raw is None:
@@ -152,11 +168,11 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
             docs.append(YamlDoc(path=path, index=len(docs), line=node.start_mark.line + 1, data=_clean(raw), lines=lines))
     except _DuplicateKey as exc:
         return ParsedFile(tuple(docs), f"not valid YAML: {exc}", exc.line)
-    except (MarkedYAMLError, *_FAST_ERRORS) as exc:  # type: ignore[misc]
+    except marked as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "not valid YAML"
         return ParsedFile(tuple(docs), f"not valid YAML: {_one_line(problem)}", mark.line + 1 if mark else None)
-    except (YAMLError, ValueError, RecursionError) as exc:
+    except unpositioned as exc:
         return ParsedFile(tuple(docs), f"not valid YAML: {_one_line(str(exc))[:200]}", None)
     return ParsedFile(tuple(docs))
 

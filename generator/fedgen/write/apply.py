@@ -4,15 +4,26 @@ New files are written and fsynced under .fedgen/tmp/<id>/ first. The commit poin
 a journal listing every rename and delete. Only then are files moved into place; the journal is removed
 last. Every fedgen command first calls recover(), which finishes a committed journal (roll forward) or
 throws away an uncommitted staging folder, so nobody ever works on a mix.
+
+One writer at a time: apply_plan() and recover() hold an exclusive flock on the repo's .fedgen folder, so a
+command starting while another render is writing waits for that write to end instead of "recovering" (that
+is, deleting) the other's staging folder. The journal records each staged file's digest: a roll-forward that
+finds neither the staged copy nor the expected content at the target stops with an error, never a mix.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
 from fedgen.errors import ExternalError
 from fedgen.write.ledger import FEDGEN_DIR
 from fedgen.write.plan import Plan
@@ -20,6 +31,29 @@ from fedgen.write.plan import Plan
 JOURNAL = f"{FEDGEN_DIR}/journal.json"
 TMP_DIR = f"{FEDGEN_DIR}/tmp"
 FILE_MODE = 0o644
+# How long a command waits for another one's write to end (writes take seconds at most).
+WRITE_LOCK_TIMEOUT = 120.0
+
+
+@contextmanager
+def _writing(repo: Path) -> Iterator[None]:
+    """Exclusive flock on <repo>/.fedgen (a folder, so no lock file to commit or ignore); released on exit or death."""
+    folder = repo / FEDGEN_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + WRITE_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ExternalError(f"{folder}: another fedgen command has been writing this repo for {WRITE_LOCK_TIMEOUT:.0f} s; retry when it finishes") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -38,22 +72,29 @@ def _write_file(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.chmod(path, FILE_MODE)
+    _crash_step()
 
 
 def apply_plan(repo: Path, plan: Plan) -> None:
     if plan.is_noop:
         return
-    recover(repo)
+    with _writing(repo):
+        _recover(repo)
+        _stage_and_commit(repo, plan)
+        _roll_forward(repo)
+
+
+def _stage_and_commit(repo: Path, plan: Plan) -> None:
     staging = repo / TMP_DIR / f"render-{os.getpid()}"
     try:
         if staging.exists():
             shutil.rmtree(staging)
-        staged: list[tuple[str, str]] = []
+        staged: list[tuple[str, str, str]] = []  # staged file, target, sha256 of the content
         for i, change in enumerate(plan.changes):
             if change.new is not None:
                 name = f"{i:06d}"
                 _write_file(staging / name, change.new)
-                staged.append((str(staging.relative_to(repo) / name), change.path))
+                staged.append((str(staging.relative_to(repo) / name), change.path, hashlib.sha256(change.new).hexdigest()))
         _fsync_dir(staging) if staged else None
         journal = {
             "moves": staged,
@@ -63,15 +104,24 @@ def apply_plan(repo: Path, plan: Plan) -> None:
         tmp_journal = repo / f"{JOURNAL}.tmp"
         _write_file(tmp_journal, json.dumps(journal, indent=1).encode())
         os.replace(tmp_journal, repo / JOURNAL)  # commit point
+        _crash_step()
         _fsync_dir(repo / FEDGEN_DIR)
+        _crash_step()
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ExternalError(f"writing the new tree failed before it was committed ({exc}); the repo is unchanged") from None
-    _roll_forward(repo)
 
 
 def recover(repo: Path) -> str | None:
-    """Finish or discard an interrupted render. Returns what was done, for a message."""
+    """Finish or discard an interrupted render (waiting for a render that is writing now). Returns what was
+    done, for a message."""
+    if not (repo / FEDGEN_DIR).is_dir():
+        return None  # nothing was ever written: nothing to recover, and nothing to create
+    with _writing(repo):
+        return _recover(repo)
+
+
+def _recover(repo: Path) -> str | None:
     journal = repo / JOURNAL
     if journal.exists():
         _roll_forward(repo)
@@ -93,28 +143,42 @@ def _roll_forward(repo: Path) -> None:
         raise ExternalError(f"{JOURNAL}: unreadable journal of an interrupted render ({exc}); restore the tree from git and delete it") from None
     try:
         touched_dirs: set[Path] = set()
-        for src, dst in journal["moves"]:
+        for move in journal["moves"]:
+            src, dst = move[0], move[1]
             source, target = repo / src, repo / dst
             if source.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
                 touched_dirs.add(target.parent)
+                _crash_step()
+            elif len(move) > 2 and not _has_digest(target, move[2]):
+                raise ExternalError(f"{JOURNAL}: the staged new content of {dst} is missing; restore the tree from git, delete the journal and render again")
         for path in journal["deletes"]:
             target = repo / path
             target.unlink(missing_ok=True)
             touched_dirs.add(target.parent)
             _prune_empty_parents(repo, target.parent)
+            _crash_step()
         for d in sorted(touched_dirs):
             if d.exists():
                 _fsync_dir(d)
         journal_path.unlink()
         _fsync_dir(repo / FEDGEN_DIR)
+        _crash_step()
         shutil.rmtree(repo / journal["staging"], ignore_errors=True)
+        _crash_step()
         tmp = repo / TMP_DIR
         if tmp.exists() and not any(tmp.iterdir()):
             tmp.rmdir()
     except OSError as exc:
         raise ExternalError(f"completing the render failed ({exc}); run fedgen render again to finish it") from None
+
+
+def _has_digest(path: Path, digest: str) -> bool:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    except OSError:
+        return False
 
 
 def _prune_empty_parents(repo: Path, folder: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fedgen.validate.rule import Registry
-from fedgen.validate.rules import consistency, gitops, hardening, ledger, mesh, schema, secrets
+from fedgen.validate.rules import consistency, enrollment, gitops, hardening, ledger, mesh, schema, secrets
 
 REGISTRY = Registry(
     [
@@ -14,6 +14,7 @@ REGISTRY = Registry(
         *gitops.RULES,
         *consistency.RULES,
         *hardening.RULES,
+        *enrollment.RULES,  # FG109-FG114, FG408, FG614-FG615: files under enrollment/
     ]
 )
 

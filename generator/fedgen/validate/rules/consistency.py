@@ -4,10 +4,7 @@ server certificate and the root CA shipped with the kit, routes and the Services
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Any
 
 from fedgen.validate.finding import ERROR
 from fedgen.validate.k8s import (
@@ -29,6 +26,9 @@ from fedgen.validate.model import KObject, Model
 from fedgen.validate.nvflare import FED_CLIENT, FED_SERVER, ROOT_CA, SERVER_CERT, NvflareServer, find_clients, find_servers, project_of
 from fedgen.validate.rule import Hit, Rule, on
 from fedgen.validate.yamlsource import pointer
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 def _roots(model: Model) -> Iterator[list[KObject]]:
@@ -148,6 +148,8 @@ def route_destination(model: Model) -> Iterator[Hit]:
 
 
 def _load_cert(pem: str) -> x509.Certificate | None:
+    from cryptography import x509  # imported when a kit has certificates, not with the rules
+
     try:
         return x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
@@ -155,6 +157,8 @@ def _load_cert(pem: str) -> x509.Certificate | None:
 
 
 def _cn(cert: x509.Certificate) -> str | None:
+    from cryptography.x509.oid import NameOID
+
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None
 
@@ -284,6 +288,8 @@ def fed_server_json_invalid(model: Model) -> Iterator[Hit]:
 
 
 def _san_names(pem: str) -> set[str]:
+    from cryptography import x509
+
     cert = _load_cert(pem)
     if cert is None:
         return set()

@@ -41,7 +41,7 @@ def schema_unchecked(model: Model) -> Iterator[Hit]:
 
 RULES = (
     Rule("FG201", "schema-invalid", ERROR, "Built objects match the strict schema of their kind (no unknown fields, right types).",
-         "Fix the field named in the message (a typo, a wrong type, a field of another version).", schema_invalid),
+         "Fix the field named in the message (a typo, a wrong type, a field of another version).", schema_invalid, uses_schema=True),
     Rule("FG202", "schema-unchecked", ERROR, "Every built object is checked against a schema: a kind without one (or one kubeconform cannot check) is a finding, never a silent pass.",
-         "Use an apiVersion the chosen Kubernetes version serves (--kubernetes-version), or add the CRD's schema under schemas/crds/.", schema_unchecked),
+         "Use an apiVersion the chosen Kubernetes version serves (--kubernetes-version), or add the CRD's schema under schemas/crds/.", schema_unchecked, uses_schema=True),
 )

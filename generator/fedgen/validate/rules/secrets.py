@@ -9,10 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import string
 from collections.abc import Iterator
 from typing import Any
-
-from cryptography.hazmat.primitives import serialization
 
 from fedgen.validate.finding import ERROR
 from fedgen.validate.k8s import as_dict
@@ -60,20 +59,35 @@ def private_key_in_file(model: Model) -> Iterator[Hit]:
             yield at(path, line, f"contains a {kind} private key in PEM form", pointer=f"/pem/{ordinal}")
 
 
-def _strings(value: Any, ptr: str = "") -> Iterator[tuple[str, str]]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, f"{ptr}/{str(k).replace('~', '~0').replace('/', '~1')}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, f"{ptr}/{i}")
-    elif isinstance(value, str):
-        yield ptr, value
+MIN_ENCODED_KEY = 64  # shorter strings cannot be base64 of a private key (_decoded_key says None)
+
+
+def _long_strings(value: Any) -> Iterator[tuple[str, str]]:
+    """(JSON pointer, value) of every string of at least MIN_ENCODED_KEY characters under a mapping or list:
+    iterative, with a pointer made only for those (a repo may hold megabytes of JSON, e.g. schemas/)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, str):
+                if len(item) >= MIN_ENCODED_KEY:
+                    yield pointer(*path, key), item
+            elif isinstance(item, (dict, list)):
+                stack.append((item, (*path, key)))
+
+
+def _candidates(data: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(data, str):
+        if len(data) >= MIN_ENCODED_KEY:
+            yield "", data
+    elif isinstance(data, (dict, list)):
+        yield from _long_strings(data)
 
 
 def _decoded_key(value: str) -> str | None:
     """'PEM' or 'DER' when the value is base64 of a private key."""
-    if len(value) < 64 or not _BASE64ISH.match(value):
+    if len(value) < MIN_ENCODED_KEY or not _BASE64ISH.match(value):
         return None
     compact = "".join(value.split())
     try:
@@ -83,6 +97,8 @@ def _decoded_key(value: str) -> str | None:
     if _PEM_MARKER in raw:
         return "PEM"
     if raw[:1] == b"\x30" and len(raw) > 100:
+        from cryptography.hazmat.primitives import serialization
+
         try:
             serialization.load_der_private_key(raw, password=None)
             return "DER"
@@ -93,13 +109,35 @@ def _decoded_key(value: str) -> str | None:
     return None
 
 
+# Bytes that can stand for a character of a candidate in YAML/JSON source: the base64 alphabet, whitespace,
+# and what escapes are spelt with (backslash, letters, digits, '_' of YAML's \_); anything non-ASCII too.
+_CANDIDATE_BYTES = frozenset((string.ascii_letters + string.digits + "+/=\\_ \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f").encode())
+_RUN_TABLE = bytes(0x61 if (b in _CANDIDATE_BYTES or b >= 0x80) else 0x2E for b in range(256))
+_RUN = b"a" * MIN_ENCODED_KEY
+
+
+def may_hold_encoded_key(text: str, *, yaml: bool = True) -> bool:
+    """False only when no string the file parses to can be base64 of a key: such a string has at least
+    MIN_ENCODED_KEY characters of base64 and whitespace, and every one of them is spelt in the source by one or
+    more bytes of _CANDIDATE_BYTES, contiguously (quotes, escapes, folding and indentation only add bytes).
+    A YAML file with a tag ('!': !!binary is re-encoded when parsed, a tag may be spelt with %TAG or
+    %-escapes) is always walked. Linear and in C."""
+    if yaml and "!" in text:
+        return True
+    return _RUN in text.encode("utf-8", "surrogatepass").translate(_RUN_TABLE)
+
+
 def encoded_private_key(model: Model) -> Iterator[Hit]:
-    for doc in model.docs():
-        ref = ref_of(doc.data) if is_object(doc.data) else None
-        for ptr, value in _strings(doc.data):
-            form = _decoded_key(value)
-            if form:
-                yield at(doc.path, doc.line_of(ptr), f"{ptr or '/'} is base64 of a {form} private key", ptr, ref)
+    for path in sorted(model.files):
+        repo_file = model.files[path]
+        if not repo_file.docs or repo_file.text is None or not may_hold_encoded_key(repo_file.text, yaml=not path.endswith(".json")):
+            continue
+        for doc in repo_file.docs:
+            ref = ref_of(doc.data) if is_object(doc.data) else None
+            for ptr, value in _candidates(doc.data):
+                form = _decoded_key(value)
+                if form:
+                    yield at(doc.path, doc.line_of(ptr), f"{ptr or '/'} is base64 of a {form} private key", ptr, ref)
 
 
 def _sealed_values(doc: YamlDoc) -> Iterator[tuple[str, Any]]:

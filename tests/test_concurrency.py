@@ -1,0 +1,219 @@
+"""Concurrency: renders against one state take turns; the tree and the state are never interleaved.
+
+Two real `fedgen render` processes started together against one local state, and against one Cloud Storage
+state (fake-gcs-server): one proceeds, the other exits 3 with one line naming the holder (the lock does not
+wait). And a render started while another one is half way through writing the tree: it waits for that write
+to finish (the repo's write lock) instead of "recovering" the other's staging folder under its feet.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+from fedgen.state.document import StateDocument
+from tests.gcs_emulator import Emulator, gcs, gcs_emulator  # noqa: F401
+from tests.support import OTHER_SPEC, dump_yaml, tree_snapshot
+
+FEDGEN = str(Path(sys.executable).parent / "fedgen")
+SPEC = "spec/federation.yaml"
+HELD = re.compile(r"^error: state \S+ is locked by pid (?P<pid>\d+) on (?P<host>\S+) since \S+")
+
+
+def _spec(repo: Path, sealing_cert: Path, *, sites: int = 8, ports: dict[str, int] | None = None) -> Path:
+    (repo / "spec").mkdir(parents=True, exist_ok=True)
+    shutil.copy(sealing_cert, repo / "spec" / "sealing.pem")
+    doc: dict[str, Any] = copy.deepcopy(OTHER_SPEC)
+    # Enough new certificates that the first render holds the lock well past the second one's start.
+    doc["spec"]["sites"] = [{"name": f"site-{i}", "org": "hospital_a"} for i in range(sites)]
+    if ports:
+        doc["spec"]["server"]["ports"] = ports
+    dump_yaml(doc, repo / SPEC)
+    return repo / SPEC
+
+
+def _tree(repo: Path) -> dict[str, bytes]:
+    return tree_snapshot(repo, exclude=(".fedgen/state", "spec"))
+
+
+def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [FEDGEN, "render", str(repo / SPEC), "--repo", str(repo), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _together(repo: Path, *args: str) -> list[tuple[subprocess.Popen[str], str]]:
+    procs = [_start(repo, *args), _start(repo, *args)]
+    out = []
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        out.append((p, err))
+    return out
+
+
+def _one_winner(results: list[tuple[subprocess.Popen[str], str]]) -> None:
+    codes = sorted(p.returncode for p, _ in results)
+    assert codes == [0, 3], [(p.returncode, err) for p, err in results]
+    (winner, _), (loser, err) = sorted(results, key=lambda r: r[0].returncode)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err  # one clear line, no traceback
+    held = HELD.match(lines[0])
+    assert held, lines[0]
+    assert int(held["pid"]) == winner.pid  # names the render that holds the lock
+
+
+def _consistent(repo: Path, state: str | None = None) -> None:
+    """What the winner wrote is complete: a check render (same spec, same state) finds no drift."""
+    from fedgen import api
+
+    assert not (repo / ".fedgen" / "tmp").exists() and not (repo / ".fedgen" / "journal.json").exists()
+    result = api.render(spec=repo / SPEC, repo=repo, state=state, check=True)
+    assert result.plan.is_noop, [c.path for c in result.plan.changes]
+    assert result.issued == ()
+
+
+def _race(run: Any, attempts: int = 3) -> None:
+    """run(attempt) starts two renders together and returns their results. They must overlap at least once
+    (on a very busy machine one can finish before the other starts: both then succeed, which is checked too)."""
+    for attempt in range(attempts):
+        results = run(attempt)
+        codes = sorted(p.returncode for p, _ in results)
+        if codes == [0, 0]:
+            continue
+        _one_winner(results)
+        return
+    pytest.fail(f"the two renders never overlapped in {attempts} attempts")
+
+
+def test_two_renders_started_together_on_one_local_state(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
+    def run(attempt: int) -> list[tuple[subprocess.Popen[str], str]]:
+        repo = tmp_path / f"repo{attempt}"
+        _spec(repo, sealing_keypair[1])
+        results = _together(repo)
+        _consistent(repo)
+        states = sorted((repo / ".fedgen" / "state").rglob("state.json"))
+        assert len(states) == 1
+        doc = StateDocument.from_bytes(states[0].read_bytes(), "state")
+        assert len(doc.participants) == 8 + 2
+        assert sorted(p.name for p in states[0].parent.iterdir()) == ["lock", "state.json"]
+        return results
+
+    _race(run)
+
+
+def test_two_renders_started_together_on_one_gcs_state(
+    gcs: Emulator, tmp_path: Path, sealing_keypair: tuple[Path, Path]  # noqa: F811
+) -> None:
+    def run(attempt: int) -> list[tuple[subprocess.Popen[str], str]]:
+        bucket = gcs.create_bucket()
+        location = f"gs://{bucket}/fed/genomics"
+        repo = tmp_path / f"repo{attempt}"
+        _spec(repo, sealing_keypair[1])
+        results = _together(repo, "--state", location)
+        assert sorted(gcs.objects(bucket)) == ["fed/genomics/state.json"]  # the winner released its lock
+        doc = StateDocument.from_bytes(gcs.read(bucket, "fed/genomics/state.json"), "state")
+        assert len(doc.participants) == 8 + 2
+        assert not (repo / ".fedgen" / "state").exists()
+        _consistent(repo, location)
+        return results
+
+    _race(run)
+
+
+def test_a_render_waits_for_another_renders_write_to_finish(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
+    """B starts while A is between staging files: B must not touch A's staging folder (it used to delete it,
+    and A then committed a journal whose moves silently skipped the missing files: a mixed tree)."""
+    from fedgen import api
+    from fedgen.write import apply as apply_mod
+
+    old = {"fl": 9102, "admin": 9103}
+    new = {"fl": 9202, "admin": 9203}
+    repo = tmp_path / "repo"
+    spec = _spec(repo, sealing_keypair[1], sites=2, ports=old)
+    api.render(spec=spec, repo=repo)
+    expected = tmp_path / "expected"
+    shutil.copytree(repo, expected)
+    _spec(expected, sealing_keypair[1], sites=2, ports=new)
+    api.render(spec=expected / SPEC, repo=expected)  # re-issues nothing: one possible new tree
+    _spec(repo, sealing_keypair[1], sites=2, ports=new)
+    assert _tree(expected) != _tree(repo)
+
+    paused_r, paused_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # A: the real render, paused after its second staged file
+        code = 1
+        try:
+            os.close(paused_r)
+            os.close(go_w)
+            real = apply_mod._write_file
+            count = [0]
+
+            def write(path: Path, data: bytes) -> None:
+                real(path, data)
+                count[0] += 1
+                if count[0] == 2:
+                    os.write(paused_w, b"x")
+                    os.read(go_r, 1)
+
+            apply_mod._write_file = write  # type: ignore[assignment]
+            api.render(spec=repo / SPEC, repo=repo)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(paused_w)
+    os.close(go_r)
+    try:
+        assert os.read(paused_r, 1) == b"x"
+        assert (repo / ".fedgen" / "tmp").is_dir()  # A is staging
+        b = _start(repo)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and b.poll() is None:
+            time.sleep(0.05)
+        # B is still waiting, or finished without touching anything of A's.
+        assert (repo / ".fedgen" / "tmp").is_dir() and len(list((repo / ".fedgen" / "tmp").rglob("*"))) >= 3
+    finally:
+        os.write(go_w, b"g")
+        os.close(go_w)
+        os.close(paused_r)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _, err = b.communicate(timeout=300)
+    assert b.returncode in (0, 3), err
+    if b.returncode == 3:
+        held = HELD.match(err.strip())
+        assert held and int(held["pid"]) == pid, err
+    assert _tree(repo) == _tree(expected)
+    _consistent(repo)
+
+
+def test_a_killed_holder_leaves_a_lock_the_next_render_can_take(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
+    """The local lock is an flock: it dies with its holder, so a SIGKILLed render never blocks the next one."""
+    repo = tmp_path / "repo"
+    _spec(repo, sealing_keypair[1], sites=30)
+    a = _start(repo)
+    state_dir = repo / ".fedgen" / "state"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(state_dir.rglob("lock")):
+        time.sleep(0.02)
+    time.sleep(0.3)  # holding the lock, provisioning
+    a.send_signal(signal.SIGKILL)
+    a.communicate(timeout=60)
+    b = _start(repo)
+    _, err = b.communicate(timeout=300)
+    assert b.returncode == 0, err
+    _consistent(repo)

@@ -1,0 +1,192 @@
+"""The shortcuts fedgen validate takes for speed give the answers of the plain way.
+
+- validate() overlaps kubectl kustomize, kubeconform and the rules: its report is evaluate(build_model(...))'s,
+  and a rule that does not say it uses kubeconform's verdicts gives the same findings without them;
+- kubeconform gets the built objects as documents already split (validate_documents), not as a stream to
+  split and parse again: same results as validate_manifests;
+- FG403 skips files whose source cannot spell base64 of a key (may_hold_encoded_key): never a file where the
+  plain walk finds one, however the value is written (JSON escapes, every YAML scalar style);
+- a missing tool is still reported after invalid input (the allowlist), as before the builds started early.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fedgen.cli import main
+from fedgen.validate.build import build_model
+from fedgen.validate.engine import _findings, evaluate, validate
+from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION, validate_documents, validate_manifests
+from fedgen.validate.model import Model, RepoFile
+from fedgen.validate.rules import REGISTRY
+from fedgen.validate.rules.secrets import encoded_private_key, may_hold_encoded_key
+from fedgen.validate.yamlsource import parse_file
+from tests.validate.support import SERVER_DIR, container, edit_obj, fresh, pem_key, restamp, rsa_key
+
+# --------------------------------------------------------------------------------- overlapped evaluation
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A render with a schema error (FG201) and a hardening error (FG703) at once."""
+    repo = fresh("ranged", tmp_path_factory.mktemp("planted"))
+
+    def change(d: dict[str, Any]) -> None:
+        d["spec"]["replcas"] = 1
+        container(d)["securityContext"]["privileged"] = True
+
+    edit_obj(repo, f"{SERVER_DIR}/deployment.yaml", "Deployment", change)
+    restamp(repo)
+    return repo
+
+
+def test_overlapped_validation_reports_what_the_plain_evaluation_does(planted: Path) -> None:
+    report = validate(repo=planted)
+    plain = evaluate(build_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION), REGISTRY)
+    assert {"FG201", "FG703"} <= {f.rule for f in report.findings}
+    assert report.findings == plain.findings
+    assert (report.objects, report.files, report.sync_roots) == (plain.objects, plain.files, plain.sync_roots)
+
+
+def test_only_rules_marked_uses_schema_read_kubeconforms_verdicts(planted: Path) -> None:
+    model = build_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION)
+    assert any(v.status != "valid" for v in model.schema)
+    without = Model(**{**model.__dict__, "schema": ()})
+    for rule in REGISTRY:
+        if not rule.uses_schema:
+            assert _findings(without, [rule]) == _findings(model, [rule]), rule.id
+    assert {r.id for r in REGISTRY if r.uses_schema} == {"FG201", "FG202"}
+
+
+# ------------------------------------------------------------------------------------ kubeconform input
+
+
+def test_documents_already_split_validate_like_a_stream() -> None:
+    docs = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "ns"}, "data": {"k": "v"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "ns"}, "dta": {}},
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+        {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": "x"}}]},
+    ]
+    texts = [json.dumps(d, sort_keys=True) for d in docs]
+    split = validate_documents(texts)
+    streamed = validate_manifests("".join(f"---\n{t}\n" for t in texts).encode())
+    assert [(r.document_index, r.kind, r.name, r.namespace, r.status, r.messages) for r in split] == [
+        (r.document_index, r.kind, r.name, r.namespace, r.status, r.messages) for r in streamed
+    ]
+    assert [r.status for r in split] == ["valid", "invalid", "no-schema", "invalid"]
+
+
+# ------------------------------------------------------------------------------------- FG403 prefilter
+
+
+def _encoded_keys() -> list[str]:
+    key = rsa_key()
+    pem = pem_key(key)
+    from cryptography.hazmat.primitives import serialization
+
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    wrapped = base64.encodebytes(pem).decode()  # 76-character lines
+    return [base64.b64encode(pem).decode(), base64.b64encode(der).decode(), wrapped, "  " + wrapped.replace("\n", "\n\t ")]
+
+
+ENCODED = _encoded_keys()
+
+
+def _sources(value: str) -> dict[str, str]:
+    """The same value written in many ways a YAML/JSON file can spell a string."""
+    escaped_all = "".join(f"\\u{ord(c):04x}" for c in value)
+    out = {
+        "json": json.dumps({"data": {"k": value}}),
+        "json-ascii-escapes": '{"data": {"k": "' + escaped_all + '"}}',
+        "json-escaped-slash": json.dumps({"k": value}).replace("/", "\\/"),
+        "json-top-level-string": json.dumps(value),
+        "yaml-double-quoted": yaml.safe_dump({"k": value}, default_style='"', width=40),
+        "yaml-single-quoted": yaml.safe_dump({"k": value}, default_style="'", width=40),
+        "yaml-literal": "k: |\n" + "".join(f"  {line}\n" for line in value.splitlines()),
+        "yaml-folded": "k: >-\n" + "".join(f"  {line}\n" for line in value.split()),
+        "yaml-plain-multiline": "k: " + "\n   ".join(value[i : i + 40] for i in range(0, len(value), 40)) + "\n",
+        "yaml-flow-list": "k: [" + json.dumps(value) + "]\n",
+        "yaml-double-quoted-escapes": 'k: "' + value.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\\_") + '"\n',
+        "yaml-alias": "a: &v " + json.dumps(value) + "\nb: *v\n",
+    }
+    raw = base64.b64decode("".join(value.split()))
+    out["yaml-binary"] = "k: !!binary |\n  " + base64.b64encode(raw).decode() + "\n"
+    # A tag spelt so that neither "binary" nor a long base64 run is in the source: junk the binary decoder drops.
+    junk = ".".join(base64.b64encode(raw).decode()[i : i + 8] for i in range(0, len(base64.b64encode(raw)), 8))
+    out["yaml-binary-escaped-tag"] = "%TAG !e! tag:yaml.org,2002:\n---\nk: !e!%62inary " + json.dumps(junk) + "\n"
+    return out
+
+
+@pytest.mark.parametrize("value", ENCODED, ids=["pem", "der", "wrapped", "indented"])
+def test_prefilter_never_hides_an_encoded_key(value: str) -> None:
+    for label, text in _sources(value).items():
+        path = f"docs/x.{'json' if label.startswith('json') else 'yaml'}"
+        parsed = parse_file(path, text)
+        model = Model(files={path: RepoFile(path, text, parsed.docs, parsed.error, parsed.error_line)}, roots=())
+        walked = [s for d in parsed.docs for s in _all_strings(d.data)]
+        if parsed.error or not any(s == value or "".join(s.split()) == "".join(value.split()) for s in walked):
+            continue  # this spelling does not parse back to the value (e.g. YAML folding of a wrapped value)
+        assert may_hold_encoded_key(text, yaml=path.endswith(".yaml")), label
+        assert list(encoded_private_key(model)), label
+
+
+def _all_strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (_all_strings(k) + _all_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _all_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
+    cut=st.integers(min_value=0, max_value=300),
+    as_json=st.booleans(),
+    style=st.sampled_from([None, '"', "'", "|", ">"]),
+)
+def test_prefilter_is_sound_on_random_documents(text: str, cut: int, as_json: bool, style: str | None) -> None:
+    """Random documents with a long base64 value (an encoded key or not) spliced into random text: whenever
+    the plain walk meets a candidate string, the prefilter lets the file through."""
+    value = text[:cut] + ENCODED[0] + text[cut:]
+    doc = {"a": [text, {"b": value}], text[:20]: 1}
+    source = json.dumps(doc, ensure_ascii=False) if as_json else yaml.safe_dump(doc, default_style=style, allow_unicode=True, width=60)
+    path = "docs/x.json" if as_json else "docs/x.yaml"
+    parsed = parse_file(path, source)
+    assert parsed.error is None, parsed.error
+    candidates = [s for d in parsed.docs for s in _all_strings(d.data) if len(s) >= 64 and not s.strip(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+    )]
+    if candidates:
+        assert may_hold_encoded_key(source, yaml=not as_json)
+
+
+def test_prefilter_skips_prose_and_schemas() -> None:
+    schema = {"description": "Kind is a string value representing the REST resource, in CamelCase!", "type": "string"}
+    assert not may_hold_encoded_key(json.dumps({"properties": {f"p{i}": schema for i in range(50)}}), yaml=False)
+    assert not may_hold_encoded_key("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: b\n")
+    assert may_hold_encoded_key("a: !custom b\n")  # a YAML tag: always walked
+
+
+# ------------------------------------------------------------------------------------------ error order
+
+
+def test_a_missing_tool_comes_after_invalid_input(tmp_path: Path) -> None:
+    repo = fresh("ranged", tmp_path)
+    (repo / ".fedgen" / "allowlist.yaml").write_text("allow:\n  - rule: FG709\n    object: x\n")
+    env = {"FEDGEN_KUBECTL": str(tmp_path / "no-such-kubectl")}
+    result = CliRunner().invoke(main, ["validate", "--repo", str(repo)], env=env)
+    assert result.exit_code == 2 and "needs a reason" in result.output, result.output
+    (repo / ".fedgen" / "allowlist.yaml").unlink()
+    result = CliRunner().invoke(main, ["validate", "--repo", str(repo)], env=env)
+    assert result.exit_code == 3 and "kubectl" in result.output, result.output
