@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,6 +444,28 @@ def check_server_process(seen: dict[str, Any], pod: kube.ServerPod) -> None:
     assert actual == expected, f"mounts seen by the server {actual} != the manifest's {expected}"
 
 
+@contextmanager
+def _reported(fed: Any, log: Callable[[str], None]) -> Iterator[None]:
+    """On failure, add the last lines of every log to the error; always clean up (and a cleanup problem
+    fails a run that otherwise passed)."""
+    ok = False
+    try:
+        yield
+        ok = True
+    except BaseException as exc:
+        logs = fed.failure_logs()
+        if isinstance(exc, AssertionError):
+            raise AssertionError(f"{exc}\n\n{logs}") from None
+        log(logs)
+        raise
+    finally:
+        problems = fed.close()
+        if ok:
+            assert not problems, f"cleanup: {problems}"
+        elif problems:
+            log(f"cleanup after the failure: {problems}")
+
+
 def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gateway", log: Callable[[str], None] = print) -> Outcome:
     """The issue's happy path. Raises AssertionError (with the last log lines) on any failure."""
     check_prerequisites()  # before spending time on renders: missing root/ip/unshare is a failure, not a skip
@@ -461,8 +484,7 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
     timings["bundles"] = time.monotonic() - start
     job = build_job(work / "jobs", sites)
     fed = Federation(work, rendered, sealing[0])
-    ok = False
-    try:
+    with _reported(fed, log):
         start = time.monotonic()
         fed.start_server()
         pod = fed.pod
@@ -515,19 +537,6 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
         facts["topology"] = fed.topology.describe()
         facts["server_pod"] = {"argv": pod.argv, "env": dict(pod.env), "kit_root": pod.kit_root, "notes": fed.notes}
         facts["manifests"] = exposure_facts(rendered)
-        ok = True
-    except BaseException as exc:
-        logs = fed.failure_logs()
-        if isinstance(exc, AssertionError):
-            raise AssertionError(f"{exc}\n\n{logs}") from None
-        log(logs)
-        raise
-    finally:
-        problems = fed.close()
-        if ok:
-            assert not problems, f"cleanup: {problems}"
-        elif problems:
-            log(f"cleanup after the failure: {problems}")
     timings["total"] = time.monotonic() - total
     return Outcome(exposure, timings, facts)
 
@@ -575,8 +584,7 @@ def foreign_ca_flow(work: Path, sealing: tuple[bytes, bytes], *, log: Callable[[
     rogue_client = json.loads((rogue_kit / "startup" / "fed_client.json").read_text())
     assert ours_client["servers"] == rogue_client["servers"], "the foreign kit must dial the same name, port and identity"
     fed = Federation(work, ours, sealing[0])
-    ok = False
-    try:
+    with _reported(fed, log):
         fed.start_server()
         admin = fed.start_admin(admin_name, admin_kit)
         admin.call("login", TIMEOUTS["server_ready"], timeout=TIMEOUTS["server_ready"])
@@ -609,18 +617,5 @@ def foreign_ca_flow(work: Path, sealing: tuple[bytes, bytes], *, log: Callable[[
         facts["rogue_stopped"] = rogue.stop()
         mark("rogue_stopped")
         assert facts["rogue_stopped"] in ("terminated", "killed"), facts["rogue_stopped"]
-        ok = True
-    except BaseException as exc:
-        logs = fed.failure_logs()
-        if isinstance(exc, AssertionError):
-            raise AssertionError(f"{exc}\n\n{logs}") from None
-        log(logs)
-        raise
-    finally:
-        problems = fed.close()
-        if ok:
-            assert not problems, f"cleanup: {problems}"
-        elif problems:
-            log(f"cleanup after the failure: {problems}")
     mark("closed")
     return facts

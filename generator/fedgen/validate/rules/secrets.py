@@ -19,7 +19,8 @@ from fedgen.validate.model import Model, identity, is_object, ref_of
 from fedgen.validate.rule import Hit, Rule, at, on
 from fedgen.validate.yamlsource import YamlDoc, pointer
 
-# "-----BEGIN <words> PRIVATE KEY-----" followed by key material (so prose naming the marker is not a key).
+# A PEM private-key header ("BEGIN <words> PRIVATE KEY" between dashes) followed by key material, so prose
+# that only names the marker is not taken for a key.
 _PEM_KEY = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY(?: BLOCK)?-----(?:\\[nr]|\s|[A-Za-z-]+: [^\n]*)*[A-Za-z0-9+/=]{40}"
 )
