@@ -4,8 +4,9 @@
 
 Each run renders a spec with `fedgen render`, builds the sync root with `kubectl kustomize`, starts the server
 from the built manifests (private mount namespace, read-only root, uid 10000, its own network namespace),
-bundles two sites and the admin with `fedgen client-bundle`, runs each site's untouched run.sh in its own
-network namespace, logs in with the FLARE API, runs a 2-round numpy scatter-and-gather job to
+bundles two sites and the admin with `fedgen client-bundle`, enrolls a third site by request (its key never
+leaves its folder: `fedgen enroll kit`, `nvflare cert request`, `fedgen enroll approve`, `nvflare package`),
+runs each site (bundled: its untouched run.sh; enrolled: its README's command) in its own network namespace, logs in with the FLARE API, runs a 2-round numpy scatter-and-gather job to
 FINISHED:COMPLETED, checks the aggregated model and shuts everything down. --negative adds the foreign-CA
 twin (a site from another federation's CA must not register). Needs root, `ip`, `unshare`, `kubectl`.
 Prints a table (median over --repeat) and writes bench/results/e2e.json (see bench/benchlib.py).

@@ -10,6 +10,7 @@ run.sh in its own network namespace, and drives the admin through the FLARE API 
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from ruamel.yaml import YAML
 
 from tests.e2e import kube
@@ -37,6 +41,7 @@ from tests.e2e.procs import AdminClient, Started, children_of, start_container, 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 FEDGEN = VENV_BIN / "fedgen"
+NVFLARE = VENV_BIN / "nvflare"
 
 # Unlike examples/federation.yaml: own project, server, tenant, cluster, ports; the dialled name differs from
 # the server name (the certificate CN), as a DNS name in front of a gateway would.
@@ -60,7 +65,12 @@ E2E_SPEC: dict[str, Any] = {
             "exposure": "gateway",
             "loadBalancerSourceRanges": ["192.0.2.0/24"],
         },
-        "sites": [{"name": "clinic-north", "org": "clinic_n"}, {"name": "clinic-south", "org": "clinic_s"}],
+        # clinic-east keeps its key: it enrolls by request (issue 8) instead of receiving a bundle.
+        "sites": [
+            {"name": "clinic-north", "org": "clinic_n"},
+            {"name": "clinic-south", "org": "clinic_s"},
+            {"name": "clinic-east", "org": "clinic_e", "enrollment": "request"},
+        ],
         "admins": [{"name": "steward@oncology.example.net", "org": "oncology_net", "role": "project_admin"}],
     },
 }
@@ -68,12 +78,12 @@ E2E_SPEC: dict[str, Any] = {
 # The job: two rounds of scatter-and-gather; each site adds its own delta.
 JOB_ROUNDS = 2
 JOB_INITIAL = [[0.5, 1.5, 2.5], [-1.0, 0.0, 4.0]]
-JOB_DELTAS = {"clinic-north": 1.0, "clinic-south": 4.0}
+JOB_DELTAS = {"clinic-north": 1.0, "clinic-south": 4.0, "clinic-east": 2.5}
 
 TIMEOUTS = {
     "command": 120.0,  # fedgen render / client-bundle / kubectl kustomize
     "server_ready": 60.0,  # admin login succeeds
-    "registered": 45.0,  # both sites in check_status
+    "registered": 45.0,  # every site in check_status
     "job": 120.0,  # FINISHED:COMPLETED
     "shutdown": 45.0,  # shutdown("all") until every process exited
     "foreign_watch": 15.0,  # the foreign site must stay unregistered at least this long
@@ -142,9 +152,12 @@ def build_job(folder: Path, sites: list[str]) -> Path:
 # ---------------------------------------------------------------------------------------------- commands
 
 
-def run(argv: list[str], *, what: str, cwd: Path | None = None, timeout: float = TIMEOUTS["command"]) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], *, what: str, cwd: Path | None = None, home: Path | None = None, timeout: float = TIMEOUTS["command"]
+) -> subprocess.CompletedProcess[str]:
+    env = None if home is None else {**os.environ, "HOME": str(home)}
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"{what} did not finish within {timeout} s: {' '.join(argv)}") from None
     if proc.returncode != 0:
@@ -210,6 +223,90 @@ def bundle(rendered: Rendered, participant: str, dest: Path) -> Path:
     kit = dest / participant
     run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], what=f"sha256sum -c {participant}/SHA256SUMS", cwd=kit)
     return kit
+
+
+@dataclass
+class Enrolled:
+    """A site enrolled by request: its enrollment folder (where it ran every nvflare command), the startup
+    kit `nvflare package` assembled there, and the run command its README gives (a shell command, run in `folder`)."""
+
+    folder: Path
+    kit: Path
+    command: str
+    fingerprint: str
+    key_pem: bytes
+
+
+def sha256_fingerprint(pem: str | bytes) -> str:
+    """SHA256:AA:BB:... of a PEM certificate, as `nvflare package --fingerprint` takes it."""
+    digest = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem).fingerprint(hashes.SHA256()).hex().upper()
+    return "SHA256:" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def readme_run_command(readme: str) -> str:
+    """The client command of the enrollment README's "Run the client" section (an indented block with
+    backslash continuations), as the site pastes it into a shell."""
+    section = readme.split("## 5. Run the client", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("python3 "))
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    return "\n".join(lines[start : end + 1])
+
+
+def enroll(rendered: Rendered, site: str, dest: Path) -> Enrolled:
+    """Issue 8's flow, each side as the enrollment README tells it: the site runs `fedgen enroll kit` and
+    `nvflare cert request` in its own folder with its own HOME; its pull request adds the request zip to the
+    repo; the operator (another HOME) runs `fedgen enroll approve` on the committed file; the site checks the
+    root CA fingerprint against the one the server's built startup ConfigMap trusts and runs `nvflare package`."""
+    from fedgen.enroll import request_path, signed_path
+
+    project, srv = rendered.data["metadata"]["name"], rendered.server
+    folder, site_home, operator_home = dest / f"{site}-enroll", dest / "site-home", dest / "operator-home"
+    site_home.mkdir(parents=True)
+    operator_home.mkdir(parents=True)
+    spec_repo = ["--spec", str(rendered.spec), "--repo", str(rendered.repo)]
+    run([str(FEDGEN), "enroll", "kit", site, *spec_repo, "--out", str(folder)], what=f"fedgen enroll kit {site}")
+    run([str(NVFLARE), "cert", "request", "-p", "participant.yaml"], what=f"nvflare cert request ({site})", cwd=folder, home=site_home)
+    request = rendered.repo / request_path(project, site)
+    request.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / site / f"{site}.request.zip", request)  # the site's pull request, merged
+    approved = run([str(FEDGEN), "enroll", "approve", str(request), *spec_repo], what=f"fedgen enroll approve {site}", home=operator_home)
+    signed = rendered.repo / approved.stdout.strip()
+    assert signed == rendered.repo / signed_path(project, site) and signed.is_file(), approved.stdout
+
+    server_root = rendered.built.get("ConfigMap", srv["tenant"], f"nvflare-{srv['name']}-startup")["data"]["rootCA.pem"]
+    trusted = sha256_fingerprint(server_root)
+    given = (folder / "ROOTCA_FINGERPRINT").read_text().strip()
+    assert given == trusted, f"the enrollment kit's fingerprint {given} is not the server's root {trusted}"
+    assert f"root CA fingerprint {trusted}" in approved.stderr, f"approve did not print the fingerprint to confirm:\n{approved.stderr}"
+    run(
+        [str(NVFLARE), "package", str(signed), "--request-dir", site, "-w", "workspace", "--fingerprint", given],
+        what=f"nvflare package ({site})", cwd=folder, home=site_home,
+    )  # fmt: skip
+    kit = folder / "workspace" / project / "prod_00" / site
+    assert (kit / "startup" / "rootCA.pem").read_text() == server_root, "the packaged kit trusts another root than the server"
+    key_pem = (folder / site / f"{site}.key").read_bytes()
+    assert (kit / "startup" / "client.key").read_bytes() == key_pem
+    return Enrolled(folder, kit, readme_run_command((folder / "README.md").read_text()), given, key_pem)
+
+
+def key_copies(key_pem: bytes, roots: list[Path]) -> list[str]:
+    """Files under roots holding the private key, directly or in a zip member: its DER, its PEM body, or a
+    base64-encoded copy of the PEM file."""
+    key = serialization.load_pem_private_key(key_pem, None)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    body = b"".join(key_pem.strip().splitlines()[1:-1])
+    needles = (der, body[:64], base64.b64encode(key_pem[:48]))
+    found = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            blobs = [path.read_bytes()]
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as zf:
+                    blobs += [zf.read(n) for n in zf.namelist()]
+            if any(n in b.replace(b"\n", b"") for b in blobs for n in needles):
+                found.append(str(path))
+    return found
 
 
 # ------------------------------------------------------------------------------------------- federation
@@ -289,8 +386,16 @@ class Federation:
     def dialled_names(self) -> list[str]:
         return [self.rendered.server["hostNames"][0]]
 
-    def start_site(self, name: str, kit: Path, *, label: str | None = None) -> Started:
-        label = label or name
+    def start_site(self, name: str, kit: Path) -> Started:
+        """A bundled site: its untouched run.sh, from the folder the bundle was extracted into."""
+        return self._start_participant(name, kit.parent, [f"./{kit.name}/run.sh"], kit / "log.txt")
+
+    def start_enrolled_site(self, name: str, enrolled: Enrolled) -> Started:
+        """A site enrolled by request: its README's command, from its enrollment folder."""
+        argv = ["/bin/bash", "-c", f"exec {enrolled.command}"]  # exec: the client is the container's command
+        return self._start_participant(name, enrolled.folder, argv, enrolled.kit / "log.txt")
+
+    def _start_participant(self, label: str, cwd: Path, argv: list[str], log: Path) -> Started:
         leg = self.topology.add_participant(label, self.dialled_names())
         home = self.work / "home" / label
         home.mkdir(parents=True)
@@ -300,8 +405,8 @@ class Federation:
             "HOME": str(home),
             "LANG": "C.UTF-8",
         }
-        plan = {"mounts": [], "root": None, "cwd": str(kit.parent), "user": None, "argv": [f"./{kit.name}/run.sh"], "env": env, "grace": 10}
-        started = start_container(label, leg.netns, plan, self.work / "sites", logs=[kit / "log.txt"])
+        plan = {"mounts": [], "root": None, "cwd": str(cwd), "user": None, "argv": argv, "env": env, "grace": 10}
+        started = start_container(label, leg.netns, plan, self.work / "sites", logs=[log])
         self.processes.append(started)
         return started
 
@@ -477,11 +582,21 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
     timings["kustomize"] = rendered.kustomize_seconds
     data = rendered.data
     sites = [s["name"] for s in data["spec"]["sites"]]
+    requesting = [s["name"] for s in data["spec"]["sites"] if s.get("enrollment") == "request"]
     admin_name = data["spec"]["admins"][0]["name"]
     start = time.monotonic()
     # One after the other: client-bundle takes the state's lock, a second one at the same time fails (exit 3).
-    kits = {p: bundle(rendered, p, work / "bundles" / p) for p in [*sites, admin_name]}
+    kits = {p: bundle(rendered, p, work / "bundles" / p) for p in [*sites, admin_name] if p not in requesting}
     timings["bundles"] = time.monotonic() - start
+    start = time.monotonic()
+    enrolled = {site: enroll(rendered, site, work / "enrolled" / site) for site in requesting}
+    timings["enroll"] = time.monotonic() - start
+    for site, e in enrolled.items():
+        # Everything but the site's own folder: the repo (state, request and signed zips), bundles, operator.
+        elsewhere = [rendered.repo, work / "bundles", e.folder.parent / "operator-home"]
+        leaked = key_copies(e.key_pem, elsewhere)
+        assert not leaked, f"{site}'s private key left its folder: {leaked}"
+    facts["enrolled"] = {site: {"fingerprint": e.fingerprint, "command": e.command} for site, e in enrolled.items()}
     job = build_job(work / "jobs", sites)
     fed = Federation(work, rendered, sealing[0])
     with _reported(fed, log):
@@ -500,7 +615,10 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
 
         start = time.monotonic()
         for site in sites:
-            fed.start_site(site, kits[site])
+            if site in enrolled:
+                fed.start_enrolled_site(site, enrolled[site])
+            else:
+                fed.start_site(site, kits[site])
         facts["registered"] = fed.wait_registered(set(sites), TIMEOUTS["registered"])
         timings["clients_registered"] = time.monotonic() - start
         log(f"clients {facts['registered']} registered after {timings['clients_registered']:.1f} s")

@@ -3,8 +3,9 @@
 The server runs from the BUILT sync root (kubectl kustomize): its pod's volumes materialised as the kubelet
 would (the SealedSecret unsealed by the real kubeseal with the test's controller key), mounted at the manifest's real paths in a
 private mount namespace, read-only root, the container's own command, args and env, uid/gid 10000. Two sites
-run their bundle's untouched run.sh, each in its own network namespace; the admin drives the FLARE API from a
-third. Needs root, `ip` and `unshare`: without them the tests FAIL (never skip).
+run their bundle's untouched run.sh; a third enrolls by request (issue 8: its key never leaves its folder) and
+runs its enrollment README's command; each site has its own network namespace, and the admin drives the FLARE
+API from another. Needs root, `ip` and `unshare`: without them the tests FAIL (never skip).
 
     make e2e            # only these tests
     .venv/bin/python bench/bench_e2e.py   # the same flow on demand, with the timing table
@@ -109,6 +110,8 @@ def test_federation_runs_end_to_end(exposure: str, e2e_sealing: tuple[bytes, byt
 
     sites = [s["name"] for s in flow.E2E_SPEC["spec"]["sites"]]
     assert facts["registered"] == sorted(sites)
+    requesting = [s["name"] for s in flow.E2E_SPEC["spec"]["sites"] if s.get("enrollment") == "request"]
+    assert requesting and sorted(facts["enrolled"]) == requesting, "a site must join by request, without a bundle"
     assert facts["job"]["status"] == "FINISHED:COMPLETED"
     assert np.allclose(facts["model"]["value"], facts["model"]["expected"])
     assert all(code == 0 for code in facts["exit"].values()), facts["exit"]

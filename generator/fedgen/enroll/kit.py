@@ -157,10 +157,11 @@ the kit checks.
 The kit dials `{s.default_host}:{s.fl_port}` and checks that the server's certificate is for `{s.name}`;
 {mapping}
 
-    python3 -u -m {CLIENT_MODULE} -m {kit} -s fed_client.json \\
+    python3 -u -m {CLIENT_MODULE} -m "$PWD/{kit}" -s fed_client.json \\
         --set secure_train=true uid={site.name} config_folder=config org={site.org}
 
-(or `{kit}/startup/start.sh`).
+(from the kit folder; the workspace path must be absolute: the client changes into it before reading
+its startup files). Or `{kit}/startup/start.sh`, which restarts the client when it dies.
 
 ## Later
 
