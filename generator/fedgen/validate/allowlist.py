@@ -58,7 +58,8 @@ def parse_allowlist(text: str, *, origin: str, registry: Registry) -> tuple[Entr
             raise InputError(f"{where} is not a mapping of {', '.join(FIELDS)}")
         unknown = sorted(set(map(str, item)) - set(FIELDS))
         if unknown:
-            raise InputError(f"{where} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+            # repr: a field name may hold a line break, and the error is one line
+            raise InputError(f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(FIELDS)}")
         reason = item.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             raise InputError(f"{where} needs a reason: say why the finding is acceptable")

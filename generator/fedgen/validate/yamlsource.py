@@ -105,9 +105,36 @@ class _DuplicateKey(Exception):
         self.line = line
 
 
-def _lines(node: Any, ptr: str, out: dict[str, int]) -> None:
+class _ExcessiveAliasing(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__("excessive aliasing: aliases expand the document more than tenfold (an alias bomb?)")
+        self.line = line
+
+
+# An alias is walked once per reference: a few lines of nested aliases expand to billions of nodes. Like
+# Kubernetes' YAML reader (go-yaml's "excessive aliasing"), refuse a document whose expansion outgrows its
+# distinct nodes: past ALIAS_FREE_NODES visits, at most ALIAS_EXPANSION visits per distinct node.
+ALIAS_FREE_NODES = 10_000
+ALIAS_EXPANSION = 10
+
+
+@dataclass
+class _Walk:
+    visits: int = 0
+    distinct: set[int] = field(default_factory=set)
+
+    def visit(self, node: Any) -> None:
+        self.visits += 1
+        self.distinct.add(id(node))
+        if self.visits > ALIAS_FREE_NODES and self.visits > ALIAS_EXPANSION * len(self.distinct):
+            raise _ExcessiveAliasing(node.start_mark.line + 1)
+
+
+def _lines(node: Any, ptr: str, out: dict[str, int], walk: _Walk | None = None) -> None:
     """JSON pointer -> 1-based line of every key and list item under a composed node (PyYAML or ruamel);
-    refuses duplicate keys, which Kubernetes' YAML reader rejects too."""
+    refuses duplicate keys, which Kubernetes' YAML reader rejects too, and excessive aliasing."""
+    walk = walk or _Walk()
+    walk.visit(node)
     if node.id == "mapping":
         seen: set[str] = set()
         for key, value in node.value:
@@ -118,12 +145,12 @@ def _lines(node: Any, ptr: str, out: dict[str, int]) -> None:
                 seen.add(token)
             child = ptr + "/" + escape(token)
             out.setdefault(child, key.start_mark.line + 1)
-            _lines(value, child, out)
+            _lines(value, child, out, walk)
     elif node.id == "sequence":
         for i, item in enumerate(node.value):
             child = f"{ptr}/{i}"
             out.setdefault(child, item.start_mark.line + 1)
-            _lines(item, child, out)
+            _lines(item, child, out, walk)
 
 
 def _nodes(text: str) -> Iterator[tuple[Any, Any]]:
@@ -166,7 +193,7 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
             lines: dict[str, int] = {}
             _lines(node, "", lines)
             docs.append(YamlDoc(path=path, index=len(docs), line=node.start_mark.line + 1, data=_clean(raw), lines=lines))
-    except _DuplicateKey as exc:
+    except (_DuplicateKey, _ExcessiveAliasing) as exc:
         return ParsedFile(tuple(docs), f"not valid YAML: {exc}", exc.line)
     except marked as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
