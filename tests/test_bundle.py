@@ -334,3 +334,36 @@ def test_request_enrolled_site_has_no_bundle_and_others_still_do(write_spec, tmp
     assert not (tmp_path / "c.tar.gz").exists()
     ok = CliRunner().invoke(main, ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / "a.tar.gz")])
     assert ok.exit_code == 0, ok.output
+
+
+def test_bundles_take_no_lock_and_run_in_parallel(rendered: tuple[Path, Path], site_archive: Path, tmp_path: Path) -> None:
+    """A bundle only reads one atomically saved state: it works while a writer holds the lock, and two real
+    `fedgen client-bundle` processes of one federation run at once, each with the bytes of a lone run."""
+    import subprocess
+    import sys
+
+    from fedgen.spec import load_federation
+    from fedgen.state import open_store
+
+    spec, repo = rendered
+    (tmp_path / "held").mkdir()
+    (tmp_path / "par").mkdir()
+    store = open_store(None, repo.resolve(), load_federation(spec).name)
+    with store.lock():
+        held = _bundle(rendered, tmp_path / "held" / "site-a.tar.gz", SITE, "--server-address", ADDRESS)
+    assert held.exit_code == 0, held.output
+    assert (tmp_path / "held" / "site-a.tar.gz").read_bytes() == site_archive.read_bytes()
+
+    fedgen = str(Path(sys.executable).parent / "fedgen")
+    names = ["site-a", "site-b", ADMIN]
+    procs = [
+        subprocess.Popen(
+            [fedgen, "client-bundle", name, "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / "par" / f"{i}.tar.gz"),
+             "--server-address", ADDRESS],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for i, name in enumerate(names)
+    ]
+    outcomes = [(p.wait(120), p.communicate()[1]) for p in procs]
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    assert (tmp_path / "par" / "0.tar.gz").read_bytes() == site_archive.read_bytes()

@@ -30,11 +30,8 @@ def _err(message: str) -> None:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Archive to write. Default: ./<NAME>.tar.gz.")
 @click.option("--server-address", metavar="HOST_OR_IP", help="The server's external address, written into the run commands.")
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
-@click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
 @handle_errors
-def client_bundle(
-    name: str, spec: Path, state: str | None, out: Path | None, server_address: str | None, repo: Path, force_unlock: bool
-) -> None:
+def client_bundle(name: str, spec: Path, state: str | None, out: Path | None, server_address: str | None, repo: Path) -> None:
     """Write the bundle of site or admin NAME: its startup kit and how to run it.
 
     \b
@@ -45,12 +42,12 @@ def client_bundle(
 
     \b
     Never writes the state: render first (`fedgen render SPEC`), so the bundle and the cluster
-    share one CA. The server has no bundle: its kit reaches the cluster only through the render.
+    share one CA. Takes no lock (it only reads one atomically saved state): bundles of one
+    federation run in parallel. The server has no bundle: its kit reaches the cluster only
+    through the render.
     """
     from fedgen.bundle import build_bundle, write_bundle
 
-    if force_unlock:
-        unlock_first(spec, state, repo)
     bundle = build_bundle(spec=spec, name=name, state=state, repo=repo, server_address=server_address)
     written = write_bundle(bundle, out)
     click.echo(str(written.path))
@@ -124,7 +121,7 @@ def state_group() -> None:
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
 @handle_errors
 def unlock(location: str | None, spec: Path | None, repo: Path) -> None:
-    """Remove a stale lock left by a render, bundle or push that died.
+    """Remove a stale lock left by a render, approve or push that died.
 
     \b
     gs://: deletes <prefix>/lock (refused while its holder still runs on this host).

@@ -18,8 +18,8 @@ DETAILS: dict[str, object] = {}
 PHASES = [
     ("render", "fedgen render (provision + write the repo)", None),
     ("kustomize", "kubectl kustomize of the sync root", None),
-    ("bundles", "fedgen client-bundle x3 (sequential: the state lock), verified, extracted", None),
-    ("enroll", "site 3: enroll kit, nvflare cert request, enroll approve, nvflare package", None),
+    ("bundles", "fedgen client-bundle x3 in parallel (no lock), verified, extracted", None),
+    ("enroll", "site 3, alongside the bundles: enroll kit, cert request, enroll approve, package", None),
     ("server_ready", "server started from the manifests until the admin API logs in", None),
     ("clients_registered", "the three sites started until check_status lists them", None),
     ("job", "submit until FINISHED:COMPLETED (2 rounds)", None),

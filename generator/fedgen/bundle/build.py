@@ -5,7 +5,9 @@ holds; when the spec names something the state has no current certificate for (a
 role, a changed server host name, an empty state), it refuses and asks for `fedgen render` first. Issuing in
 the bundle would hand a site a certificate, possibly from a brand-new root CA, that the deployed server has
 never seen, and would make the bundle a second writer of the state. One writer (render), many readers.
-The state lock is still taken while reading, so a bundle never sees a render half way.
+Readers take no lock: every save replaces the whole document atomically (os.replace; one GCS object
+generation), so a bundle reads one consistent state, and bundles run side by side with each other and with a
+render.
 """
 
 from __future__ import annotations
@@ -67,8 +69,7 @@ def build_bundle(
         )
     target = server_target(fed, server_address)
     store = open_store(state, repo.resolve(), fed.name)
-    with store.lock():
-        document = store.load()
+    document = store.load()
     document.require_project(fed.name, store.description)
     if not document.nvflare_cert:
         raise InputError(
