@@ -217,3 +217,64 @@ def test_a_killed_holder_leaves_a_lock_the_next_render_can_take(tmp_path: Path, 
     _, err = b.communicate(timeout=300)
     assert b.returncode == 0, err
     _consistent(repo)
+
+
+def test_two_federations_rendering_into_one_repo_at_once_keep_both_contributions(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
+    """Shared files (cluster kustomization, RootSync, tfvars) are computed from every federation's ledger.
+    A (genomics) is paused right after making its plan; B (imaging, same cluster) renders meanwhile. B must
+    wait for A's write (the plan is made under the repo's write lock), so both contributions survive: a check
+    render of either federation finds nothing to change. (Planning outside the lock, B wrote first and A's
+    stale plan then dropped B from every shared file.)"""
+    from fedgen import api
+
+    repo = tmp_path / "repo"
+    _spec(repo, sealing_keypair[1], sites=2)
+    doc: dict[str, Any] = copy.deepcopy(OTHER_SPEC)
+    doc["metadata"]["name"] = "imaging"
+    doc["spec"]["server"].update(name="imgserver", tenant="fl-imaging", ports={"fl": 9202, "admin": 9203}, hostNames=["imgserver"])
+    doc["spec"]["sites"] = [{"name": "site-x", "org": "hospital_x"}]
+    imaging = repo / "spec" / "imaging.yaml"
+    dump_yaml(doc, imaging)
+
+    paused_r, paused_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # A: the real render, paused once its plan is made
+        code = 1
+        try:
+            os.close(paused_r)
+            os.close(go_w)
+            real = api.make_plan
+
+            def plan_then_pause(*args: Any, **kwargs: Any) -> Any:
+                made = real(*args, **kwargs)
+                os.write(paused_w, b"x")
+                os.read(go_r, 1)
+                return made
+
+            api.make_plan = plan_then_pause  # type: ignore[assignment]
+            api.render(spec=repo / SPEC, repo=repo)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(paused_w)
+    os.close(go_r)
+    try:
+        assert os.read(paused_r, 1) == b"x"
+        b = subprocess.Popen([FEDGEN, "render", str(imaging), "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            b.wait(10)  # with the bug B finishes here; without it, B waits for A's write lock
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        os.write(go_w, b"g")
+        os.close(go_w)
+        os.close(paused_r)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    _, err = b.communicate(timeout=300)
+    assert b.returncode == 0, err
+    for spec in (repo / SPEC, imaging):
+        drift = api.render(spec=spec, repo=repo, check=True).plan
+        assert drift.is_noop, (spec.name, [c.path for c in drift.changes])
+    assert b"from spec/federation.yaml, spec/imaging.yaml" in (repo / "clusters/gke-eu/bootstrap/root-sync.yaml").read_bytes()

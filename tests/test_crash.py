@@ -248,7 +248,7 @@ def _driver(start: Path, repo: Path, work: Path) -> dict[str, Any]:
         os._exit(0)
 
     LocalStore.save = gate(LocalStore.save)  # type: ignore[method-assign]
-    api.apply_plan = gate(api.apply_plan)  # type: ignore[attr-defined]
+    api.apply_plan_locked = gate(api.apply_plan_locked)  # type: ignore[attr-defined]
     shutil.copytree(start, repo)
     try:
         api.render(spec=repo / SPEC, repo=repo)

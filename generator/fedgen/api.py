@@ -15,7 +15,7 @@ from fedgen.render.tree import RenderInput, render_tree, sealed_secret_path
 from fedgen.sealing import SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
 from fedgen.state import StateDocument, open_store
-from fedgen.write import Plan, apply_plan, make_plan, recover, removal_plan
+from fedgen.write import Plan, apply_plan_locked, make_plan, recover, removal_plan, writing
 
 @dataclass(frozen=True)
 class RenderResult:
@@ -79,14 +79,20 @@ def render(
         )
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")
-        plan = make_plan(repo, fed.name, spec_name, files, contributions(fed, spec_name))
-        written = False
-        if not check:
+        if check:
+            return RenderResult(fed, _plan(repo, fed, spec_name, files), result.issued, tuple(warnings), False, tuple(notes))
+        # The plan reads every federation's ledger (shared files): made and written under the repo's write
+        # lock, so another federation's render into this repo cannot change a ledger in between.
+        with writing(repo):
+            plan = _plan(repo, fed, spec_name, files)
             if new_doc.to_bytes() != document.to_bytes():
                 store.save(new_doc)
-            apply_plan(repo, plan)
-            written = not plan.is_noop
-    return RenderResult(fed, plan, result.issued, tuple(warnings), written, tuple(notes))
+            apply_plan_locked(repo, plan)
+    return RenderResult(fed, plan, result.issued, tuple(warnings), not plan.is_noop, tuple(notes))
+
+
+def _plan(repo: Path, fed: Federation, spec_name: str, files: dict[str, bytes]) -> Plan:
+    return make_plan(repo, fed.name, spec_name, files, contributions(fed, spec_name))
 
 
 def remove(*, federation: str, repo: Path, check: bool = False) -> Plan:
@@ -96,11 +102,12 @@ def remove(*, federation: str, repo: Path, check: bool = False) -> Plan:
     left alone (delete it yourself once you are sure).
     """
     repo = repo.resolve()
-    if not check:
-        recover(repo)
-    plan = removal_plan(repo, federation)
-    if not check:
-        apply_plan(repo, plan)
+    if check:
+        return removal_plan(repo, federation)
+    recover(repo)
+    with writing(repo):  # as in render: the plan reads every ledger
+        plan = removal_plan(repo, federation)
+        apply_plan_locked(repo, plan)
     return plan
 
 

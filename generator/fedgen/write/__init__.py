@@ -1,6 +1,6 @@
 """Plan a render against the repo, then apply it atomically (journal + roll-forward)."""
 
-from fedgen.write.apply import apply_plan, recover
+from fedgen.write.apply import apply_plan_locked, recover, writing
 from fedgen.write.plan import Change, Plan, make_plan, removal_plan
 
-__all__ = ["Change", "Plan", "apply_plan", "make_plan", "recover", "removal_plan"]
+__all__ = ["Change", "Plan", "apply_plan_locked", "make_plan", "recover", "removal_plan", "writing"]

@@ -5,9 +5,11 @@ a journal listing every rename and delete. Only then are files moved into place;
 last. Every fedgen command first calls recover(), which finishes a committed journal (roll forward) or
 throws away an uncommitted staging folder, so nobody ever works on a mix.
 
-One writer at a time: apply_plan() and recover() hold an exclusive flock on the repo's .fedgen folder, so a
-command starting while another render is writing waits for that write to end instead of "recovering" (that
-is, deleting) the other's staging folder. The journal records each staged file's digest: a roll-forward that
+One writer at a time: writing() is an exclusive flock on the repo's .fedgen folder, held by recover() and by
+a render or remove from its plan to its last write (apply_plan_locked() inside it), so a command starting while
+another render is writing waits for that write to end instead of "recovering" (that is, deleting) the
+other's staging folder, and a plan, which reads every federation's ledger, is never made from ledgers that
+change before it is written. The journal records each staged file's digest: a roll-forward that
 finds neither the staged copy nor the expected content at the target stops with an error, never a mix.
 """
 
@@ -36,8 +38,9 @@ WRITE_LOCK_TIMEOUT = 120.0
 
 
 @contextmanager
-def _writing(repo: Path) -> Iterator[None]:
-    """Exclusive flock on <repo>/.fedgen (a folder, so no lock file to commit or ignore); released on exit or death."""
+def writing(repo: Path) -> Iterator[None]:
+    """Exclusive flock on <repo>/.fedgen (a folder, so no lock file to commit or ignore); released on exit or
+    death. Not reentrant: inside it, apply with apply_plan_locked()."""
     folder = repo / FEDGEN_DIR
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
@@ -75,13 +78,13 @@ def _write_file(path: Path, data: bytes) -> None:
     _crash_step()
 
 
-def apply_plan(repo: Path, plan: Plan) -> None:
+def apply_plan_locked(repo: Path, plan: Plan) -> None:
+    """Write the plan; the caller holds writing(repo) and made the plan under it."""
     if plan.is_noop:
         return
-    with _writing(repo):
-        _recover(repo)
-        _stage_and_commit(repo, plan)
-        _roll_forward(repo)
+    _recover(repo)
+    _stage_and_commit(repo, plan)
+    _roll_forward(repo)
 
 
 def _stage_and_commit(repo: Path, plan: Plan) -> None:
@@ -117,7 +120,7 @@ def recover(repo: Path) -> str | None:
     done, for a message."""
     if not (repo / FEDGEN_DIR).is_dir():
         return None  # nothing was ever written: nothing to recover, and nothing to create
-    with _writing(repo):
+    with writing(repo):
         return _recover(repo)
 
 
