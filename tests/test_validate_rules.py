@@ -162,6 +162,10 @@ def _root_sync(change: Callable[[dict[str, Any]], None]) -> Edit:
     return _set(f"{BOOTSTRAP_DIR}/root-sync.yaml", "RootSync", change)
 
 
+def _app_project(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _set(f"{BOOTSTRAP_DIR}/apps/app-project.yaml", "AppProject", change)
+
+
 def _authz(name: str, change: Callable[[dict[str, Any]], None]) -> Edit:
     return _set(f"{SERVER_DIR}/authorization-policies.yaml", "AuthorizationPolicy", change, name=name)
 
@@ -340,6 +344,14 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG513", "RootSync in hierarchy format", _root_sync(lambda d: d["spec"].__setitem__("sourceFormat", "hierarchy")), also=SHARED_EDIT),
     Plant("FG514", "RootSync built by its own sync root", lambda r: add_resource(r, CLUSTER_DIR, "bootstrap/root-sync.yaml"), also=SHARED_EDIT | {"FG509"}),
     Plant("FG515", "broken YAML in a sync root", _write(f"{CLUSTER_DIR}/broken.yaml", "a: [1\n")),
+    Plant("FG516", "AppProject whitelist lacks a rendered kind", _app_project(lambda d: d["spec"].__setitem__(
+        "namespaceResourceWhitelist", [e for e in d["spec"]["namespaceResourceWhitelist"] if e["kind"] != "ConfigMap"])), base="argocd", also=SHARED_EDIT),
+    Plant("FG516", "AppProject destinations lack the tenant", _app_project(lambda d: d["spec"].__setitem__(
+        "destinations", [e for e in d["spec"]["destinations"] if e["namespace"] != TENANT])), base="argocd", also=SHARED_EDIT),
+    Plant("FG516", "AppProject blacklists a rendered kind", _app_project(lambda d: d["spec"].__setitem__(
+        "namespaceResourceBlacklist", [{"group": "apps", "kind": "*"}])), base="argocd", also=SHARED_EDIT),
+    Plant("FG516", "Application names a project the repo lacks", _set(f"{BOOTSTRAP_DIR}/apps/application.yaml", "Application",
+        lambda d: d["spec"].__setitem__("project", "nowhere")), base="argocd", also=SHARED_EDIT),
     # FG6xx consistency
     Plant("FG601", "service selects nothing", _service(lambda d: d["spec"].__setitem__("selector", {"run": "nothing"})), also=frozenset({"FG604"})),
     Plant("FG602", "deployment selector mismatch", _deployment(lambda d: d["spec"]["selector"]["matchLabels"].__setitem__("run", "other")), also=frozenset({"FG601"})),

@@ -3,18 +3,20 @@
 Mirrors the nomos vet rules that bite fedgen's layout: a kustomization directly in each sync root (KNV1068),
 every .yaml/.yml/.json in a sync root is an object, namespaced objects carry a namespace (Config Sync would
 put them in default), cluster-scoped ones do not, no reserved metadata or server-set fields, no duplicates,
-and RootSync/RepoSync/Application objects consistent with the repo and the spec.
+and RootSync/RepoSync/Application objects consistent with the repo and the spec. For Argo CD, every object an
+Application syncs must be allowed by its AppProject, as Argo CD's own checks decide it.
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
+from fnmatch import fnmatchcase
 from collections.abc import Iterator
 from typing import Any
 
 from fedgen.validate.finding import ERROR
-from fedgen.validate.k8s import as_dict, scope
+from fedgen.validate.k8s import as_dict, as_list, scope
 from fedgen.validate.model import BOOTSTRAP, KObject, Model, is_object
 from fedgen.validate.rule import Hit, Rule, at, on
 from fedgen.validate.yamlsource import pointer
@@ -225,6 +227,82 @@ def root_sync_self_managed(model: Model) -> Iterator[Hit]:
                     yield on(obj, "", f"RootSync {obj.name} is built by the sync root it syncs ({root.path}): it would manage itself; keep it in {root.path}/bootstrap")
 
 
+# ------------------------------------------------------------------------------------------ Argo CD projects
+
+DEFAULT_PROJECT = "default"  # Argo CD's built-in project allows everything
+
+
+def _glob(pattern: Any, value: str) -> bool:
+    return isinstance(pattern, str) and fnmatchcase(value, pattern)
+
+
+def _listed(entries: Any, group: str, kind: str) -> bool:
+    """Argo CD's isResourceInList: a glob on kind and one on group."""
+    return any(_glob(as_dict(e).get("kind"), kind) and _glob(as_dict(e).get("group"), group) for e in as_list(entries))
+
+
+def _kind_denied(project: KObject, obj: KObject, namespaced: bool) -> str | None:
+    """Why the project refuses this group/kind (Argo CD's IsGroupKindPermitted), or None."""
+    spec, gk = project.spec, f"{{group: {obj.group!r}, kind: {obj.kind}}}"
+    white, black = ("namespaceResourceWhitelist", "namespaceResourceBlacklist") if namespaced else ("clusterResourceWhitelist", "clusterResourceBlacklist")
+    allowed = spec.get(white)
+    # Namespaced kinds: no whitelist at all allows every kind. Cluster-scoped: only what is whitelisted.
+    if (allowed is not None or not namespaced) and not _listed(allowed, obj.group, obj.kind):
+        return f"{white} does not list {gk}"
+    if _listed(spec.get(black), obj.group, obj.kind):
+        return f"{black} lists {gk}"
+    return None
+
+
+def _destination_denied(project: KObject, server: str, name: str, namespace: str) -> str | None:
+    """Why the project refuses a namespace on the Application's cluster (glob destinations, '!' denies), or None."""
+    allowed = denied = False
+    for dest in map(as_dict, as_list(project.spec.get("destinations"))):
+        cluster_ok = (server and _glob(dest.get("server"), server)) or (name and _glob(dest.get("name"), name))
+        pattern = dest.get("namespace")
+        if not cluster_ok or not isinstance(pattern, str):
+            continue
+        if pattern.startswith("!"):
+            denied = denied or fnmatchcase(namespace, pattern[1:])
+        else:
+            allowed = allowed or fnmatchcase(namespace, pattern)
+    if allowed and not denied:
+        return None
+    return f"destinations do not allow namespace {namespace!r} on {server or name!r}"
+
+
+def argocd_project_denies(model: Model) -> Iterator[Hit]:
+    projects = {(o.namespace, o.name): o for o in model.objects() if o.group == "argoproj.io" and o.kind == "AppProject"}
+    roots = {r.path: r for r in model.roots}
+    for app in model.objects():
+        if app.group != "argoproj.io" or app.kind != "Application":
+            continue
+        name = _str(app.spec.get("project")) or DEFAULT_PROJECT
+        if name == DEFAULT_PROJECT:
+            continue
+        project = projects.get((app.namespace, name))
+        if project is None:
+            yield on(app, "/spec/project", f"project {name!r} is not declared in the repo (AppProject {app.namespace}/{name}): Argo CD will not sync {app.name}")
+            continue
+        source = as_dict(app.spec.get("source"))
+        repo = _str(source.get("repoURL")) or ""
+        if not any(_glob(p, repo) or _same_repo(_str(p), repo) for p in as_list(project.spec.get("sourceRepos"))):
+            yield on(app, "/spec/source/repoURL", f"AppProject {name} does not list {repo!r} in sourceRepos")
+        root = roots.get(_norm(_str(source.get("path"))))
+        if root is None:
+            continue  # FG510 says the folder is missing
+        dest = as_dict(app.spec.get("destination"))
+        server, cluster_name = _str(dest.get("server")) or "", _str(dest.get("name")) or ""
+        for obj in root.objects:
+            kind_scope = scope(obj)
+            namespaced = kind_scope == "Namespaced" or (kind_scope is None and bool(obj.namespace))
+            why = _kind_denied(project, obj, namespaced)
+            if why is None and namespaced and obj.namespace:
+                why = _destination_denied(project, server, cluster_name, obj.namespace)
+            if why is not None:
+                yield on(obj, "", f"{obj.ref} is synced by Application {app.name}, but its AppProject {name} refuses it: {why}")
+
+
 def config_file_unparsable(model: Model) -> Iterator[Hit]:
     reachable = {p for root in model.roots for p in root.reachable}
     folders = _sync_folders(model) + [r.path for r in model.roots if r.role == BOOTSTRAP]
@@ -264,4 +342,6 @@ RULES = (
          "Keep the RootSync in clusters/<cluster>/bootstrap, outside what the sync root's kustomization builds.", root_sync_self_managed),
     Rule("FG515", "config-file-unparsable", ERROR, "YAML/JSON files in sync roots and those their kustomizations pull in parse.",
          "Fix the syntax at the line given.", config_file_unparsable),
+    Rule("FG516", "argocd-project-denies", ERROR, "Every object an Argo CD Application syncs is allowed by its AppProject (source repo, kinds, destination namespaces).",
+         "Render again (fedgen's AppProject lists every kind and namespace it renders), or add the kind or namespace to the AppProject.", argocd_project_denies),
 )
