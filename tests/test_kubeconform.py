@@ -29,7 +29,7 @@ from fedgen.validate.kubeconform import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBECONFORM = REPO_ROOT / ".tools" / "bin" / "kubeconform"
-SCHEMAS = REPO_ROOT / "schemas"
+SCHEMAS = REPO_ROOT / "generator" / "fedgen" / "schemas"
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -98,7 +98,7 @@ def test_example_spec_loads() -> None:
 
 def test_example_has_language_server_modeline() -> None:
     first = (REPO_ROOT / "examples" / "federation.yaml").read_text().splitlines()[0]
-    assert first == "# yaml-language-server: $schema=../schemas/federation.schema.json"
+    assert first == "# yaml-language-server: $schema=../generator/fedgen/schemas/federation.schema.json"
 
 
 @pytest.mark.parametrize("case", BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
@@ -168,4 +168,4 @@ def test_schema_command_prints_the_schema_file() -> None:
 
     result = CliRunner().invoke(main, ["schema"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == json.loads((REPO_ROOT / "schemas" / "federation.schema.json").read_text())
+    assert json.loads(result.stdout) == json.loads((REPO_ROOT / "generator" / "fedgen" / "schemas" / "federation.schema.json").read_text())

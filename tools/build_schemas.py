@@ -3,7 +3,7 @@
 
 Run from anywhere: ``.venv/bin/python tools/build_schemas.py`` (``--check`` compares instead of writing).
 
-Writes, under ``schemas/`` of this repository (and nothing else there):
+Writes, under ``generator/fedgen/schemas/`` of this repository (package data; nothing else there):
 
 * ``kubernetes/v<X.Y>/<kind><suffix>.json``: built-in kinds, converted from the ``vX.Y.0-local-strict`` schemas
   of the PyPI package kubernetes-validate (which ``$ref`` a shared ``_definitions.json``). Every reference is
@@ -618,7 +618,7 @@ def write(files: dict[str, bytes], schemas_dir: Path) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "schemas", help="schemas directory (default: %(default)s)"
+        "--out", type=Path, default=REPO_ROOT / "generator" / "fedgen" / "schemas", help="schemas directory (default: %(default)s)"
     )
     parser.add_argument(
         "--crd-sources",
