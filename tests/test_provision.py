@@ -72,7 +72,9 @@ def base() -> ProvisionResult:
 
 
 def doc_copy(result: ProvisionResult) -> StateDocument:
-    return copy.deepcopy(result.document)
+    """The result's state without its recorded kits: the tests here exercise NVFlare itself (the kit cache
+    has its own tests at the end)."""
+    return replace(copy.deepcopy(result.document), kits={})
 
 
 def entry_bytes(document: StateDocument, name: str) -> bytes:
@@ -165,8 +167,9 @@ def test_server_kit_does_not_depend_on_listed_clients(base: ProvisionResult) -> 
     assert set(alone.kits) == {"server1"}
     assert alone.issued == ()
     assert alone.kits["server1"] == base.kits["server1"]
-    # Entries of participants left out of the project are carried over unchanged.
-    assert alone.document.to_bytes() == base.document.to_bytes()
+    # Entries of participants left out of the project are carried over unchanged (kits: only the server's).
+    assert replace(alone.document, kits={}).to_bytes() == replace(base.document, kits={}).to_bytes()
+    assert set(alone.document.kits) == {"server1"} and alone.document.kits["server1"] == base.document.kits["server1"]
 
 
 def test_left_out_participants_are_not_given_to_nvflare(base: ProvisionResult) -> None:
@@ -333,3 +336,69 @@ def test_output_is_silent_and_no_key_material_is_left_behind(
     assert out == "" and err == ""
     assert list(scratch.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+
+
+# ------------------------------------------------------------------------------------ kits kept in the state
+
+
+def _nvflare_must_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedgen.provision import core
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("NVFlare ran although every kit was recorded with the same inputs")
+
+    monkeypatch.setattr(core, "_run_nvflare", refuse)
+
+
+def test_a_provision_that_issues_nothing_returns_the_recorded_kits_without_nvflare(base: ProvisionResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(base.document.kits) == {"server1", "site1", "site2", ADMIN}
+    reloaded = StateDocument.from_bytes(base.document.to_bytes(), "state")  # through its JSON form
+    fresh = provision(make_federation(), doc_copy(base), kits_for=["server1", "site1"])  # NVFlare, no cache
+    _nvflare_must_not_run(monkeypatch)
+    cached = provision(make_federation(), reloaded, kits_for=["server1", "site1"])
+    assert cached.issued == ()
+    assert {n: dict(k) for n, k in cached.kits.items()} == {n: dict(k) for n, k in fresh.kits.items()}
+    assert cached.kits["server1"]["startup/server.key"].mode == 0o600
+    assert cached.document.to_bytes() == fresh.document.to_bytes()
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["port", "host_names", "nvflare_version", "corrupt_record", "new_root"],
+)
+def test_the_recorded_kit_is_used_only_for_the_same_inputs(base: ProvisionResult, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every input a kit is made from changes its key: NVFlare runs again and the kit shows the change."""
+    from fedgen.provision import core, kitcache
+
+    runs: list[int] = []
+    real = core._run_nvflare
+
+    def counting(*args: object, **kwargs: object) -> object:
+        runs.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "_run_nvflare", counting)
+    fed, doc = make_federation(), copy.deepcopy(base.document)
+    if change == "port":  # not a certificate input: nothing is re-issued, only fed_server.json differs
+        fed = replace(fed, server=replace(fed.server, fl_port=9102))
+    elif change == "host_names":
+        fed = make_federation(host_names=("fl-new.example.com",))
+    elif change == "nvflare_version":
+        monkeypatch.setattr(kitcache, "installed_nvflare_version", lambda: "2.9.99")
+    elif change == "corrupt_record":
+        doc.kits["server1"]["files"]["startup/fed_server.json"]["data"] = "not base64!"
+    else:
+        doc = StateDocument()
+    result = provision(fed, doc, kits_for=["server1"])
+    assert runs, f"{change}: the recorded kit was used"
+    fed_server = json.loads(result.kits["server1"]["startup/fed_server.json"].data)
+    if change == "port":
+        assert result.issued == () and fed_server["servers"][0]["service"]["target"].endswith(":9102")
+    elif change in ("nvflare_version", "corrupt_record"):
+        assert dict(result.kits["server1"]) == dict(base.kits["server1"])
+    else:
+        assert "server1" in result.issued
+    # The record now matches the new inputs: the same call again needs no NVFlare.
+    runs.clear()
+    again = provision(fed, result.document, kits_for=["server1"])
+    assert not runs and dict(again.kits["server1"]) == dict(result.kits["server1"])

@@ -131,6 +131,22 @@ def test_rerender_is_byte_identical(rendered: tuple[Path, Path]) -> None:
     assert (repo / ".fedgen/state/genomics/state.json").read_bytes() == state_before
 
 
+def test_a_no_op_render_does_not_import_nvflare(rendered: tuple[Path, Path]) -> None:
+    """Nothing to issue: the kits recorded in the state are used (fedgen.provision.kitcache), in a fresh process."""
+    import subprocess
+    import sys
+
+    spec, repo = rendered
+    code = (
+        "import sys; from pathlib import Path; from fedgen import api; "
+        "r = api.render(spec=Path(sys.argv[1]), repo=Path(sys.argv[2])); "
+        "print(r.plan.is_noop, r.issued, 'nvflare' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(spec), str(repo)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "()", "False"], out.stdout
+
+
 def test_adding_a_site_issues_one_certificate_and_changes_no_repo_file(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     spec, repo = rendered
     before_tree = _tree(repo)

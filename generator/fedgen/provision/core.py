@@ -70,6 +70,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError, InputError
+from fedgen.provision.kitcache import cached_kit, kit_key, kit_record
 from fedgen.state.document import StateDocument
 
 if TYPE_CHECKING:  # workers import this module: keep the spec loader (jsonschema, ruamel) out of them
@@ -183,6 +184,13 @@ def provision(
         seed[_ROOT_PRI_KEY] = old_cert[_ROOT_PRI_KEY]
         seed.update({n: old_cert[n] for n in names if n in reusable})
 
+    if not issued:  # every certificate is reused: the kits may be in the state already (kitcache)
+        cached = {n: cached_kit(document.kits.get(n), kit_key(roster, n, old_cert)) for n in names if n in wanted}
+        if all(kit is not None for kit in cached.values()):
+            merged = {k: old_cert[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY)} | {n: copy.deepcopy(old_cert[n]) for n in names}
+            kits = {n: kit for n, kit in cached.items() if kit is not None}
+            return ProvisionResult(kits=MappingProxyType(kits), document=_new_document(federation, document, merged, records, roster, kits), issued=())
+
     count = _worker_count(workers, len([n for n in issued if n != server_name]))
     if count > 1:
         # Issue every new certificate first (in parallel); then the kit run below issues nothing and needs
@@ -209,15 +217,28 @@ def provision(
         # Entries of participants left out of the kit run come from the seed: the input's or just issued.
         merged[name] = copy.deepcopy(new_cert[name] if name in in_project else seed[name])
 
-    new_document = StateDocument(
+    return ProvisionResult(kits=MappingProxyType(kits), document=_new_document(federation, document, merged, records, roster, kits), issued=issued)
+
+
+def _new_document(
+    federation: Federation,
+    document: StateDocument,
+    merged: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    roster: _Roster,
+    kits: Mapping[str, Mapping[str, KitFile]],
+) -> StateDocument:
+    """The state after provisioning: the merged cert.json, the issuance records, the kits just built (and
+    nothing of kits not asked for), everything else of the input carried over."""
+    return StateDocument(
         project=federation.name,
         nvflare_cert=merged,
         participants=copy.deepcopy(records),
         sealing=copy.deepcopy(document.sealing),
         sealed=copy.deepcopy(document.sealed),
         enrolled=copy.deepcopy(document.enrolled),
+        kits={name: kit_record(kit_key(roster, name, merged), kit) for name, kit in sorted(kits.items())},
     )
-    return ProvisionResult(kits=MappingProxyType(kits), document=new_document, issued=issued)
 
 
 def _worker_count(workers: int | None, new_certificates: int) -> int:

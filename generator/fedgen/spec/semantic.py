@@ -7,11 +7,11 @@ import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fedgen.errors import InputError
+from fedgen.provision.version import installed_nvflare_version
 from fedgen.spec.yamlsafe import LoadedYaml
 
 Path_ = list[str | int]
@@ -182,13 +182,6 @@ def derived_bucket_name(spec: dict[str, Any]) -> str | None:
     prefix = platform.get("resourceNamePrefix", "acp")
     name = platform.get("platformName", "dev")
     return f"{cluster['projectId']}-{prefix}-{name}-{ws['bucket']}"
-
-
-def installed_nvflare_version() -> str | None:
-    try:
-        return metadata.version("nvflare")
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:

@@ -23,6 +23,8 @@ class StateDocument:
         ciphertext, so unchanged secrets keep their ciphertext byte for byte.
     enrolled: per site enrolled by request (fedgen enroll approve), its certificate and the digests of
         the request and signed files. Never a key: those sites keep theirs.
+    kits: the startup kits the last render built, keyed by what they are made from (fedgen.provision.kitcache),
+        so a render that issues nothing needs no NVFlare run.
     """
 
     project: str | None = None
@@ -31,6 +33,7 @@ class StateDocument:
     sealing: dict[str, str] = field(default_factory=dict)
     sealed: dict[str, dict[str, str]] = field(default_factory=dict)
     enrolled: dict[str, dict[str, str]] = field(default_factory=dict)
+    kits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def require_project(self, federation: str, where: str) -> None:
         """Refuse a state that belongs to another federation (InputError naming both)."""
@@ -48,6 +51,8 @@ class StateDocument:
         }
         if self.enrolled:  # absent until a site enrolls, so older states stay byte-identical
             doc["enrolled"] = self.enrolled
+        if self.kits:
+            doc["kits"] = self.kits
         return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -65,4 +70,5 @@ class StateDocument:
             sealing=dict(doc.get("sealing") or {}),
             sealed=dict(doc.get("sealed") or {}),
             enrolled=dict(doc.get("enrolled") or {}),
+            kits=dict(doc.get("kits") or {}),
         )
