@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,43 @@ def test_two_renders_started_together_on_one_gcs_state(
     _race(run)
 
 
+@contextmanager
+def _render_paused(spec: Path, repo: Path, install: Callable[[Callable[[], None]], None]) -> Iterator[int]:
+    """A real render of spec in a forked child (A), stopped wherever install(pause) makes it call pause();
+    the body runs while A waits, then A resumes and must succeed. Yields A's pid."""
+    from fedgen import api
+
+    paused_r, paused_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(paused_r)
+            os.close(go_w)
+
+            def pause() -> None:
+                os.write(paused_w, b"x")
+                os.read(go_r, 1)
+
+            install(pause)
+            api.render(spec=spec, repo=repo)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(paused_w)
+    os.close(go_r)
+    try:
+        assert os.read(paused_r, 1) == b"x", "the render never reached its pause"
+        yield pid
+    finally:
+        os.write(go_w, b"g")
+        os.close(go_w)
+        os.close(paused_r)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the paused render failed (status {status})"
+
+
 def test_a_render_waits_for_another_renders_write_to_finish(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
     """B starts while A is between staging files: B must not touch A's staging folder (it used to delete it,
     and A then committed a journal whose moves silently skipped the missing files: a mixed tree)."""
@@ -152,33 +191,19 @@ def test_a_render_waits_for_another_renders_write_to_finish(tmp_path: Path, seal
     _spec(repo, sealing_keypair[1], sites=2, ports=new)
     assert _tree(expected) != _tree(repo)
 
-    paused_r, paused_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # A: the real render, paused after its second staged file
-        code = 1
-        try:
-            os.close(paused_r)
-            os.close(go_w)
-            real = apply_mod._write_file
-            count = [0]
+    def after_two_staged_files(pause: Callable[[], None]) -> None:
+        real = apply_mod._write_file
+        count = [0]
 
-            def write(path: Path, data: bytes) -> None:
-                real(path, data)
-                count[0] += 1
-                if count[0] == 2:
-                    os.write(paused_w, b"x")
-                    os.read(go_r, 1)
+        def write(path: Path, data: bytes) -> None:
+            real(path, data)
+            count[0] += 1
+            if count[0] == 2:
+                pause()
 
-            apply_mod._write_file = write  # type: ignore[assignment]
-            api.render(spec=repo / SPEC, repo=repo)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(paused_w)
-    os.close(go_r)
-    try:
-        assert os.read(paused_r, 1) == b"x"
+        apply_mod._write_file = write  # type: ignore[assignment]
+
+    with _render_paused(repo / SPEC, repo, after_two_staged_files) as pid:
         assert (repo / ".fedgen" / "tmp").is_dir()  # A is staging
         b = _start(repo)
         deadline = time.monotonic() + 3
@@ -186,12 +211,6 @@ def test_a_render_waits_for_another_renders_write_to_finish(tmp_path: Path, seal
             time.sleep(0.05)
         # B is still waiting, or finished without touching anything of A's.
         assert (repo / ".fedgen" / "tmp").is_dir() and len(list((repo / ".fedgen" / "tmp").rglob("*"))) >= 3
-    finally:
-        os.write(go_w, b"g")
-        os.close(go_w)
-        os.close(paused_r)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
     _, err = b.communicate(timeout=300)
     assert b.returncode in (0, 3), err
     if b.returncode == 3:
@@ -236,42 +255,22 @@ def test_two_federations_rendering_into_one_repo_at_once_keep_both_contributions
     imaging = repo / "spec" / "imaging.yaml"
     dump_yaml(doc, imaging)
 
-    paused_r, paused_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # A: the real render, paused once its plan is made
-        code = 1
-        try:
-            os.close(paused_r)
-            os.close(go_w)
-            real = api.make_plan
+    def after_the_plan(pause: Callable[[], None]) -> None:
+        real = api.make_plan
 
-            def plan_then_pause(*args: Any, **kwargs: Any) -> Any:
-                made = real(*args, **kwargs)
-                os.write(paused_w, b"x")
-                os.read(go_r, 1)
-                return made
+        def plan_then_pause(*args: Any, **kwargs: Any) -> Any:
+            made = real(*args, **kwargs)
+            pause()
+            return made
 
-            api.make_plan = plan_then_pause  # type: ignore[assignment]
-            api.render(spec=repo / SPEC, repo=repo)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(paused_w)
-    os.close(go_r)
-    try:
-        assert os.read(paused_r, 1) == b"x"
+        api.make_plan = plan_then_pause  # type: ignore[assignment]
+
+    with _render_paused(repo / SPEC, repo, after_the_plan):
         b = subprocess.Popen([FEDGEN, "render", str(imaging), "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             b.wait(10)  # with the bug B finishes here; without it, B waits for A's write lock
         except subprocess.TimeoutExpired:
             pass
-    finally:
-        os.write(go_w, b"g")
-        os.close(go_w)
-        os.close(paused_r)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
     _, err = b.communicate(timeout=300)
     assert b.returncode == 0, err
     for spec in (repo / SPEC, imaging):
