@@ -273,6 +273,10 @@ def enroll(rendered: Rendered, site: str, dest: Path) -> Enrolled:
     approved = run([str(FEDGEN), "enroll", "approve", str(request), *spec_repo], what=f"fedgen enroll approve {site}", home=operator_home)
     signed = rendered.repo / approved.stdout.strip()
     assert signed == rendered.repo / signed_path(project, site) and signed.is_file(), approved.stdout
+    # The PR check on the repo with both zips committed: the request's and the signed zip's rules all pass.
+    checked = subprocess.run([str(FEDGEN), "validate", "--repo", str(rendered.repo), "--format", "json"], capture_output=True, text=True, timeout=TIMEOUTS["command"])
+    findings = json.loads(checked.stdout)["findings"] if checked.stdout.startswith("{") else checked.stderr
+    assert checked.returncode == 0 and findings == [], f"fedgen validate after enrolling {site}: {findings}"
 
     server_root = rendered.built.get("ConfigMap", srv["tenant"], f"nvflare-{srv['name']}-startup")["data"]["rootCA.pem"]
     trusted = sha256_fingerprint(server_root)
@@ -296,7 +300,10 @@ def key_copies(key_pem: bytes, roots: list[Path]) -> list[str]:
     key = serialization.load_pem_private_key(key_pem, None)
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     body = b"".join(key_pem.strip().splitlines()[1:-1])
-    needles = (der, body[:64], base64.b64encode(key_pem[:48]))
+    # Slices from the key material itself: the first ~40 characters of every RSA PKCS#8 key are the same
+    # ASN.1 header (and would match any other key). 96 is a multiple of 3, so the slice's base64 is aligned
+    # with the base64 of the whole file.
+    texts = (body[128:192], base64.b64encode(key_pem[96:144]))  # searched with line breaks removed
     found = []
     for root in roots:
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
@@ -304,7 +311,7 @@ def key_copies(key_pem: bytes, roots: list[Path]) -> list[str]:
             if zipfile.is_zipfile(path):
                 with zipfile.ZipFile(path) as zf:
                     blobs += [zf.read(n) for n in zf.namelist()]
-            if any(n in b.replace(b"\n", b"") for b in blobs for n in needles):
+            if any(der in b or any(t in b.replace(b"\n", b"") for t in texts) for b in blobs):
                 found.append(str(path))
     return found
 

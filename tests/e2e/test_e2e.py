@@ -59,6 +59,34 @@ def test_projected_volume_is_written_in_the_kubelet_layout(tmp_path: Path) -> No
     assert stat.S_IMODE(target.stat().st_mode) & stat.S_ISGID and target.stat().st_gid == group
 
 
+def test_key_copies_finds_a_key_in_every_form_and_no_other_key(tmp_path: Path) -> None:
+    import base64
+    import zipfile
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def pem() -> bytes:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    mine, other = pem(), pem()
+    key = serialization.load_pem_private_key(mine, None)
+    forms = {
+        "copy.pem": mine,
+        "state.json": b'{"files": {"k": "' + base64.b64encode(mine) + b'"}}',
+        "key.der": key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        "other.pem": other,
+        "other.json": b'{"k": "' + base64.b64encode(other) + b'"}',
+    }
+    for name, data in forms.items():
+        (tmp_path / name).write_bytes(data)
+    with zipfile.ZipFile(tmp_path / "kit.zip", "w") as zf:
+        zf.writestr("startup/client.key", mine)
+    found = sorted(Path(p).name for p in flow.key_copies(mine, [tmp_path]))
+    assert found == ["copy.pem", "key.der", "kit.zip", "state.json"]
+
+
 def test_expected_model_follows_the_components() -> None:
     got = flow.expected_global_model([[1.0, 2.0]], {"a": 1.0, "b": 3.0}, 2)
     assert got.dtype == np.float32 and got.tolist() == [[5.0, 6.0]]  # + mean(1, 3) per round
