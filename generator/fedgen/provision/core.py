@@ -63,6 +63,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -390,6 +391,9 @@ def _check_issued(new_cert: Mapping[str, Any], names: Iterable[str]) -> None:
 
 # The private provisioning root in use, so that a worker can remove it when its caller is gone.
 current_root: str | None = None
+# Held while a root is created and recorded, and by the worker's watcher while it removes it and exits: so
+# no root can be created between the watcher's look at current_root and its exit.
+root_lock = threading.Lock()
 
 
 def _records(federation: Federation) -> dict[str, dict[str, Any]]:
@@ -483,8 +487,9 @@ def _run_nvflare(
 
     with_kits=False runs only the builders certificates depend on (no kit files are built or read)."""
     global current_root
-    root = tempfile.mkdtemp(prefix="fedgen-provision-")  # mode 0700
-    current_root = root
+    with root_lock:
+        root = tempfile.mkdtemp(prefix="fedgen-provision-")  # mode 0700
+        current_root = root
     try:
         state_dir = os.path.join(root, roster.project, "state")
         os.makedirs(state_dir, mode=0o700)

@@ -22,6 +22,7 @@ def _exit_when_caller_is_gone(fd: int) -> None:
         # End of input: the caller closed it or died.
         from fedgen.provision import core
 
+        core.root_lock.acquire()  # never released: no new root is made before the exit below
         for _ in range(3):  # NVFlare may still be writing into it
             root = core.current_root
             if not root or not os.path.exists(root):
