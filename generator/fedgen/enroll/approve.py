@@ -232,8 +232,8 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
     # not even the lock file's holder record.
     document, root_pem, root_fp = load()
     if _unchanged(document.enrolled.get(site.name), info, root_fp, committed, _read_optional(signed_abs)):
-        record = document.enrolled[site.name]
-        signed = inspect_signed_zip(base64.b64decode(record["signed_zip"]), what=f"recorded signed zip of {site.name}")
+        recorded = document.enrolled[site.name]
+        signed = inspect_signed_zip(base64.b64decode(recorded["signed_zip"]), what=f"recorded signed zip of {site.name}")
         return ApproveResult("unchanged", fed.name, site.name, req_rel, signed_rel, signed, ())
 
     with store.lock():

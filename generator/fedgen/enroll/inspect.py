@@ -348,8 +348,8 @@ def inspect_request_zip(data: bytes, *, what: str = "request") -> RequestInfo:
         raise _fail(what, f"requests a {meta['kind']!r}/{meta['cert_type']!r} certificate; only sites (client certificates) enroll this way")
     request_id = _string(meta, "request_id", _REQUEST_ID, "request.json", what)
     created_at = _string(meta, "created_at", _TIMESTAMP, "request.json", what)
-    for key in ("csr_sha256", "public_key_sha256", "site_yaml_sha256"):
-        _string(meta, key, _SHA256_HEX, "request.json", what)
+    for digest in ("csr_sha256", "public_key_sha256", "site_yaml_sha256"):
+        _string(meta, digest, _SHA256_HEX, "request.json", what)
     _expect_members(members, {"request.json", "site.yaml", f"{name}.csr"}, what)
 
     connect_to = _site_yaml(members["site.yaml"], project, name, org, what)

@@ -188,9 +188,9 @@ def provision(
     if not issued:  # every certificate is reused: the kits may be in the state already (kitcache)
         cached = {n: cached_kit(document.kits.get(n), kit_key(roster, n, old_cert)) for n in names if n in wanted}
         if all(kit is not None for kit in cached.values()):
-            merged = {k: old_cert[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY)} | {n: copy.deepcopy(old_cert[n]) for n in names}
-            kits = {n: kit for n, kit in cached.items() if kit is not None}
-            return ProvisionResult(kits=MappingProxyType(kits), document=_new_document(federation, document, merged, records, roster, kits), issued=())
+            kept = {k: old_cert[k] for k in (_ROOT_CERT, _ROOT_PRI_KEY)} | {n: copy.deepcopy(old_cert[n]) for n in names}
+            recorded = {n: kit for n, kit in cached.items() if kit is not None}
+            return ProvisionResult(kits=MappingProxyType(recorded), document=_new_document(federation, document, kept, records, roster, recorded), issued=())
 
     count = _worker_count(workers, len([n for n in issued if n != server_name]))
     if count > 1:

@@ -131,7 +131,8 @@ class Federation:
         return (self.server.name, *(s.name for s in self.sites), *(a.name for a in self.admins))
 
     def participant_org(self, name: str) -> str:
-        for p in (self.server, *self.sites, *self.admins):
+        participants: tuple[Server | Site | Admin, ...] = (self.server, *self.sites, *self.admins)
+        for p in participants:
             if p.name == name:
                 return p.org
         raise KeyError(name)

@@ -86,7 +86,7 @@ def removal_plan(repo: Path, federation: str) -> Plan:
 
 def _diff(repo: Path, federation: str, ledgers: Mapping[str, Mapping[str, object]], files: Mapping[str, bytes], shared: frozenset[str]) -> Plan:
     mine = ledgers.get(federation, {})
-    own_previous = set(mine.get("files", {})) | set(mine.get("shared", []))  # type: ignore[arg-type]
+    own_previous = set(mine.get("files", {})) | set(mine.get("shared", []))  # type: ignore[arg-type, call-overload]
     exclusive_of_others = {p: name for name, doc in ledgers.items() if name != federation for p in doc["files"]}  # type: ignore[attr-defined]
     shared_anywhere = {p for doc in ledgers.values() for p in doc.get("shared", [])}  # type: ignore[attr-defined]
     changes: list[Change] = []
