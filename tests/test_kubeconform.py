@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -554,9 +555,36 @@ def _load_build_script():
 def test_committed_schemas_match_the_build_script():
     """Regenerate in memory (a few seconds) and compare with schemas/ byte for byte."""
     build = _load_build_script()
-    crd_sources = Path(os.environ.get("FEDGEN_CRD_SOURCES", build.DEFAULT_CRD_SOURCES))
+    crd_sources = build.default_crd_sources()
     assert (crd_sources / "catalog").is_dir(), (
         f"CRD sources missing at {crd_sources} (set FEDGEN_CRD_SOURCES to the shared crds folder)"
     )
     files = build.build(crd_sources)
     assert build.differences(files, SCHEMAS) == [], "run: .venv/bin/python tools/build_schemas.py"
+
+
+def test_crd_sources_found_beside_the_local_checkout_a_clone_came_from(tmp_path, monkeypatch):
+    """CI clones the working copy into a temporary folder; the sources sit beside the original checkout."""
+    build = _load_build_script()
+    monkeypatch.delenv("FEDGEN_CRD_SOURCES", raising=False)
+    original = tmp_path / "work" / "main"
+    (tmp_path / "work" / "shared" / "crds" / "catalog").mkdir(parents=True)
+    original.mkdir()
+    subprocess.run(["git", "init", "-q", str(original)], check=True)
+    clone = tmp_path / "elsewhere" / "clone"
+    subprocess.run(["git", "clone", "-q", f"{original}/.", str(clone)], check=True, capture_output=True)
+
+    assert build.local_origin(clone) == original
+    assert build.default_crd_sources(clone) == tmp_path / "work" / "shared" / "crds"
+    # The original checkout has the sources beside it and no origin; a folder with neither gets the first
+    # candidate, which the error names.
+    assert build.local_origin(original) is None
+    assert build.default_crd_sources(original) == tmp_path / "work" / "shared" / "crds"
+    assert build.default_crd_sources(tmp_path / "elsewhere" / "plain") == tmp_path / "elsewhere" / "shared" / "crds"
+
+    # A remote URL is not a folder, and the environment variable wins over everything.
+    subprocess.run(["git", "-C", str(clone), "remote", "set-url", "origin", "https://example.invalid/x.git"], check=True)
+    assert build.local_origin(clone) is None
+    assert build.default_crd_sources(clone) == tmp_path / "elsewhere" / "shared" / "crds"
+    monkeypatch.setenv("FEDGEN_CRD_SOURCES", str(tmp_path / "given"))
+    assert build.default_crd_sources(clone) == tmp_path / "given"

@@ -26,6 +26,7 @@ inputs: same inputs, same bytes; a second run changes nothing.
 from __future__ import annotations
 
 import argparse
+import configparser
 import copy
 import hashlib
 import importlib.metadata
@@ -46,9 +47,43 @@ KUBERNETES_VERSIONS: tuple[str, ...] = ("1.33", "1.34", "1.35", "1.36", "1.37")
 KUBERNETES_VALIDATE_VERSION = "1.37.0"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
-# Default location of the shared CRD sources (see its SOURCES.md); override with --crd-sources or
-# FEDGEN_CRD_SOURCES.
-DEFAULT_CRD_SOURCES = REPO_ROOT.parent / "shared" / "crds"
+# The shared CRD sources (see their SOURCES.md) are not in this repository; these find them. Override with
+# --crd-sources or FEDGEN_CRD_SOURCES.
+def crd_source_candidates(repo_root: Path = REPO_ROOT) -> list[Path]:
+    """Where the CRD sources may be, best first: $FEDGEN_CRD_SOURCES, ../shared/crds beside this checkout, and
+    ../shared/crds beside the checkout this one was cloned from when its origin is a local folder (CI clones
+    the working copy into a temporary folder, far from the shared sources)."""
+    if "FEDGEN_CRD_SOURCES" in os.environ:
+        return [Path(os.environ["FEDGEN_CRD_SOURCES"])]
+    candidates = [repo_root.parent / "shared" / "crds"]
+    origin = local_origin(repo_root)
+    if origin is not None:
+        candidates.append(origin.parent / "shared" / "crds")
+    return candidates
+
+
+def local_origin(repo_root: Path) -> Path | None:
+    """The `origin` remote of the git checkout at repo_root when it is a folder on this machine, else None.
+
+    Read from .git/config directly: no git binary needed, and a URL (https, ssh, file://) is not a folder."""
+    config = repo_root / ".git" / "config"
+    if not config.is_file():
+        return None
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read_string(config.read_text(encoding="utf-8"))
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    url = parser.get('remote "origin"', "url", fallback="").strip()
+    if not url or "://" in url or not url.startswith("/"):
+        return None
+    return Path(url).resolve()
+
+
+def default_crd_sources(repo_root: Path = REPO_ROOT) -> Path:
+    """The first candidate that holds a catalog/ folder, else the first (named in the error)."""
+    candidates = crd_source_candidates(repo_root)
+    return next((c for c in candidates if (c / "catalog").is_dir()), candidates[0])
 
 # (group, kind) taken from the datree catalog; every version the catalog has for them is written.
 CATALOG_KINDS: tuple[tuple[str, str], ...] = (
@@ -623,8 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--crd-sources",
         type=Path,
-        default=Path(os.environ.get("FEDGEN_CRD_SOURCES", DEFAULT_CRD_SOURCES)),
-        help="folder with catalog/ and config-sync/ (default: $FEDGEN_CRD_SOURCES or %(default)s)",
+        default=default_crd_sources(),
+        help="folder with catalog/ and config-sync/ (default: $FEDGEN_CRD_SOURCES, else ../shared/crds beside this"
+        " checkout or beside the local checkout it was cloned from: %(default)s)",
     )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the output would change")
     args = parser.parse_args(argv)
