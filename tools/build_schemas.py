@@ -47,25 +47,30 @@ KUBERNETES_VERSIONS: tuple[str, ...] = ("1.33", "1.34", "1.35", "1.36", "1.37")
 KUBERNETES_VALIDATE_VERSION = "1.37.0"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
-# The shared CRD sources (see their SOURCES.md) are not in this repository; these find them. Override with
-# --crd-sources or FEDGEN_CRD_SOURCES.
-def crd_source_candidates(repo_root: Path = REPO_ROOT) -> list[Path]:
-    """Where the CRD sources may be, best first: $FEDGEN_CRD_SOURCES, ../shared/crds beside this checkout, and
-    ../shared/crds beside the checkout this one was cloned from when its origin is a local folder (CI clones
-    the working copy into a temporary folder, far from the shared sources)."""
+
+# The shared CRD sources (see their SOURCES.md) are not in this repository; default_crd_sources finds them.
+def default_crd_sources(repo_root: Path = REPO_ROOT) -> Path:
+    """$FEDGEN_CRD_SOURCES if set; else the first of ../shared/crds beside this checkout and ../shared/crds beside
+    the checkout it was cloned from (when its origin is a local folder: CI clones the working copy into a
+    temporary folder) that holds CRD sources; else the first, which the error then names."""
     if "FEDGEN_CRD_SOURCES" in os.environ:
-        return [Path(os.environ["FEDGEN_CRD_SOURCES"])]
+        return Path(os.environ["FEDGEN_CRD_SOURCES"])
     candidates = [repo_root.parent / "shared" / "crds"]
     origin = local_origin(repo_root)
     if origin is not None:
         candidates.append(origin.parent / "shared" / "crds")
-    return candidates
+    return next((c for c in candidates if holds_crd_sources(c)), candidates[0])
+
+
+def holds_crd_sources(crd_root: Path) -> bool:
+    return (crd_root / "catalog").is_dir()
 
 
 def local_origin(repo_root: Path) -> Path | None:
     """The `origin` remote of the git checkout at repo_root when it is a folder on this machine, else None.
 
-    Read from .git/config directly: no git binary needed, and a URL (https, ssh, file://) is not a folder."""
+    Read from repo_root/.git/config itself: `git -C` would climb into an enclosing repository, and a URL
+    (https, ssh, file://) is not a folder."""
     config = repo_root / ".git" / "config"
     if not config.is_file():
         return None
@@ -75,15 +80,10 @@ def local_origin(repo_root: Path) -> Path | None:
     except (configparser.Error, UnicodeDecodeError):
         return None
     url = parser.get('remote "origin"', "url", fallback="").strip()
-    if not url or "://" in url or not url.startswith("/"):
+    if not url.startswith("/"):
         return None
     return Path(url).resolve()
 
-
-def default_crd_sources(repo_root: Path = REPO_ROOT) -> Path:
-    """The first candidate that holds a catalog/ folder, else the first (named in the error)."""
-    candidates = crd_source_candidates(repo_root)
-    return next((c for c in candidates if (c / "catalog").is_dir()), candidates[0])
 
 # (group, kind) taken from the datree catalog; every version the catalog has for them is written.
 CATALOG_KINDS: tuple[tuple[str, str], ...] = (
@@ -584,7 +584,7 @@ def render_manifest(
 
 def build(crd_root: Path, versions: Iterable[str] = KUBERNETES_VERSIONS) -> dict[str, bytes]:
     """Everything the script writes, as {relative path: bytes}."""
-    if not (crd_root / "catalog").is_dir():
+    if not holds_crd_sources(crd_root):
         raise BuildError(f"CRD sources not found at {crd_root} (pass --crd-sources or set FEDGEN_CRD_SOURCES)")
     source_root = kubernetes_validate_root()
     builtins: dict[str, list[Entry]] = {}
