@@ -10,12 +10,12 @@ from pathlib import Path
 from fedgen.errors import InputError
 from fedgen.render import site as site_render
 from fedgen.render.layout import key_secret_name
-from fedgen.render.shared import contributions
-from fedgen.render.tree import RenderInput, render_tree, sealed_secret_path
+from fedgen.render.shared import contributions, shared_files
+from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_secret_path
 from fedgen.sealing import SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
 from fedgen.state import StateDocument, open_store
-from fedgen.write import Plan, apply_plan_locked, make_plan, recover, removal_plan, writing
+from fedgen.write import Plan, apply_plan_locked, make_plan, preflight, recover, removal_plan, writing
 
 @dataclass(frozen=True)
 class RenderResult:
@@ -61,6 +61,8 @@ def render(
     if unknown:
         raise InputError(f"not a participant fedgen issues keys for in {fed.name}: {', '.join(unknown)} (known: {', '.join(known)})")
     spec_name = spec_name_in_repo(spec, repo)
+    # Forged records, hand edits and links stop the render before the state is even locked (the plan checks again).
+    preflight(repo, fed.name, [*owned_folders(fed), *shared_files(contributions(fed, spec_name))])
     store = open_store(state, repo, fed.name)
     with store.lock():
         document = store.load()

@@ -34,6 +34,14 @@ def _rel(from_dir: str, to_dir: str) -> str:
     return posixpath.relpath(to_dir, from_dir)
 
 
+def owned_folders(fed: Federation) -> list[str]:
+    """Every folder render_tree writes into, known from the spec alone (checked before the state is locked)."""
+    folders = [tenant_base_dir(fed.server.tenant), server_base_dir(fed), tenant_overlay_dir(fed)]
+    if not server.is_bypass(fed):
+        folders.append(ingress_dir(fed))
+    return folders + [site.site_dir(s) for s in fed.cluster_sites]
+
+
 def render_tree(inp: RenderInput) -> dict[str, bytes]:
     """The files this federation owns alone; shared.py makes the files several federations feed."""
     fed, spec_name = inp.federation, inp.spec_name

@@ -11,6 +11,9 @@ another render is writing waits for that write to end instead of "recovering" (t
 other's staging folder, and a plan, which reads every federation's ledger, is never made from ledgers that
 change before it is written. The journal records each staged file's digest: a roll-forward that
 finds neither the staged copy nor the expected content at the target stops with an error, never a mix.
+
+The journal sits in the repo, so it is checked like a ledger before anything moves: it may move only
+staged files, only to paths a render may write (guard.py), and never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -26,12 +30,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
-from fedgen.errors import ExternalError
-from fedgen.write.ledger import FEDGEN_DIR
+from fedgen.errors import ExternalError, InputError
+from fedgen.write.guard import FEDGEN_DIR, path_problem, refuse_symlinks
+from fedgen.write.ledger import is_fedgen_record
 from fedgen.write.plan import Plan
 
 JOURNAL = f"{FEDGEN_DIR}/journal.json"
 TMP_DIR = f"{FEDGEN_DIR}/tmp"
+_STAGING = re.compile(re.escape(TMP_DIR) + r"/render-[0-9]+")
+_STAGED = re.compile(r"[0-9]{6}")
 FILE_MODE = 0o644
 # How long a command waits for another one's write to end (writes take seconds at most).
 WRITE_LOCK_TIMEOUT = 120.0
@@ -41,6 +48,7 @@ WRITE_LOCK_TIMEOUT = 120.0
 def writing(repo: Path) -> Iterator[None]:
     """Exclusive flock on <repo>/.fedgen (a folder, so no lock file to commit or ignore); released on exit or
     death. Not reentrant: inside it, apply with apply_plan_locked()."""
+    refuse_symlinks(repo, FEDGEN_DIR)
     folder = repo / FEDGEN_DIR
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
@@ -89,6 +97,7 @@ def apply_plan_locked(repo: Path, plan: Plan) -> None:
 
 def _stage_and_commit(repo: Path, plan: Plan) -> None:
     staging = repo / TMP_DIR / f"render-{os.getpid()}"
+    refuse_symlinks(repo, staging.relative_to(repo).as_posix())
     try:
         if staging.exists():
             shutil.rmtree(staging)
@@ -125,6 +134,8 @@ def recover(repo: Path) -> str | None:
 
 
 def _recover(repo: Path) -> str | None:
+    for scratch in (TMP_DIR, JOURNAL, f"{JOURNAL}.tmp"):  # never remove or write through a link
+        refuse_symlinks(repo, scratch)
     journal = repo / JOURNAL
     if journal.exists():
         _roll_forward(repo)
@@ -144,6 +155,7 @@ def _roll_forward(repo: Path) -> None:
         journal = json.loads(journal_path.read_text())
     except (OSError, ValueError) as exc:
         raise ExternalError(f"{JOURNAL}: unreadable journal of an interrupted render ({exc}); restore the tree from git and delete it") from None
+    _check_journal(repo, journal)
     try:
         touched_dirs: set[Path] = set()
         for move in journal["moves"]:
@@ -175,6 +187,33 @@ def _roll_forward(repo: Path) -> None:
             tmp.rmdir()
     except OSError as exc:
         raise ExternalError(f"completing the render failed ({exc}); run fedgen render again to finish it") from None
+
+
+def _check_journal(repo: Path, journal: object) -> None:
+    """InputError unless the journal only moves its own staged files to, and deletes, paths a render may write."""
+
+    def refuse(what: str) -> InputError:
+        return InputError(f"{JOURNAL}: {what}; fedgen did not write this journal: delete it, restore the tree from git and render again")
+
+    if not isinstance(journal, dict) or not isinstance(journal.get("moves"), list) or not isinstance(journal.get("deletes"), list):
+        raise refuse("not a journal of moves and deletes")
+    staging = journal.get("staging")
+    if not isinstance(staging, str) or not _STAGING.fullmatch(staging):
+        raise refuse(f"staging folder {staging!r} is not under {TMP_DIR}/")
+    targets: list[object] = list(journal["deletes"])
+    for move in journal["moves"]:
+        if not isinstance(move, list) or not 2 <= len(move) <= 3 or not isinstance(move[0], str):
+            raise refuse(f"malformed move {move!r}")
+        folder, _, name = move[0].rpartition("/")
+        if folder != staging or not _STAGED.fullmatch(name):
+            raise refuse(f"moves {move[0]!r}, which is not a staged file")
+        refuse_symlinks(repo, move[0])
+        targets.append(move[1])
+    for target in targets:
+        problem = path_problem(target, internal=is_fedgen_record)
+        if problem:
+            raise refuse(f"names {target!r} ({problem})")
+        refuse_symlinks(repo, str(target))
 
 
 def _has_digest(path: Path, digest: str) -> bool:

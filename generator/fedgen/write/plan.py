@@ -1,14 +1,21 @@
-"""Compare what a federation should own with the repo: what to create, update, delete; what conflicts."""
+"""Compare what a federation should own with the repo: what to create, update, delete; what conflicts.
+
+A plan never overwrites or deletes a file whose content is not what fedgen wrote there: a file a ledger
+records must still have the recorded digest, and a shared file must still be what the recorded
+contributions make. Otherwise it stops (InputError naming the files) before anything is written.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Any
 
 from fedgen.errors import InputError
 from fedgen.render.shared import Contribution, shared_files
-from fedgen.write.ledger import FEDGEN_GITIGNORE, FEDGEN_GITIGNORE_TEXT, ledger_bytes, ledger_path, read_ledgers
+from fedgen.write.guard import path_problem, refuse_symlinks
+from fedgen.write.ledger import FEDGEN_GITIGNORE, FEDGEN_GITIGNORE_TEXT, digest, is_fedgen_record, ledger_bytes, ledger_path, read_ledgers
 
 
 @dataclass(frozen=True)
@@ -29,17 +36,13 @@ class Plan:
         return not self.changes
 
 
-def _safe_relpath(path: str) -> str:
-    p = PurePosixPath(path)
-    if p.is_absolute() or ".." in p.parts or not p.parts or path != str(p):
-        raise ValueError(f"refusing to write outside the repo: {path!r}")
-    return path
-
-
 def _read(repo: Path, path: str) -> bytes | None:
+    """The file's content (None: absent), after checking fedgen may touch the path at all."""
+    problem = path_problem(path, internal=is_fedgen_record)
+    if problem:
+        raise InputError(f"{path}: fedgen does not write here ({problem})")
+    refuse_symlinks(repo, path)
     full = repo / path
-    if full.is_symlink():
-        raise InputError(f"{path}: is a symbolic link; fedgen writes only regular files (remove the link)")
     try:
         return full.read_bytes()
     except FileNotFoundError:
@@ -50,8 +53,47 @@ def _read(repo: Path, path: str) -> bytes | None:
         raise InputError(f"{path}: a parent of this path is a file; move it away") from None
 
 
-def _others(ledgers: Mapping[str, Mapping[str, object]], federation: str) -> list[Contribution]:
-    return [Contribution.from_json(c) for name, doc in ledgers.items() if name != federation for c in doc.get("contributions", [])]  # type: ignore[attr-defined]
+def _contributions(ledgers: Mapping[str, Mapping[str, Any]], *, but: str | None = None) -> list[Contribution]:
+    """Every federation's recorded contributions (but one's); a malformed record is an InputError naming its ledger."""
+    out: list[Contribution] = []
+    for name, doc in sorted(ledgers.items()):
+        if name == but:
+            continue
+        try:
+            recorded = [Contribution.from_json(c) for c in doc.get("contributions", [])]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"{ledger_path(name)}: a contribution record is malformed; restore the ledger from git") from None
+        for path in shared_files(recorded):
+            problem = path_problem(path)
+            if problem:
+                raise InputError(f"{ledger_path(name)}: a contribution names {path!r} ({problem}); restore the ledger from git")
+        out.extend(recorded)
+    return out
+
+
+def check_recorded(repo: Path, federation: str, ledgers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Stop (InputError naming every such file) when a file this federation recorded, or any shared file, no
+    longer holds what fedgen wrote: a render or remove would overwrite or delete someone's edit."""
+    ledgers = read_ledgers(repo) if ledgers is None else ledgers
+    expected = shared_files(_contributions(ledgers))
+    mine = ledgers.get(federation, {})
+    edited = [path for path, recorded in sorted(mine.get("files", {}).items()) if (old := _read(repo, path)) is not None and digest(old) != recorded]
+    shared = sorted(set(expected) | {p for doc in ledgers.values() for p in doc.get("shared", [])})
+    edited += [path for path in shared if (old := _read(repo, path)) is not None and old != expected.get(path)]
+    if edited:
+        raise InputError(
+            f"{', '.join(sorted(edited))}: changed since fedgen wrote {'them' if len(edited) > 1 else 'it'} (differs from what "
+            f"{ledger_path(federation) if mine else 'the ledgers in .fedgen/owned'} records); restore from git (git checkout -- PATH) "
+            "or move it away, then run again"
+        )
+
+
+def preflight(repo: Path, federation: str, paths: Iterable[str]) -> None:
+    """What can be refused before the state is locked: forged or hand-edited records (check_recorded), and a
+    symbolic link on the way to any path (file or folder) the render writes."""
+    check_recorded(repo, federation)
+    for path in paths:
+        refuse_symlinks(repo, path)
 
 
 def make_plan(repo: Path, federation: str, spec_name: str, owned: Mapping[str, bytes], contributions: list[Contribution]) -> Plan:
@@ -62,7 +104,8 @@ def make_plan(repo: Path, federation: str, spec_name: str, owned: Mapping[str, b
     differs from what fedgen would write there.
     """
     ledgers = read_ledgers(repo)
-    shared = shared_files([*_others(ledgers, federation), *contributions])
+    check_recorded(repo, federation, ledgers)
+    shared = shared_files([*_contributions(ledgers, but=federation), *contributions])
     files = dict(owned)
     files[ledger_path(federation)] = ledger_bytes(federation, spec_name, owned, shared, [c.to_json() for c in contributions])
     files[FEDGEN_GITIGNORE] = FEDGEN_GITIGNORE_TEXT
@@ -76,7 +119,8 @@ def removal_plan(repo: Path, federation: str) -> Plan:
     if federation not in ledgers:
         known = ", ".join(sorted(ledgers)) or "none"
         raise InputError(f"no federation {federation!r} in {repo} (rendered here: {known})")
-    shared = shared_files(_others(ledgers, federation))
+    check_recorded(repo, federation, ledgers)
+    shared = shared_files(_contributions(ledgers, but=federation))
     changes = list(_diff(repo, federation, ledgers, dict(shared), frozenset(shared)).changes)
     old = _read(repo, ledger_path(federation))
     if old is not None:
@@ -92,7 +136,6 @@ def _diff(repo: Path, federation: str, ledgers: Mapping[str, Mapping[str, object
     changes: list[Change] = []
     unchanged: list[str] = []
     for path in sorted(files):
-        _safe_relpath(path)
         if path in exclusive_of_others:
             other = ledgers[exclusive_of_others[path]]
             raise InputError(f"{path}: owned by federation {exclusive_of_others[path]!r} (spec {other.get('spec')}); two federations cannot render the same file")
@@ -106,7 +149,6 @@ def _diff(repo: Path, federation: str, ledgers: Mapping[str, Mapping[str, object
             raise InputError(f"{path}: exists and was not written by fedgen for {federation!r}; move it away or delete it, then render again")
         changes.append(Change(path, "update" if old is not None else "create", old, new))
     for path in sorted(own_previous - set(files)):
-        _safe_relpath(path)
         old = _read(repo, path)
         if old is not None:
             changes.append(Change(path, "delete", old, None))
