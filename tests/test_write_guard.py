@@ -233,12 +233,23 @@ def test_path_rules() -> None:
 def test_owned_folders_cover_every_file_a_render_owns(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     """The folders checked for links before the state is locked are every folder the render writes into."""
     from fedgen.render.tree import owned_folders
+    from fedgen.seal import fingerprint, load_certificate
     from fedgen.spec import load_federation
 
-    for edit in (None, lambda d: d["spec"]["server"].__setitem__("exposure", "loadbalancer")):
+    def site_cluster(d: dict[str, Any]) -> None:
+        d["spec"]["clusters"].append({"name": "gke-site", "projectId": "site-proj", "region": "europe-west1", "sealing": {"certificate": "sealing.pem"}})
+        d["spec"]["sites"][1]["cluster"] = "gke-site"
+        d["spec"]["server"]["externalAddress"] = "203.0.113.10"
+
+    seen: set[str] = set()
+    for edit in (None, lambda d: d["spec"]["server"].__setitem__("exposure", "loadbalancer"), site_cluster):
         spec = write_spec(edit)
-        assert _render(spec).exit_code == 0
         repo = spec.parent.parent
+        cert = fingerprint(load_certificate((spec.parent / "sealing.pem").read_bytes(), origin="cert").sha256)
+        result = _run("render", str(spec), "--repo", str(repo), "--accept-sealing-cert", cert)
+        assert result.exit_code == 0, result.output
         folders = set(owned_folders(load_federation(spec)))
         owned = json.loads((repo / LEDGER).read_text())["files"]
         assert owned and {path.rpartition("/")[0] for path in owned} == folders
+        seen |= folders
+    assert {"clusters/gke-site/sites/site-b", "clusters/gke-eu/istio-ingress/fl-genomics"} <= seen

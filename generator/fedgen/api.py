@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from fedgen.render import site as site_render
 from fedgen.render.layout import key_secret_name
 from fedgen.render.shared import contributions, shared_files
 from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_secret_path
-from fedgen.sealing import SecretToSeal, seal_all
+from fedgen.seal import parse_fingerprint
+from fedgen.sealing import CertificateChange, SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
 from fedgen.state import StateDocument, open_store
 from fedgen.write import Plan, apply_plan_locked, make_plan, preflight, recover, removal_plan, writing
@@ -25,6 +27,8 @@ class RenderResult:
     warnings: tuple[str, ...]
     written: bool
     notes: tuple[str, ...] = ()
+    # Clusters whose spec names a sealing certificate the state does not trust (--check only: a render refuses).
+    sealing_changes: tuple[CertificateChange, ...] = ()
 
 
 def spec_name_in_repo(spec: Path, repo: Path) -> str:
@@ -39,11 +43,17 @@ def render(
     check: bool = False,
     reissue: Collection[str] = (),
     new_root_ca: bool = False,
+    accept_sealing_certs: Collection[str] = (),
 ) -> RenderResult:
     """Provision from the state, render the tree, and (unless check) save the state and write the tree.
 
     reissue names participants whose key and certificate are made anew (rotation); new_root_ca starts a
-    new CA, which re-issues every certificate.
+    new CA, which re-issues every certificate. accept_sealing_certs: fingerprints (SHA256:AA:...) of sealing
+    certificates the state does not record yet that this render may seal to.
+
+    check is read-only: it creates nothing (no state folder, no lock, no .fedgen folder), takes no lock (a
+    read-only credential to a gs:// state is enough) and never seals to a certificate the state does not
+    trust: such clusters come back in sealing_changes.
     """
     from fedgen.provision import provision
 
@@ -60,29 +70,28 @@ def render(
     unknown = sorted(set(reissue) - set(known))
     if unknown:
         raise InputError(f"not a participant fedgen issues keys for in {fed.name}: {', '.join(unknown)} (known: {', '.join(known)})")
+    if check and accept_sealing_certs:
+        raise InputError("--accept-sealing-cert is for a render that writes; --check never seals to a certificate the state does not record")
+    accepted = {parse_fingerprint(f) for f in accept_sealing_certs}
     spec_name = spec_name_in_repo(spec, repo)
     # Forged records, hand edits and links stop the render before the state is even locked (the plan checks again).
     preflight(repo, fed.name, [*owned_folders(fed), *shared_files(contributions(fed, spec_name))])
     store = open_store(state, repo, fed.name)
-    with store.lock():
+    with nullcontext() if check else store.lock():
         document = store.load()
         document.require_project(fed.name, store.description)
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
         result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}
-        encrypted, new_doc, warnings = seal_all(repo, replace(result.document, project=fed.name), _secrets(fed, kits))
-        files = render_tree(
-            RenderInput(
-                federation=fed,
-                spec_name=spec_name,
-                kits=kits,
-                sealed=encrypted,
-            )
-        )
+        sealed = seal_all(repo, replace(result.document, project=fed.name), _secrets(fed, kits), accepted=accepted)
+        if sealed.untrusted and not check:
+            raise InputError(_untrusted_message(sealed.untrusted))
+        new_doc, warnings = sealed.document, sealed.warnings
+        files = render_tree(RenderInput(federation=fed, spec_name=spec_name, kits=kits, sealed=sealed.encrypted))
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")
         if check:
-            return RenderResult(fed, _plan(repo, fed, spec_name, files), result.issued, tuple(warnings), False, tuple(notes))
+            return RenderResult(fed, _plan(repo, fed, spec_name, files), result.issued, tuple(warnings), False, tuple(notes), sealed.untrusted)
         # The plan reads every federation's ledger (shared files): made and written under the repo's write
         # lock, so another federation's render into this repo cannot change a ledger in between.
         with writing(repo):
@@ -91,6 +100,14 @@ def render(
                 store.save(new_doc)
             apply_plan_locked(repo, plan)
     return RenderResult(fed, plan, result.issued, tuple(warnings), not plan.is_noop, tuple(notes))
+
+
+def _untrusted_message(changes: Collection[CertificateChange]) -> str:
+    accept = " ".join(sorted({f"--accept-sealing-cert {c.new}" for c in changes}))
+    return (
+        f"{'; '.join(c.describe() for c in changes)}; nothing was sealed or written. If the cluster's controller "
+        f"really has this certificate (`kubeseal --fetch-cert | openssl x509 -noout -fingerprint -sha256`), render with {accept}"
+    )
 
 
 def _plan(repo: Path, fed: Federation, spec_name: str, files: dict[str, bytes]) -> Plan:

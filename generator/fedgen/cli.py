@@ -75,34 +75,42 @@ def main(debug: bool) -> None:
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help="GitOps repository to write into.")
 @click.option("--state", "state", metavar="LOCATION", help="State folder or gs://bucket/prefix. Default: <repo>/.fedgen/state/<federation> (git-ignored, owner-only).")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the repo differs from what would be rendered.")
-@click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes.")
+@click.option("--check", is_flag=True, help="Read-only: create nothing, take no lock (read access to the state is enough); exit 1 when the repo differs from what would be rendered or a sealing certificate changed.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes (sealed values as sha256 digests, never ciphertext).")
+@click.option("--accept-sealing-cert", "accept_sealing_certs", metavar="SHA256:AA:BB:...", multiple=True, help="Seal to this sealing certificate although the state records another one for its cluster (after a controller key rotation, or for a new cluster). Repeatable.")
 @click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
 @handle_errors
-def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, force_unlock: bool) -> None:
+def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, accept_sealing_certs: tuple[str, ...], force_unlock: bool) -> None:
     """Provision the federation's kits from the state and write the repo.
 
     \b
     Incremental: adding a site issues one certificate and leaves every other file byte-identical.
     Deterministic: the same spec and state give the same bytes, SealedSecrets included.
     The state holds the CA and every private key: keep it out of git (the default location is ignored).
+    Seals only to the sealing certificate the state records for each cluster (the first render records
+    them); a spec naming another one is refused unless its fingerprint is given to --accept-sealing-cert.
+    Stops (exit 2) rather than overwrite or delete a file that changed since fedgen wrote it.
     """
     from fedgen.api import render as do_render
 
     if force_unlock:
         unlock_first(spec, state, repo)
-    result = do_render(spec=spec, repo=repo, state=state, check=check)
+    result = do_render(spec=spec, repo=repo, state=state, check=check, accept_sealing_certs=accept_sealing_certs)
     if show_diff:
         for change in result.plan.changes:
             click.echo(_unified(change.path, change.old, change.new), nl=False)
     summary = print_render_summary(result, final=False)
     if check:
-        if result.plan.is_noop:
+        if result.plan.is_noop and not result.sealing_changes:
             _err(f"up to date ({summary})")
             return
         for change in result.plan.changes:
             click.echo(f"{change.action}\t{change.path}")
-        _err(f"drift: the repo differs from the render ({summary}); run fedgen render {spec}")
+        for cert in result.sealing_changes:
+            click.echo(f"sealing-certificate\t{cert.cluster}\t{' or '.join(cert.recorded) or 'none'} -> {cert.new}")
+            _err(f"drift: {cert.describe()}; not sealed to it: a render needs --accept-sealing-cert {cert.new}")
+        if not result.plan.is_noop:
+            _err(f"drift: the repo differs from the render ({summary}); run fedgen render {spec}")
         sys.exit(1)
     _err(f"done: {summary}")
 
@@ -131,8 +139,11 @@ def print_render_summary(result: RenderResult, *, final: bool = True) -> str:
 
 
 def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
-    a = (old or b"").decode(errors="replace").splitlines(keepends=True)
-    b = (new or b"").decode(errors="replace").splitlines(keepends=True)
+    """The unified diff of one file; sealed values appear as digests (a diff is printed in CI logs)."""
+    from fedgen.sealing import redact_ciphertext
+
+    a = redact_ciphertext((old or b"").decode(errors="replace")).splitlines(keepends=True)
+    b = redact_ciphertext((new or b"").decode(errors="replace")).splitlines(keepends=True)
     lines = difflib.unified_diff(a, b, fromfile=f"a/{path}" if old is not None else "/dev/null", tofile=f"b/{path}" if new is not None else "/dev/null")
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
@@ -147,7 +158,8 @@ def remove(federation: str, repo: Path, check: bool) -> None:
 
     Deletes the files it owns, recomputes the files it shared with other federations (cluster sync roots,
     bootstrap, Terraform variables) and drops its ledger. Other federations' files are untouched. The
-    state is not deleted: remove it yourself once you are sure.
+    state is not deleted: remove it yourself once you are sure. Stops (exit 2) rather than delete or
+    rewrite a file that changed since fedgen wrote it.
     """
     from fedgen.api import remove as do_remove
 

@@ -25,6 +25,7 @@ import binascii
 import datetime as _dt
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,10 @@ __all__ = [
     "SealingCertificate",
     "UnsealError",
     "encryption_label",
+    "fingerprint",
     "generate_development_keypair",
     "load_certificate",
+    "parse_fingerprint",
     "scope_annotations",
     "seal_data",
     "seal_value",
@@ -142,6 +145,26 @@ def load_certificate(pem: bytes, *, origin: str, now: _dt.datetime | None = None
         sha256=hashlib.sha256(der).hexdigest(),
         key_size=public_key.key_size,
     )
+
+
+def fingerprint(sha256_hex: str) -> str:
+    """SHA256:AA:BB:... of a certificate's DER SHA-256, the pairs `openssl x509 -noout -fingerprint -sha256` prints."""
+    pairs = sha256_hex.upper()
+    return "SHA256:" + ":".join(pairs[i : i + 2] for i in range(0, len(pairs), 2))
+
+
+def parse_fingerprint(text: str) -> str:
+    """The hex SHA-256 in a fingerprint written as fingerprint() does or as openssl prints it
+    (`sha256 Fingerprint=AA:...`); InputError otherwise."""
+    value = text.strip()
+    for prefix in ("sha256 fingerprint=", "sha256:"):
+        if value.lower().startswith(prefix):
+            value = value[len(prefix) :]
+            break
+    digest = value.replace(":", "").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise InputError(f"{text!r}: not a certificate's SHA-256 fingerprint (expected SHA256: and 32 hex pairs, as `openssl x509 -noout -fingerprint -sha256` prints)")
+    return digest
 
 
 def _pem_label(data: bytes) -> str:

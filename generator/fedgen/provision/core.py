@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -231,13 +232,13 @@ def _new_document(
 ) -> StateDocument:
     """The state after provisioning: the merged cert.json, the issuance records, the kits just built (and
     nothing of kits not asked for), everything else of the input carried over."""
-    return StateDocument(
+    # Every field provisioning does not own (sealing, enrollment, ...) is carried over as it was.
+    carried = copy.deepcopy(dataclasses.replace(document, nvflare_cert={}, participants={}, kits={}))
+    return dataclasses.replace(
+        carried,
         project=federation.name,
         nvflare_cert=merged,
         participants=copy.deepcopy(records),
-        sealing=copy.deepcopy(document.sealing),
-        sealed=copy.deepcopy(document.sealed),
-        enrolled=copy.deepcopy(document.enrolled),
         kits={name: kit_record(kit_key(roster, name, merged), kit) for name, kit in sorted(kits.items())},
     )
 

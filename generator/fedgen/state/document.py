@@ -19,6 +19,8 @@ class StateDocument:
     participants: per participant, the inputs its certificate was issued for (type, org, role, host names),
         so a render can tell which certificates must be re-issued.
     sealing: the development sealing key pair, when the spec names no sealing certificate.
+    sealing_certificates: per cluster, the SHA-256 (hex, of the DER certificate) of the sealing certificate
+        renders seal to; a render never seals to another one unless told to (--accept-sealing-cert).
     sealed: per sealed value (namespace/name/key), digests of the plaintext, the certificate and the
         ciphertext, so unchanged secrets keep their ciphertext byte for byte.
     enrolled: per site enrolled by request (fedgen enroll approve), its certificate and the digests of
@@ -31,6 +33,7 @@ class StateDocument:
     nvflare_cert: dict[str, Any] = field(default_factory=dict)
     participants: dict[str, dict[str, Any]] = field(default_factory=dict)
     sealing: dict[str, str] = field(default_factory=dict)
+    sealing_certificates: dict[str, str] = field(default_factory=dict)
     sealed: dict[str, dict[str, str]] = field(default_factory=dict)
     enrolled: dict[str, dict[str, str]] = field(default_factory=dict)
     kits: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -49,6 +52,8 @@ class StateDocument:
             "sealing": self.sealing,
             "sealed": self.sealed,
         }
+        if self.sealing_certificates:  # absent until a render seals, so older states stay byte-identical
+            doc["sealing_certificates"] = self.sealing_certificates
         if self.enrolled:  # absent until a site enrolls, so older states stay byte-identical
             doc["enrolled"] = self.enrolled
         if self.kits:
@@ -68,6 +73,7 @@ class StateDocument:
             nvflare_cert=dict(doc.get("nvflare_cert") or {}),
             participants=dict(doc.get("participants") or {}),
             sealing=dict(doc.get("sealing") or {}),
+            sealing_certificates=dict(doc.get("sealing_certificates") or {}),
             sealed=dict(doc.get("sealed") or {}),
             enrolled=dict(doc.get("enrolled") or {}),
             kits=dict(doc.get("kits") or {}),
