@@ -107,6 +107,17 @@ def test_ledger_paths_are_checked_when_read(rendered: tuple[Path, Path], forged:
     assert _disk(repo.parent) == before
 
 
+def test_a_forged_entry_with_the_right_digest_cannot_delete_the_repos_own_files(rendered: tuple[Path, Path]) -> None:
+    spec, repo = rendered
+    readme = repo / "README.md"
+    readme.write_bytes(b"# the operator's repository\n")
+    _edit_ledger(repo, lambda d: d["files"].__setitem__("README.md", _sha(readme.read_bytes())))
+    before = _disk(repo.parent)
+    _refused(_render(spec), LEDGER, "'README.md'", "outside the folders renders write")
+    _refused(_run("remove", "genomics", "--repo", str(repo)), LEDGER)
+    assert _disk(repo.parent) == before
+
+
 def test_a_forged_contribution_cannot_write_the_state(rendered: tuple[Path, Path]) -> None:
     spec, repo = rendered
 
@@ -223,9 +234,12 @@ def test_a_forged_journal_never_moves_or_deletes_outside_or_into_the_state(rende
 
 
 def test_path_rules() -> None:
-    allowed = ["tenants/a/b.yaml", "clusters/x/kustomization.yaml", "terraform/fedgen.auto.tfvars.json", ".gitignore"]
+    allowed = ["tenants/a/b.yaml", "clusters/x/kustomization.yaml", "terraform/fedgen.auto.tfvars.json"]
     assert [path_problem(p) for p in allowed] == [None] * len(allowed)
-    refused = ["", "/abs", "a/../b", "a//b", "./a", "a/", ".git/hooks/x", "sub/.git/config", ".fedgen/owned/x.json", ".Fedgen/state/s.json", "a\0b", 7]
+    refused = [
+        "", "/abs", "tenants/../b", "tenants//b", "./tenants/a", "tenants/a/", ".git/hooks/x", "tenants/.git/config",
+        ".fedgen/owned/x.json", ".Fedgen/state/s.json", "tenants/a\0b", 7, "README.md", "generator/fedgen/api.py", ".github/workflows/ci.yaml",
+    ]
     assert all(path_problem(p) for p in refused)
     assert path_problem(".fedgen/owned/x.json", internal=lambda p: p == ".fedgen/owned/x.json") is None
 

@@ -12,6 +12,8 @@ KSA_NAME = "fl-ksa"
 CONFIG_SYNC_NAMESPACE = "config-management-system"
 ROOT_SYNC_NAME = "fedgen"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fedgen"}
+# The top-level folders every rendered file lives in (the repo's own files, the tool's included, lie elsewhere).
+OUTPUT_ROOTS = ("clusters", "tenants", "terraform")
 
 
 def cluster_dir(cluster: str) -> str:

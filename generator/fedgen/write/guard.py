@@ -1,9 +1,10 @@
 """Which repo paths a render or remove may touch, checked for every path a ledger, a plan or a journal names.
 
 Ledgers are committed and the journal lives in the repo too, so a pull request can edit them: their paths
-are hostile input. A path fedgen touches is relative and normalized, stays inside the repository, is not
-under .git or fedgen's own folder (the default state lives there; only the records fedgen writes are
-allowed), and is never reached through a symbolic link, whichever component the link is.
+are hostile input. A path fedgen touches is relative and normalized, lies in a folder renders write
+(OUTPUT_ROOTS: never the tool, .git, or fedgen's own folder where the default state lives; of that folder
+only the records fedgen writes are allowed), and is never reached through a symbolic link, whichever
+component the link is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from fedgen.errors import InputError
+from fedgen.render.layout import OUTPUT_ROOTS
 
 FEDGEN_DIR = ".fedgen"
 
@@ -34,6 +36,8 @@ def path_problem(path: object, *, internal: Callable[[str], bool] = lambda _: Fa
     # casefold: on a case-insensitive file system .FEDGEN/state is the state too
     if p.parts[0].casefold() == FEDGEN_DIR and not internal(path):
         return f"inside {FEDGEN_DIR}/, where the state and fedgen's scratch space live"
+    if p.parts[0] not in OUTPUT_ROOTS and not internal(path):
+        return f"outside the folders renders write ({', '.join(f'{r}/' for r in OUTPUT_ROOTS)})"
     return None
 
 
