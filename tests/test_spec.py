@@ -74,6 +74,8 @@ BAD_SPECS = [
     ("top-level-list", GOOD, "- 1\n- 2\n", "expected object, got array", "1:1"),
     ("missing-sealing-cert", "  clusters:\n", "  sealing:\n    certificate: keys/none.pem\n  clusters:\n", "cannot be read", "13:18"),
     ("long-tenant", "tenant: fl-1", "tenant: " + "t" * 45, "at most 40", "22:13"),
+    ("max-clients-below-sites", "    hostNames: [server1]\n", "    hostNames: [server1]\n    maxClients: 1\n", "admits fewer clients than the 2 declared sites", "25:17"),
+    ("memory-quantity", "    hostNames: [server1]\n", "    hostNames: [server1]\n    resources: {memory: 2GB}\n", "does not match", "25:25"),
 ]
 
 

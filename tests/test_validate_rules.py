@@ -220,6 +220,29 @@ def _remove_limits(c: dict[str, Any]) -> None:
     del c["resources"]["limits"]
 
 
+def _json_key(text: str, change: Callable[[dict[str, Any]], None]) -> str:
+    doc = json.loads(text)
+    change(doc)
+    return json.dumps(doc, indent=4) + "\n"
+
+
+def _max_clients(value: int) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc["servers"][0].__setitem__("max_num_clients", value)
+
+
+def _local(key: str, change: Callable[[dict[str, Any]], None]) -> Edit:
+    return _configmap(f"{WORKLOAD}-local", lambda d: d["data"].__setitem__(key, _json_key(d["data"][key], change)))
+
+
+def _spec(change: Callable[[dict[str, Any]], None]) -> Edit:
+    return lambda repo: edit(repo, SPEC, lambda docs: change(docs[0]))
+
+
+def _drop_rendered_resources(d: dict[str, Any]) -> None:
+    """Without fedgen's resources.json, NVFlare reads the provisioning template's resources.json.default."""
+    del d["data"]["resources.json"]
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -370,6 +393,12 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG614", "signed by another federation's root CA", _enrolled(ENROLL_SIGNED, lambda e: e.other_root_signed), base="enrolled"),
     Plant("FG614", "signed zip named for another site", _enrolled(f"{ENROLL_DIR}/signed/site-x.signed.zip", lambda e: e.signed), base="enrolled", also=frozenset({"FG114"})),
     Plant("FG615", "request replaced by another request", _enrolled(ENROLL_REQUEST, lambda e: e.other_request), base="enrolled"),
+    Plant("FG616", "resources.json admits one client of two", _local("resources.json", _max_clients(1))),
+    Plant("FG616", "fed_server.json limit wins over resources.json", _fed_server(lambda text: _json_key(text, _max_clients(1)))),
+    Plant("FG616", "template default of 100 for 120 sites", _both(
+        _configmap(f"{WORKLOAD}-local", _drop_rendered_resources),
+        _spec(lambda d: d["spec"].__setitem__("sites", [{"name": f"site-{i}", "org": "hospital"} for i in range(120)])),
+    ), also=frozenset({"FG710"})),
     # FG7xx hardening and exposure
     Plant("FG701", "may run as root", _security("runAsNonRoot", False)),
     Plant("FG702", "privilege escalation", _security("allowPrivilegeEscalation", True)),
@@ -380,6 +409,7 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG707", "token mounted", _deployment(lambda d: d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True))),
     Plant("FG708", "capabilities kept", _container(lambda c: c["securityContext"].pop("capabilities"))),
     Plant("FG709", "gateway open to any address", _service(lambda d: d["spec"].pop("loadBalancerSourceRanges"), f"{INGRESS_DIR}/service.yaml")),
+    Plant("FG710", "server memory limit below the estimate", _container(lambda c: c["resources"]["limits"].__setitem__("memory", "256Mi"))),
     Plant("FG709", "bypass load balancer open", _service(lambda d: d["spec"].__setitem__("loadBalancerSourceRanges", ["0.0.0.0/0"])), base="bypass"),
 )
 

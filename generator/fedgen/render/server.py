@@ -21,6 +21,7 @@ from fedgen.render.layout import (
     server_fqdn,
     startup_configmap_name,
 )
+from fedgen import sizing
 from fedgen.spec.model import RUN_AS_ID, WORKSPACE_MOUNT, Federation
 from fedgen.render.hardening import PROCESS_ENV, container_security_context, pod_security_context
 
@@ -41,14 +42,23 @@ def _meta(name: str, namespace: str, labels: Mapping[str, str] | None = None) ->
     return {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **(labels or {})}}
 
 
+def max_clients(fed: Federation) -> int:
+    """max_num_clients: server.maxClients, else every declared site (by request included), by capacity step."""
+    return fed.server.max_clients if fed.server.max_clients is not None else sizing.default_max_clients(len(fed.sites))
+
+
 def resources_json(fed: Federation, default: bytes) -> bytes:
-    """local/resources.json: the kit's default with the job store and snapshots moved to the workspace bucket."""
+    """local/resources.json: the kit's default with the job store and snapshots moved to the workspace bucket,
+    and the federation's size: the clients the server admits and the jobs it runs at once."""
     doc = json.loads(default)
     root = job_store_root(fed)
+    doc["servers"][0]["max_num_clients"] = max_clients(fed)
     doc["snapshot_persistor"]["args"]["storage"]["args"]["root_dir"] = f"{root}/snapshot-storage"
     for component in doc["components"]:
         if component.get("id") == "job_manager":
             component["args"]["uri_root"] = f"{root}/jobs-storage"
+        if component.get("id") == "job_scheduler":
+            component["args"]["max_jobs"] = fed.server.max_jobs
     return (json.dumps(doc, indent=4) + "\n").encode()
 
 
@@ -96,9 +106,18 @@ def service(fed: Federation) -> Obj:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(s.name, s.tenant, server_labels(fed)), "spec": spec}
 
 
+def compute_resources(fed: Federation) -> dict[str, str]:
+    """cpu and memory of the server container (request = limit): server.resources, else sized for the
+    federation (fedgen.sizing; docs/sizing.md)."""
+    s = fed.server
+    memory = s.resources.memory or sizing.quantity_mib(sizing.default_memory_mib(len(fed.sites), s.max_jobs))
+    return {"cpu": s.resources.cpu or sizing.DEFAULT_CPU, "memory": memory}
+
+
 def deployment(fed: Federation, *, digest: str) -> Obj:
     s = fed.server
     root = kit_root(fed)
+    compute = compute_resources(fed)
     tcp_probe = {"tcpSocket": {"port": "tcp-flport"}}
     container = {
         "name": "nvflare",
@@ -128,8 +147,8 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
         "readinessProbe": {**tcp_probe, "periodSeconds": 10, "failureThreshold": 3},
         "livenessProbe": {**tcp_probe, "periodSeconds": 20, "failureThreshold": 3},
         "resources": {
-            "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
-            "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+            "requests": {**compute, "ephemeral-storage": "1Gi"},
+            "limits": {**compute, "ephemeral-storage": "2Gi"},
         },
         "securityContext": container_security_context(),
         "volumeMounts": [

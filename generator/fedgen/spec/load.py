@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from fedgen.errors import SpecErrors
+from fedgen.sizing import NVFLARE_MAX_JOBS
 from fedgen.spec.model import (
     Admin,
     Cluster,
     Federation,
     GitOps,
     Platform,
+    Resources,
     Sealing,
     Server,
     Site,
@@ -61,6 +63,9 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
         exposure=str(s.get("exposure", "gateway")),
         load_balancer_source_ranges=tuple(sorted(str(c) for c in s.get("loadBalancerSourceRanges", []))),
         external_address=_opt(s.get("externalAddress")),
+        max_clients=int(s["maxClients"]) if "maxClients" in s else None,
+        max_jobs=int(s.get("maxJobs", NVFLARE_MAX_JOBS)),
+        resources=Resources(cpu=_opt(s.get("resources", {}).get("cpu")), memory=_opt(s.get("resources", {}).get("memory"))),
     )
     g = spec["gitops"]
     gitops = GitOps(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedgen.sizing import NVFLARE_MAX_JOBS
+
 DEFAULT_RESOURCE_NAME_PREFIX = "acp"
 DEFAULT_PLATFORM_NAME = "dev"
 # The gcsfuse mount point of the reference architecture; the job store lives below it.
@@ -23,6 +25,14 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """server.resources: the server container's cpu and memory (request = limit); None = sized by fedgen."""
+
+    cpu: str | None = None
+    memory: str | None = None
+
+
+@dataclass(frozen=True)
 class Server:
     name: str
     org: str
@@ -34,6 +44,9 @@ class Server:
     exposure: str  # gateway | loadbalancer
     load_balancer_source_ranges: tuple[str, ...]
     external_address: str | None = None
+    max_clients: int | None = None  # server.maxClients; None = every declared site (fedgen.sizing)
+    max_jobs: int = NVFLARE_MAX_JOBS  # server.maxJobs: jobs the server runs at once
+    resources: Resources = Resources()
 
     @property
     def default_host(self) -> str:

@@ -143,6 +143,9 @@ def _server(spec: dict[str, Any]) -> Iterator[Problem]:
             ipaddress.ip_network(cidr, strict=True)
         except ValueError as exc:
             yield (["spec", "server", "loadBalancerSourceRanges", i], f"{cidr!r} is not a CIDR ({exc})", False)
+    declared = len(spec["sites"])
+    if server.get("maxClients", declared) < declared:
+        yield (["spec", "server", "maxClients"], f"maxClients {server['maxClients']} admits fewer clients than the {declared} declared sites: NVFlare would refuse {declared - server['maxClients']} of them ('Maximum number of clients reached')", False)
 
 
 def _is_ip(text: str) -> bool:

@@ -13,12 +13,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedgen.validate.k8s import PodTemplate, as_dict, as_list, pod_templates, to_int
-from fedgen.validate.model import KObject
+from fedgen.validate.model import KObject, Model
 
 FED_SERVER = "fed_server.json"
 FED_CLIENT = "fed_client.json"
 SERVER_CERT = "server.crt"
 ROOT_CA = "rootCA.pem"
+# local/: NVFlare reads resources.json when present, else resources.json.default (Workspace._fallback_path).
+RESOURCES = ("resources.json", "resources.json.default")
+# What NVFlare 2.9 uses when no configuration sets them (ServerDeployer; DefaultJobScheduler).
+DEFAULT_MAX_CLIENTS = 100
+DEFAULT_MAX_JOBS = 1
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many clients the server admits and jobs it runs at once, as NVFlare would read them."""
+
+    max_clients: int
+    # (ConfigMap, data key) setting max_num_clients; None: nothing does (NVFlare's default applies)
+    max_clients_source: tuple[KObject, str] | None
+    max_jobs: int
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ class NvflareServer:
     admin_port: int | None
     cert: tuple[KObject, str] | None  # (ConfigMap, PEM) of server.crt
     root_ca: tuple[KObject, str] | None
+    capacity: Capacity
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -101,9 +117,52 @@ def find_servers(objects: Sequence[KObject]) -> list[NvflareServer]:
                 admin_port=fields.get("admin_port"),
                 cert=_pem(mounted, SERVER_CERT),
                 root_ca=_pem(mounted, ROOT_CA),
+                capacity=capacity(holder, mounted),
             )
         )
     return out
+
+
+def _servers0(text: Any) -> dict[str, Any]:
+    try:
+        doc = json.loads(str(text))
+    except ValueError:
+        return {}
+    servers = as_list(as_dict(doc).get("servers"))
+    return as_dict(servers[0]) if servers else {}
+
+
+def _max_jobs(text: Any) -> int | None:
+    try:
+        doc = json.loads(str(text))
+    except ValueError:
+        return None
+    for component in as_list(as_dict(doc).get("components")):
+        if as_dict(component).get("id") == "job_scheduler":
+            return to_int(as_dict(as_dict(component).get("args")).get("max_jobs"))
+    return None
+
+
+def capacity(holder: KObject, mounted: Sequence[KObject]) -> Capacity:
+    """NVFlare merges fed_server.json with the local resources file, the startup file winning a conflict
+    (nvflare.fuel.utils.dict_utils.augment without override), so max_num_clients comes from fed_server.json
+    first, then the resources file, then NVFlare's default."""
+    resources: tuple[KObject, str] | None = None
+    for name in RESOURCES:
+        found = next(((cm, name) for cm in mounted if cm is not holder and name in as_dict(cm.data.get("data"))), None)
+        if found is not None:
+            resources = found
+            break
+    candidates: list[tuple[KObject, str]] = [(holder, FED_SERVER), *([resources] if resources else [])]
+    for cm, key in candidates:
+        value = to_int(_servers0(as_dict(cm.data.get("data"))[key]).get("max_num_clients"))
+        if value is not None:
+            max_clients, source = value, (cm, key)
+            break
+    else:
+        max_clients, source = DEFAULT_MAX_CLIENTS, None
+    jobs = _max_jobs(as_dict(resources[0].data.get("data"))[resources[1]]) if resources else None
+    return Capacity(max_clients, source, jobs if jobs is not None else DEFAULT_MAX_JOBS)
 
 
 def _pem(configmaps: Iterable[KObject], key: str) -> tuple[KObject, str] | None:
@@ -156,3 +215,29 @@ def project_of(server: NvflareServer) -> str | None:
         return str(as_list(as_dict(doc).get("servers"))[0].get("name"))
     except (ValueError, IndexError, AttributeError, TypeError):
         return None
+
+
+def declared_sites(model: Model, server: NvflareServer) -> int | None:
+    """How many sites the spec of the server's federation declares (None: no loadable spec for it)."""
+    project = project_of(server)
+    info = model.federation_spec(project) if project else None
+    if info is None and server.config.source is not None:
+        info = model.spec_for(server.config.source.path)
+    fed = info.federation if info is not None else None
+    return len(fed.sites) if fed is not None and fed.name == project else None
+
+
+def server_containers(server: NvflareServer) -> list[tuple[str, dict[str, Any]]]:
+    """(pointer, container) of the containers that mount the kit ConfigMap holding fed_server.json: the ones
+    running NVFlare (and its job processes)."""
+    kit_volumes = set()
+    for volume in as_list(server.template.spec.get("volumes")):
+        volume = as_dict(volume)
+        sources = [as_dict(volume.get("configMap"))] + [as_dict(as_dict(s).get("configMap")) for s in as_list(as_dict(volume.get("projected")).get("sources"))]
+        if any(src.get("name") == server.config.name for src in sources):
+            kit_volumes.add(volume.get("name"))
+    return [
+        (ptr, c)
+        for ptr, c in server.template.containers()
+        if "/ephemeralContainers/" not in ptr and any(as_dict(m).get("name") in kit_volumes for m in as_list(c.get("volumeMounts")))
+    ]

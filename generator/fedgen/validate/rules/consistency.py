@@ -23,7 +23,17 @@ from fedgen.validate.k8s import (
     to_int,
 )
 from fedgen.validate.model import KObject, Model
-from fedgen.validate.nvflare import FED_CLIENT, FED_SERVER, ROOT_CA, SERVER_CERT, NvflareServer, find_clients, find_servers, project_of
+from fedgen.validate.nvflare import (
+    FED_CLIENT,
+    FED_SERVER,
+    ROOT_CA,
+    SERVER_CERT,
+    NvflareServer,
+    declared_sites,
+    find_clients,
+    find_servers,
+    project_of,
+)
 from fedgen.validate.rule import Hit, Rule, on
 from fedgen.validate.yamlsource import pointer
 
@@ -319,6 +329,19 @@ def client_config_mismatch(model: Model) -> Iterator[Hit]:
                 yield on(client.root_ca[0], pointer("data", ROOT_CA), f"the client's {ROOT_CA} is not the server's root CA: the client cannot verify the server")
 
 
+def max_clients_too_low(model: Model) -> Iterator[Hit]:
+    for _, server in _servers(model):
+        declared = declared_sites(model, server)
+        cap = server.capacity
+        if declared is None or cap.max_clients >= declared:
+            continue
+        where = f"max_num_clients in {cap.max_clients_source[1]}" if cap.max_clients_source else "NVFlare's default max_num_clients"
+        holder, key = cap.max_clients_source or (server.config, FED_SERVER)
+        yield on(holder, pointer("data", key),
+                 f"the server admits {cap.max_clients} clients ({where}) but the federation declares {declared} sites: "
+                 f"NVFlare refuses the other {declared - cap.max_clients} ('Maximum number of clients reached')")
+
+
 RULES = (
     Rule("FG601", "service-selector-no-pods", ERROR, "A Service's selector matches a pod template of its namespace (when the repo has workloads there).",
          "Make spec.selector equal labels of the pod template.", service_selector_no_pods),
@@ -346,4 +369,6 @@ RULES = (
          "Re-render the kit ConfigMap from the provisioning state.", fed_server_json_invalid),
     Rule("FG613", "client-config-mismatch", ERROR, "A site cluster's fed_client.json dials the server's fl port and name, expects its identity, and trusts its root CA.",
          "Re-render: the site kit and the server kit must come from the same spec and state.", client_config_mismatch),
+    Rule("FG616", "max-clients-too-low", ERROR, "The server's max_num_clients admits every site the federation declares.",
+         "Re-render (fedgen sizes max_num_clients from the declared sites), or raise server.maxClients in the spec.", max_clients_too_low),
 )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from fedgen.validate.finding import ERROR, WARNING
 from fedgen.validate.k8s import PodTemplate, as_dict, as_list, pod_templates, to_int
+from fedgen import sizing
 from fedgen.validate.model import KObject, Model
+from fedgen.validate.nvflare import declared_sites, find_servers, server_containers
 from fedgen.validate.rule import Hit, Rule, on
 
 DANGEROUS_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "NET_RAW", "BPF", "PERFMON"})
@@ -130,6 +133,25 @@ def load_balancer_open(model: Model) -> Iterator[Hit]:
                 yield on(obj, "/spec/loadBalancerSourceRanges", f"loadBalancerSourceRanges admits any address: ports {ports} are open")
 
 
+def server_memory_below_estimate(model: Model) -> Iterator[Hit]:
+    """The NVFlare server container's memory limit against the estimate for the federation (fedgen.sizing):
+    every declared site connected, max_jobs jobs of all of them running (docs/sizing.md)."""
+    for root in model.sync_roots:
+        for server in find_servers(list(root.objects)):
+            sites = declared_sites(model, server)
+            if sites is None:
+                continue
+            jobs = server.capacity.max_jobs
+            need = sizing.estimate_mib(sites, jobs)
+            for ptr, c in server_containers(server):
+                limit = as_dict(as_dict(c.get("resources")).get("limits")).get("memory")
+                have = sizing.memory_bytes(limit)
+                if limit is not None and (have is None or have < need * 2**20):
+                    yield on(server.template.owner, f"{ptr}/resources/limits/memory",
+                             f"memory limit {limit} of container {c.get('name')!r} is below the {math.ceil(need)}Mi the server needs "
+                             f"with {sites} sites and {jobs} jobs at once: the kernel kills it, and every running job, when it runs out")
+
+
 RULES = (
     Rule("FG701", "run-as-root", ERROR, "Containers run as non-root (runAsNonRoot true, never uid 0).",
          "Set securityContext.runAsNonRoot: true and a non-zero runAsUser.", run_as_root),
@@ -149,4 +171,8 @@ RULES = (
          "Set securityContext.capabilities.drop: [ALL].", capabilities_not_dropped),
     Rule("FG709", "load-balancer-open", WARNING, "LoadBalancer Services limit their source ranges (empty = open to the internet).",
          "Set server.loadBalancerSourceRanges in the spec to the sites' CIDRs and re-render.", load_balancer_open),
+    Rule("FG710", "server-memory-below-estimate", WARNING,
+         "The NVFlare server's memory limit covers the estimate for the federation's sites and concurrent jobs (docs/sizing.md).",
+         "Drop server.resources.memory from the spec to let fedgen size it, or raise it (or lower server.maxJobs), and re-render.",
+         server_memory_below_estimate),
 )
