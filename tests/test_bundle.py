@@ -88,7 +88,7 @@ def test_site_bundle_holds_only_its_own_kit(rendered: tuple[Path, Path], site_ar
             body = "".join(certs[other][field].strip().splitlines()[1:-1])[:64]
             assert all(body.encode() not in data.replace(b"\n", b"") for _, data in members.values()), (other, field)
     expected = {
-        "readme.txt", "README.md", "run.sh", "SHA256SUMS", "k8s/kustomization.yaml",
+        "readme.txt", "README.md", "run.sh", "doctor.sh", "doctor.py", "SHA256SUMS", "k8s/kustomization.yaml",
         "startup/client.crt", "startup/client.key", "startup/fed_client.json", "startup/rootCA.pem",
     }
     present = {n[len(SITE) + 1 :] for n, (i, _) in members.items() if i.isfile()}
@@ -247,6 +247,31 @@ def test_admin_bundle_opens_the_console_and_submits_jobs(rendered: tuple[Path, P
     submit = members[f"{ADMIN}/submit_job.py"][1]
     compile(submit, "submit_job.py", "exec")
     assert b"new_secure_session(USERNAME, KIT" in submit
+
+
+@pytest.mark.parametrize("name", [SITE, ADMIN])
+def test_every_bundle_carries_the_connectivity_doctor(rendered: tuple[Path, Path], site_archive: Path, tmp_path: Path, name: str) -> None:
+    """doctor.py is the package's own stdlib-only script, byte for byte; doctor.sh runs it on the kit with the
+    federation's version, both ports and the address the bundle was made for; the README explains it."""
+    from fedgen.bundle.build import doctor_script
+
+    archive = site_archive
+    if name == ADMIN:
+        archive = tmp_path / "admin.tar.gz"
+        assert _bundle(rendered, archive, ADMIN, "--server-address", ADDRESS).exit_code == 0
+    members = _members(archive)
+    info, script = members[f"{name}/doctor.py"]
+    assert script == doctor_script() and stat.S_IMODE(info.mode) == 0o755
+    info, wrapper = members[f"{name}/doctor.sh"]
+    assert stat.S_IMODE(info.mode) == 0o755
+    last = wrapper.decode().rstrip("\n").splitlines()[-1]
+    assert last == f'exec python3 "$KIT/doctor.py" --kit "$KIT" --nvflare 2.9.0 --fl-port 9102 --admin-port 9103 --server-address {ADDRESS} "$@"'
+    readme = members[f"{name}/README.md"][1].decode()
+    assert f"`./{name}/doctor.sh`" in readme and "FAIL: <cause> - <what to do>" in readme
+    # Run from another folder, it finds its kit; --help proves the arguments doctor.sh passes are complete.
+    subprocess.run(["tar", "-xzf", str(archive)], cwd=tmp_path, check=True)
+    proc = subprocess.run(["bash", str(tmp_path / name / "doctor.sh"), "--help"], capture_output=True, text=True, cwd="/", timeout=30)
+    assert proc.returncode == 0 and "--server-address" in proc.stdout, proc.stderr
 
 
 def test_unknown_name_and_the_server_are_input_errors(rendered: tuple[Path, Path], tmp_path: Path) -> None:

@@ -105,9 +105,14 @@ def test_spec_overrides_clients_jobs_and_resources(write_spec: SpecWriter, templ
     assert container["resources"]["requests"]["memory"] == container["resources"]["limits"]["memory"] == "6Gi"
     assert container["resources"]["requests"]["cpu"] == container["resources"]["limits"]["cpu"] == "2500m"
     # maxJobs alone sizes the memory: fewer jobs at once, less memory.
-    _, two = _rendered(write_spec, template_resources, lambda d: (_sites(600)(d), d["spec"]["server"].update(maxJobs=1)))
+    def one_job(d: dict[str, Any]) -> None:
+        _sites(600)(d)
+        d["spec"]["server"]["maxJobs"] = 1
+
+    _, one = _rendered(write_spec, template_resources, one_job)
     _, four = _rendered(write_spec, template_resources, _sites(600))
-    assert sizing.memory_bytes(two["resources"]["limits"]["memory"]) < sizing.memory_bytes(four["resources"]["limits"]["memory"])  # type: ignore[operator]
+    less, more = (sizing.memory_bytes(c["resources"]["limits"]["memory"]) for c in (one, four))
+    assert less is not None and more is not None and less < more
 
 
 def test_sites_enrolling_by_request_count(write_spec: SpecWriter, template_resources: bytes) -> None:

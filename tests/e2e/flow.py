@@ -557,7 +557,7 @@ def check_server_process(seen: dict[str, Any], pod: kube.ServerPod) -> None:
 
 
 @contextmanager
-def _reported(fed: Any, log: Callable[[str], None]) -> Iterator[None]:
+def reported(fed: Any, log: Callable[[str], None]) -> Iterator[None]:
     """On failure, add the last lines of every log to the error; always clean up (and a cleanup problem
     fails a run that otherwise passed)."""
     ok = False
@@ -608,7 +608,7 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
     facts["enrolled"] = {site: {"fingerprint": e.fingerprint, "command": e.command} for site, e in enrolled.items()}
     job = build_job(work / "jobs", sites)
     fed = Federation(work, rendered, sealing[0])
-    with _reported(fed, log):
+    with reported(fed, log):
         start = time.monotonic()
         fed.start_server()
         pod = fed.pod
@@ -711,7 +711,7 @@ def foreign_ca_flow(work: Path, sealing: tuple[bytes, bytes], *, log: Callable[[
     rogue_client = json.loads((rogue_kit / "startup" / "fed_client.json").read_text())
     assert ours_client["servers"] == rogue_client["servers"], "the foreign kit must dial the same name, port and identity"
     fed = Federation(work, ours, sealing[0])
-    with _reported(fed, log):
+    with reported(fed, log):
         fed.start_server()
         admin = fed.start_admin(admin_name, admin_kit)
         admin.call("login", TIMEOUTS["server_ready"], timeout=TIMEOUTS["server_ready"])

@@ -122,8 +122,9 @@ class Topology:
         ip("-n", name, "link", "set", "lo", "up")
         return name
 
-    def add_participant(self, label: str, dialled: list[str]) -> Leg:
-        """A namespace for one participant, its veth pair to the server, and the hosts mapping."""
+    def add_participant(self, label: str, dialled: list[str], *, mapped_to: str = SERVER_IP) -> Leg:
+        """A namespace for one participant, its veth pair to the server, and the hosts mapping (the dialled
+        names to mapped_to: the server, or e.g. 127.0.0.1 where something in between listens)."""
         n = len(self.legs) + 2
         assert n < 255
         ns = self._add_ns(label)
@@ -140,7 +141,7 @@ class Topology:
         self._etc.append(etc)
         (etc / "hosts").write_text(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{address}\t{label}\n" + "".join(f"{SERVER_IP}\t{name}\n" for name in dialled)
+            f"{address}\t{label}\n" + "".join(f"{mapped_to}\t{name}\n" for name in dialled)
         )
         leg = Leg(label, ns, address, veth_server, veth_peer)
         self.legs[label] = leg

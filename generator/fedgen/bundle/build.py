@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
@@ -88,7 +89,8 @@ def build_bundle(
 
 
 def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
-    """Kit + README.md + run.sh (+ k8s/ for a site, submit_job.py for an admin) + SHA256SUMS, as a tar.gz."""
+    """Kit + README.md + run.sh + doctor.sh/doctor.py (+ k8s/ for a site, submit_job.py for an admin) +
+    SHA256SUMS, as a tar.gz."""
     from fedgen.provision import KitFile
 
     p = ctx.participant
@@ -103,6 +105,8 @@ def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
         extra["README.md"] = Entry(texts.admin_readme(ctx, kit_files), FILE_MODE)
         extra["submit_job.py"] = Entry(texts.submit_job_py(ctx), EXEC_MODE)
     extra["run.sh"] = Entry(texts.run_sh(ctx), EXEC_MODE)
+    extra[texts.DOCTOR_SH] = Entry(texts.doctor_sh(ctx), EXEC_MODE)
+    extra[texts.DOCTOR_PY] = Entry(doctor_script(), EXEC_MODE)
     clash = sorted(set(extra) & set(kit))
     if clash:
         raise ExternalError(f"the kit of {p.name} already holds {', '.join(clash)}; cannot add fedgen's files")
@@ -114,6 +118,11 @@ def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
     empty = (f"{p.name}/transfer",) if p.kind == "admin" else ()
     archive = tar_gz(files, empty_dirs=empty)
     return Bundle(p.name, p.kind, MappingProxyType(files), empty, archive, sha256_hex(archive))
+
+
+def doctor_script() -> bytes:
+    """The connectivity doctor as shipped in bundles: fedgen.bundle.doctor's own source, byte for byte."""
+    return resources.files("fedgen.bundle").joinpath("doctor.py").read_bytes()
 
 
 def _check_single_key(name: str, files: Mapping[str, Entry]) -> None:
