@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,10 +42,12 @@ from fedgen.enroll import (
     fingerprint,
     inspect_request_zip,
     inspect_signed_zip,
+    key_fingerprint,
     request_path,
     server_root_pem,
     signed_path,
 )
+from fedgen.enroll.kit import key_fingerprint_command
 from fedgen.errors import InputError
 from fedgen.spec import load_federation
 from fedgen.state import StateDocument
@@ -192,6 +195,93 @@ def test_a_site_enrolls_without_its_key_leaving_its_folder(world: dict[str, Path
     restored = _approve(w, repo / REQ_REL)
     assert restored.exit_code == 0 and "restored" in restored.stderr
     assert (repo / SIGNED_REL).read_bytes() == signed
+
+def _readme_key_fingerprint(kit: Path) -> str:
+    """Run the command of the kit README's step 3 in the kit folder, as the site pastes it into a shell."""
+    section = (kit / "README.md").read_text().split("## 3. ", 1)[1].split("\n## ", 1)[0]
+    command = next(line.strip() for line in section.splitlines() if line.startswith("    python3 "))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", command], cwd=kit, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def _cert_key_sha256(signed_zip: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(inspect_signed_zip(signed_zip).certificate_pem)
+    return hashlib.sha256(cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def test_a_replaced_request_with_another_key_needs_replace(world: dict[str, Path], tmp_path: Path) -> None:
+    """Site names and orgs are public: an attacker's own `nvflare cert request` for the same site, swapped in
+    for the committed request by a pull request, is refused until the operator confirms the new key."""
+    w = world
+    repo = w["repo"]
+    request_dir = _site_request(w)
+    kit = request_dir.parent
+    site_fp = _readme_key_fingerprint(kit)
+    assert site_fp.startswith("SHA256:") and len(site_fp) == 7 + 32 * 3 - 1
+
+    # The attacker: the same public participant.yaml, its own key, its own folder and HOME.
+    attacker = tmp_path / "attacker"
+    (attacker / "home").mkdir(parents=True)
+    shutil.copy(kit / "participant.yaml", attacker / "participant.yaml")
+    _wait(_nvflare(["cert", "request", "-p", "participant.yaml"], attacker, attacker / "home"))
+    attacker_fp = _readme_key_fingerprint_of(attacker / SITE / f"{SITE}.csr")
+    assert attacker_fp != site_fp
+
+    (repo / REQ_REL).parent.mkdir(parents=True)
+    (repo / REQ_REL).write_bytes((request_dir / f"{SITE}.request.zip").read_bytes())
+    first = _approve(w, repo / REQ_REL, "--key-fingerprint", site_fp.lower().replace("sha256:", ""))
+    assert first.exit_code == 0 and "approved site-c" in first.stderr, first.output
+    assert f"request public key {site_fp}" in first.stderr
+
+    # The pull request that swaps the request zip is merged; approving it is refused, with both fingerprints.
+    (repo / REQ_REL).write_bytes((attacker / SITE / f"{SITE}.request.zip").read_bytes())
+    state_file = repo / ".fedgen/state/genomics/state.json"
+    before = _repo_state(repo)
+    refused = _approve(w, repo / REQ_REL)
+    assert refused.exit_code == 2, refused.output
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert attacker_fp in refused.stderr and site_fp in refused.stderr and "--replace" in refused.stderr
+    assert _repo_state(repo) == before
+    assert not any(w["scratch"].iterdir())
+
+    # Without the state's record, the committed signed zip (issued under the server's root) is the evidence.
+    recorded = state_file.read_bytes()
+    document = StateDocument.from_bytes(recorded, "state")
+    document.enrolled.clear()
+    state_file.write_bytes(document.to_bytes())
+    from_zip = _approve(w, repo / REQ_REL)
+    assert from_zip.exit_code == 2 and site_fp in from_zip.stderr and SIGNED_REL in from_zip.stderr, from_zip.output
+    state_file.write_bytes(recorded)
+    before = _repo_state(repo)
+
+    # The fingerprint the site sent over the second channel is not this request's.
+    wrong = _approve(w, repo / REQ_REL, "--replace", "--key-fingerprint", site_fp)
+    assert wrong.exit_code == 2 and "--key-fingerprint" in wrong.stderr and attacker_fp in wrong.stderr, wrong.output
+    assert _repo_state(repo) == before
+
+    # The operator confirmed the new key with the site (say it really lost its key): --replace signs it.
+    replaced = _approve(w, repo / REQ_REL, "--replace")
+    assert replaced.exit_code == 0 and "re-approved site-c" in replaced.stderr, replaced.output
+    assert f"request public key {attacker_fp}" in replaced.stderr and f"replaced the key signed for site-c before ({site_fp})" in replaced.stderr
+    signed = (repo / SIGNED_REL).read_bytes()
+    assert key_fingerprint(_cert_key_sha256(signed)) == attacker_fp
+
+    # Approving the same request again, without --replace, is unchanged and writes nothing.
+    before = _repo_state(repo)
+    again = _approve(w, repo / REQ_REL)
+    assert again.exit_code == 0 and "unchanged" in again.stderr and f"request public key {attacker_fp}" in again.stderr, again.output
+    assert _repo_state(repo) == before
+
+
+def _readme_key_fingerprint_of(csr: Path) -> str:
+    """The README's fingerprint command run on another CSR (the attacker's), to compare with approve's output."""
+    proc = subprocess.run(["bash", "-c", key_fingerprint_command(str(csr))], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
 
 # --------------------------------------------------------------------------------------- refused requests
 

@@ -46,7 +46,8 @@ def kit(site: str, spec: Path, repo: Path, state: str | None, out: Path | None) 
     participant.yaml       for `nvflare cert request -p participant.yaml`
     project_profile.yaml   the project profile approvals sign with (for reference)
     ROOTCA_FINGERPRINT     the root CA's SHA-256 fingerprint, to confirm out of band
-    README.md              the exact commands: request, pull request, nvflare package, run
+    README.md              the exact commands: request, the key's fingerprint to send over a
+                           second channel, pull request, nvflare package, run
     No key, and nothing secret: the root CA certificate comes from the state when it can be
     read (no lock taken), otherwise from the rendered ConfigMap nvflare-<server>-startup.
     SITE must be declared in the spec with `enrollment: request` (else exit 2).
@@ -60,6 +61,10 @@ def kit(site: str, spec: Path, repo: Path, state: str | None, out: Path | None) 
     _err(f"root CA from {made.root.source}")
     _err(f"wrote {', '.join(sorted(made.files))} to {target}/ for {site}")
     _err(f"root CA fingerprint {made.root.fingerprint}: tell {site} over a second channel (phone, signed mail)")
+    _err(
+        f"over that channel {site} sends you its key's fingerprint (README step 3): approve its request only with "
+        "that one (fedgen enroll approve REQUEST --key-fingerprint SHA256:...)"
+    )
 
 
 @enroll.command("approve")
@@ -67,26 +72,49 @@ def kit(site: str, spec: Path, repo: Path, state: str | None, out: Path | None) 
 @click.option("--spec", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The federation spec.")
 @click.option("--state", "state", metavar="LOCATION", help=_STATE_HELP)
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
+@click.option(
+    "--key-fingerprint",
+    "expected_key",
+    metavar="SHA256:AA:BB:...",
+    help="The public-key fingerprint the site sent over a second channel; refuse (exit 2) a request with another key.",
+)
+@click.option(
+    "--replace",
+    "replace_key",
+    is_flag=True,
+    help="Sign a request whose key differs from the one signed for the site before (confirm its fingerprint with the site first).",
+)
 @handle_errors
-def approve(request_zip: Path, spec: Path, state: str | None, repo: Path) -> None:
+def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expected_key: str | None, replace_key: bool) -> None:
     """Verify a site's request zip, sign it with the federation's CA, write the signed zip.
 
+    \b
+    Prints the request's public-key fingerprint (SHA256:AA:BB:...): the site reads its own
+    out to you over a second channel (phone, video call); compare before committing, or pass
+    it with --key-fingerprint so approve compares it before signing.
     \b
     Refused (exit 2, nothing written): another project, a site not declared with
     `enrollment: request`, another org, a bad name, a tampered or foreign CSR (digests,
     signature, CN), an RSA key under 2048 bits, any private key or unexpected file inside,
-    or a different request already committed for the site.
+    a different request already committed for the site, a key other than --key-fingerprint,
+    or a key other than the one already signed for the site (its state record, else the
+    committed signed zip) without --replace: site names and orgs are public, so anyone can
+    make a request that looks like the site's.
     Signs with NVFlare's own `nvflare cert approve` and the CA from the state (the root the
     server trusts); writes enrollment/<federation>/signed/<site>.signed.zip (and the request
     at enrollment/<federation>/requests/<site>.request.zip when it is not there yet);
     records the certificate in the state for `fedgen certs`. Approving an unchanged request
-    again writes nothing ('unchanged'); a new root CA or a new request signs anew.
+    again writes nothing ('unchanged'); a new root CA, or a new request with the same key,
+    signs anew.
     """
     from fedgen.enroll.approve import approve as do_approve
 
-    result = do_approve(spec=spec, request_zip=request_zip, repo=repo, state=state)
+    result = do_approve(spec=spec, request_zip=request_zip, repo=repo, state=state, replace_key=replace_key, expected_key=expected_key)
     signed = result.signed
     click.echo(result.signed_path)
+    _err(f"request public key {result.key_fingerprint}: {result.site} must have sent you this fingerprint over a second channel")
+    if result.replaced_key:
+        _err(f"replaced the key signed for {result.site} before ({result.replaced_key})")
     if result.action == "unchanged":
         _err(f"unchanged: {result.site}'s request is approved already and {result.signed_path} is current")
     else:

@@ -246,7 +246,7 @@ def sha256_fingerprint(pem: str | bytes) -> str:
 def readme_run_command(readme: str) -> str:
     """The client command of the enrollment README's "Run the client" section (an indented block with
     backslash continuations), as the site pastes it into a shell."""
-    section = readme.split("## 5. Run the client", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"## \d+\. Run the client", readme, maxsplit=1)[1].split("\n## ", 1)[0]
     lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
     start = next(i for i, line in enumerate(lines) if line.startswith("python3 "))
     end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))

@@ -10,7 +10,7 @@ For other parts of fedgen (validate, bundles, tests), the pure helpers:
                                                  server's root; all raise InputError with a one-line message
     request_path / signed_path / classify        where the files live (enrollment/<federation>/...)
     server_root_pem(repo, fed)                   rootCA.pem of the rendered startup ConfigMap (or None)
-    fingerprint(pem) / chains_to(cert, root) / holds_private_key(bytes)
+    fingerprint(pem) / key_fingerprint(sha256 hex) / chains_to(cert, root) / holds_private_key(bytes)
 The commands: fedgen.enroll.kit.make_kit and fedgen.enroll.approve.approve.
 """
 
@@ -27,6 +27,7 @@ from fedgen.enroll.inspect import (
     holds_private_key,
     inspect_request_zip,
     inspect_signed_zip,
+    key_fingerprint,
 )
 from fedgen.enroll.layout import ENROLLMENT_DIR, EnrollmentFile, classify, request_path, signed_path
 from fedgen.enroll.policy import check_pair, check_request, check_signed, request_site
@@ -55,6 +56,7 @@ __all__ = [
     "holds_private_key",
     "inspect_request_zip",
     "inspect_signed_zip",
+    "key_fingerprint",
     "request_path",
     "request_site",
     "server_root_pem",

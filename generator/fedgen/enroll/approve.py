@@ -4,8 +4,13 @@ Steps, all checks before any write (a refused request writes nothing):
 1. The request zip passes inspect_request_zip (shape, no key, digests, CSR) and check_request (this project,
    a site the spec declares with `enrollment: request`, the spec's org).
 2. If the repo already holds a different request for that site at enrollment/<fed>/requests/<site>.request.zip,
-   refuse: approve what was reviewed, or replace it through a pull request first.
-3. Under the state lock: the state's root CA must be the one the server trusts (rootCA.pem of the rendered
+   refuse: approve what was reviewed, or replace it through a pull request first. With --key-fingerprint, the
+   request's public key must have that fingerprint (the one the site sent over a second channel).
+3. A key was signed for the site before (the state's record; without one, a committed signed zip issued under
+   the server's root) and the request carries another: refuse unless --replace. Site names and orgs are
+   public, so anyone can make a request for them; a replaced request zip in a merged pull request must not
+   turn into a certificate for someone else's key without the operator confirming the new key with the site.
+4. Under the state lock: the state's root CA must be the one the server trusts (rootCA.pem of the rendered
    startup ConfigMap). Then, by the record in `StateDocument.enrolled[site]`:
    - same request digest, same root, signed zip present with the recorded digest: unchanged, nothing written;
    - same request and root, signed zip missing or different: the recorded signed zip is restored byte for byte;
@@ -35,13 +40,24 @@ from pathlib import Path
 from cryptography import x509
 
 from fedgen.enroll.files import inside, write_atomic
-from fedgen.enroll.inspect import MAX_ZIP_BYTES, RequestInfo, SignedInfo, fingerprint, inspect_request_zip, inspect_signed_zip, sha256_hex
+from fedgen.enroll.inspect import (
+    MAX_ZIP_BYTES,
+    RequestInfo,
+    SignedInfo,
+    certificate_key_sha256,
+    fingerprint,
+    inspect_request_zip,
+    inspect_signed_zip,
+    key_fingerprint,
+    sha256_hex,
+)
 from fedgen.enroll.kit import PROVISION_VERSION, profile_yaml
 from fedgen.enroll.layout import request_path, signed_path
 from fedgen.enroll.policy import check_pair, check_request, check_signed
 from fedgen.enroll.rootca import ROOT_KEY, configmap_path, from_document, from_repo
 from fedgen.errors import ExternalError, InputError
 from fedgen.spec import Federation, load_federation
+from fedgen.spec.model import Site
 from fedgen.state.document import StateDocument
 
 # NVFlare's centralized provisioning issues leaves for 360 days; enrolled sites get the same (capped by the root).
@@ -60,7 +76,9 @@ class ApproveResult:
     signed_path: str  # repo-relative
     signed: SignedInfo
     written: tuple[str, ...]  # repo-relative paths written (empty when unchanged)
+    key_fingerprint: str  # SHA256:AA:BB:... of the request's public key, for the site to confirm
     previous_serial: str | None = None  # re-approved: the certificate that stays valid until it expires
+    replaced_key: str | None = None  # --replace: the fingerprint of the key signed before, now replaced
 
 
 def _read_input(path: Path) -> bytes:
@@ -169,6 +187,58 @@ def sign_with_nvflare(fed: Federation, request: bytes, site: str, root_pem: byte
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class SignedKey:
+    """A public key a certificate for the site was already issued for, and where that is known from."""
+
+    sha256: str  # of the SubjectPublicKeyInfo, hex
+    source: str
+
+
+def signed_key(fed: Federation, site: Site, record: dict[str, str] | None, signed_zip: bytes | None, server_root: bytes, *, signed_rel: str, state: str) -> SignedKey | None:
+    """The key already signed for `site`: the state's record when there is one (what this operator signed,
+    under any root), else the committed signed zip when it is a valid approval for this site under the root the
+    server trusts (anything else in that file proves nothing: a pull request can put any bytes there)."""
+    if record is not None and record.get("certificate"):
+        try:
+            digest = certificate_key_sha256(record["certificate"].encode())
+        except ValueError:
+            raise ExternalError(f"state {state}: the recorded certificate of {site.name} does not parse") from None
+        return SignedKey(digest, f"certificate {record.get('serial', '?')} in state {state}")
+    if signed_zip is None:
+        return None
+    try:
+        info = inspect_signed_zip(signed_zip, what=signed_rel)
+        check_signed(fed, info, server_root, what=signed_rel)
+    except InputError:
+        return None
+    if info.name != site.name:
+        return None
+    return SignedKey(info.public_key_sha256, f"certificate {info.serial} in {signed_rel}")
+
+
+def _check_key(info: RequestInfo, previous: SignedKey | None, site: str, *, replace_key: bool, what: str) -> None:
+    if previous is None or previous.sha256 == info.public_key_sha256 or replace_key:
+        return
+    raise InputError(
+        f"{what}: the request's public key {key_fingerprint(info.public_key_sha256)} is not the key already signed for "
+        f"{site} ({key_fingerprint(previous.sha256)}, {previous.source}); anyone can request a certificate for a "
+        f"public site name and org: ask {site} over a second channel (phone, video call) for the fingerprint of the key "
+        "it made, and only when it is this one approve again with --replace"
+    )
+
+
+def normalize_key_fingerprint(value: str) -> str:
+    """SHA256:AA:BB:... from that form or plain hex (any case, with or without colons); InputError otherwise."""
+    text = value.strip()
+    if text[:7].upper() == "SHA256:":
+        text = text[7:]
+    digest = text.replace(":", "").lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise InputError(f"--key-fingerprint {value!r} is not a SHA-256 fingerprint (SHA256:AA:BB:..., 32 bytes)")
+    return key_fingerprint(digest)
+
+
 def _unchanged(record: dict[str, str] | None, info: RequestInfo, root_fp: str, committed: bytes | None, current: bytes | None) -> bool:
     return (
         record is not None
@@ -180,8 +250,15 @@ def _unchanged(record: dict[str, str] | None, info: RequestInfo, root_fp: str, c
     )
 
 
-def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = None) -> ApproveResult:
-    """Verify, sign (or find it unchanged), record and write; see the module docstring."""
+def approve(
+    *, spec: Path, request_zip: Path, repo: Path, state: str | None = None, replace_key: bool = False, expected_key: str | None = None
+) -> ApproveResult:
+    """Verify, sign (or find it unchanged), record and write; see the module docstring.
+
+    replace_key: sign a request whose key differs from the one signed before (--replace).
+    expected_key: the fingerprint the site sent over a second channel (--key-fingerprint); refused when the
+    request's key has another.
+    """
     from fedgen.state import open_store
 
     repo = repo.resolve()
@@ -192,6 +269,12 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
     what = str(request_zip)
     info = inspect_request_zip(data, what=what)
     site = check_request(fed, info, what=what)
+    key_fp = key_fingerprint(info.public_key_sha256)
+    if expected_key is not None and normalize_key_fingerprint(expected_key) != key_fp:
+        raise InputError(
+            f"{what}: the request's public key is {key_fp}, not {normalize_key_fingerprint(expected_key)} as given with "
+            f"--key-fingerprint: this is not the request {site.name} made; do not approve it"
+        )
     req_rel, signed_rel = request_path(fed.name, site.name), signed_path(fed.name, site.name)
     req_abs, signed_abs = repo / req_rel, repo / signed_rel
     for path in (req_abs, signed_abs):
@@ -203,8 +286,8 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
     committed = _read_optional(req_abs)
     if committed is not None and committed != data:
         raise InputError(
-            f"{req_rel} holds another request of {site.name} than {request_zip}: approve the committed (reviewed) one, "
-            "or replace it through a pull request first"
+            f"{req_rel} holds another request of {site.name} than {request_zip} (public key {key_fp}): approve the committed "
+            "(reviewed) one, or replace it through a pull request first"
         )
     rendered = from_repo(repo, fed)
     if rendered is None:
@@ -231,10 +314,18 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
     # Unchanged is decided without the lock (a save replaces the document atomically), so it writes nothing,
     # not even the lock file's holder record.
     document, root_pem, root_fp = load()
-    if _unchanged(document.enrolled.get(site.name), info, root_fp, committed, _read_optional(signed_abs)):
+    current = _read_optional(signed_abs)
+    if _unchanged(document.enrolled.get(site.name), info, root_fp, committed, current):
         recorded = document.enrolled[site.name]
         signed = inspect_signed_zip(base64.b64decode(recorded["signed_zip"]), what=f"recorded signed zip of {site.name}")
-        return ApproveResult("unchanged", fed.name, site.name, req_rel, signed_rel, signed, ())
+        return ApproveResult("unchanged", fed.name, site.name, req_rel, signed_rel, signed, (), key_fp)
+
+    def previous_key(document: StateDocument, current: bytes | None) -> SignedKey | None:
+        return signed_key(fed, site, document.enrolled.get(site.name), current, server_root, signed_rel=signed_rel, state=store.description)
+
+    # Refused before the lock, so a refusal writes nothing (not even the lock file); checked again under it.
+    previous = previous_key(document, current)
+    _check_key(info, previous, site.name, replace_key=replace_key, what=what)
 
     with store.lock():
         document, root_pem, root_fp = load()
@@ -255,8 +346,10 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
                 write_atomic(signed_abs, kept)
                 written.append(signed_rel)
             action = "restored" if written else "unchanged"
-            return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written))
+            return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp)
 
+        previous = previous_key(document, current)
+        _check_key(info, previous, site.name, replace_key=replace_key, what=what)
         signed_bytes = sign_with_nvflare(fed, data, site.name, root_pem, root_key.encode() if isinstance(root_key, str) else root_key)
         signed = inspect_signed_zip(signed_bytes, what="nvflare cert approve's signed zip")
         check_signed(fed, signed, server_root, what="nvflare cert approve's signed zip")
@@ -270,5 +363,6 @@ def approve(*, spec: Path, request_zip: Path, repo: Path, state: str | None = No
         write_atomic(signed_abs, signed_bytes)
         written.append(signed_rel)
     action = "re-approved" if record is not None else "approved"
-    previous = record.get("serial") if record is not None else None
-    return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), previous)
+    previous_serial = record.get("serial") if record is not None else None
+    replaced = key_fingerprint(previous.sha256) if previous is not None and previous.sha256 != info.public_key_sha256 else None
+    return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced)

@@ -134,6 +134,18 @@ def public_key_sha256(key: Any) -> str:
     return sha256_hex(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
+def key_fingerprint(public_key_sha256_hex: str) -> str:
+    """A public key's SHA-256 (hex of its SubjectPublicKeyInfo, as request.json records it) as SHA256:AA:BB:...,
+    the form a site reads out to the operator over a second channel."""
+    digest = public_key_sha256_hex.upper()
+    return "SHA256:" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def certificate_key_sha256(pem: bytes) -> str:
+    """public_key_sha256 of the key a PEM certificate carries."""
+    return public_key_sha256(x509.load_pem_x509_certificate(pem).public_key())
+
+
 def holds_private_key(data: bytes) -> bool:
     """True when the bytes carry a PEM private key marker (any kind)."""
     return _KEY_MARKER in data
@@ -244,17 +256,17 @@ def _yaml_mapping(data: bytes, member: str, what: str) -> dict[str, Any]:
 
 def _string(doc: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None, member: str, what: str) -> str:
     value = doc.get(key)
-    if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
+    if not isinstance(value, str) or not value or (pattern is not None and not pattern.fullmatch(value)):
         raise _fail(what, f"{member}: {key} {value!r} is missing or malformed")
     return value
 
 
 def _check_names(project: str, name: str, org: str, what: str) -> None:
-    if not PROJECT_NAME.match(project):
+    if not PROJECT_NAME.fullmatch(project):
         raise _fail(what, f"project {project!r} breaks NVFlare's project name rule ({PROJECT_NAME.pattern})")
-    if not SITE_NAME.match(name):
+    if not SITE_NAME.fullmatch(name):
         raise _fail(what, f"site name {name!r} breaks NVFlare's client name rule ({SITE_NAME.pattern})")
-    if not ORG_NAME.match(org):
+    if not ORG_NAME.fullmatch(org):
         raise _fail(what, f"org {org!r} breaks NVFlare's org rule (letters, digits and '_' only)")
 
 
@@ -306,7 +318,7 @@ def _is_host(value: str) -> bool:
         ipaddress.ip_address(value)
         return True
     except ValueError:
-        return bool(_HOST.match(value))
+        return bool(_HOST.fullmatch(value))
 
 
 def _subject(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
@@ -452,10 +464,10 @@ def inspect_signed_zip(data: bytes, *, what: str = "signed zip") -> SignedInfo:
     _expect_members(members, {"signed.json", "signed.json.sig", "site.yaml", cert_name, "rootCA.pem"}, what)
 
     digests = meta["hashes"]
-    if not isinstance(digests, dict) or set(digests) != _SIGNED_HASHES or not all(isinstance(v, str) and _SHA256_HEX.match(v) for v in digests.values()):
+    if not isinstance(digests, dict) or set(digests) != _SIGNED_HASHES or not all(isinstance(v, str) and _SHA256_HEX.fullmatch(v) for v in digests.values()):
         raise _fail(what, f"signed.json: hashes must be exactly {', '.join(sorted(_SIGNED_HASHES))} (sha256 hex)")
     certificate = meta["certificate"]
-    if not isinstance(certificate, dict) or set(certificate) != {"serial", "valid_until"} or not isinstance(certificate.get("serial"), str) or not _SERIAL.match(certificate["serial"]):
+    if not isinstance(certificate, dict) or set(certificate) != {"serial", "valid_until"} or not isinstance(certificate.get("serial"), str) or not _SERIAL.fullmatch(certificate["serial"]):
         raise _fail(what, "signed.json: certificate must hold serial (0x...) and valid_until")
     ca_info = meta["ca_info"]
     if not isinstance(ca_info, dict) or set(ca_info) != {"provision_version", "rootCA_fingerprint"}:

@@ -6,20 +6,22 @@ The kit (a folder, default ./<site>-enroll/):
     project_profile.yaml    the project profile `fedgen enroll approve` signs with (name, scheme grpc,
                             connection_security mtls, server host = the server's name = its certificate CN)
     ROOTCA_FINGERPRINT      SHA256:AA:BB:... of the federation's rootCA.pem, to confirm out of band
-    README.md               the exact commands: request, pull request, package, run
+    README.md               the exact commands: request, key fingerprint (second channel), pull request,
+                            package, run
 """
 
 from __future__ import annotations
 
 import io
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedgen.enroll.files import write_atomic
-from fedgen.enroll.layout import request_path, signed_path
+from fedgen.enroll.layout import REQUEST_SUFFIX, request_path, signed_path
 from fedgen.enroll.rootca import RootCA
 from fedgen.spec.model import Federation, Site
 
@@ -31,6 +33,15 @@ SCHEME = "grpc"  # what fedgen's provisioning uses (StaticFileBuilder scheme)
 CONNECTION_SECURITY = "mtls"  # what the rendered fed_server.json says
 PROVISION_VERSION = "00"  # nvflare package puts the kit under <workspace>/<project>/prod_00/<site>
 CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
+# Prints SHA256:AA:BB:... of the public key in a CSR (argv[1]), as `fedgen enroll approve` prints it. Python and
+# cryptography come with nvflare, so the site needs nothing else; it runs on the site's own CSR, not on the zip
+# that travels, so it tells what the site made.
+KEY_FINGERPRINT_PY = (
+    "import hashlib, sys; from cryptography import x509; from cryptography.hazmat.primitives import serialization as s; "
+    "d = hashlib.sha256(x509.load_pem_x509_csr(open(sys.argv[1], 'rb').read()).public_key()"
+    ".public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo)).hexdigest().upper(); "
+    "print('SHA256:' + ':'.join(d[i:i + 2] for i in range(0, 64, 2)))"
+)
 
 
 @dataclass(frozen=True)
@@ -91,23 +102,33 @@ def profile_yaml(fed: Federation, spec_name: str) -> bytes:
     return _yaml(header, project_profile(fed))
 
 
+def key_fingerprint_command(csr: str) -> str:
+    """The shell command that prints the fingerprint of the public key in the CSR file `csr`."""
+    return shlex.join(["python3", "-c", KEY_FINGERPRINT_PY, csr])
+
+
 def readme(fed: Federation, site: Site, root: RootCA, spec_name: str, out_name: str) -> bytes:
+    """The site's instructions. Every value in a command is shell-quoted (shlex), so no spec or path value can
+    turn into shell syntax when the site pastes a line."""
     req, signed = request_path(fed.name, site.name), signed_path(fed.name, site.name)
     s = fed.server
     kit = f"workspace/{fed.name}/prod_{PROVISION_VERSION}/{site.name}"
+    q = shlex.quote
     address = s.external_address
     mapping = (
         f"`{s.default_host}` must resolve to the server's address"
-        + (f" ({address}): e.g. add `{address} {s.default_host}` to /etc/hosts (or `--add-host {s.default_host}:{address}` for docker)." if address else
+        + (f" ({address}): e.g. add `{address} {s.default_host}` to /etc/hosts (or `--add-host {q(f'{s.default_host}:{address}')}` for docker)." if address else
            ": ask the operator for the external address and map it (e.g. `<address> " + s.default_host + "` in /etc/hosts).")
     )
+    branch = f"enroll-{site.name}"
+    request_zip = f"{site.name}/{site.name}{REQUEST_SUFFIX}"
     text = f"""# Enrolling site {site.name} in federation {fed.name}
 
 Made by `fedgen enroll kit {site.name}` from {spec_name}. Your private key is made here, by you, and never
 leaves this machine: what you send (a request zip) and what you get back (a signed zip) hold no key and
 are committed to the federation's GitOps repository ({fed.gitops.repo}, branch {fed.gitops.revision}).
 
-Needs python3 with `pip install nvflare=={fed.nvflare_version}` (the federation runs NVFlare {fed.nvflare_version}).
+Needs python3 with `pip install {q(f"nvflare=={fed.nvflare_version}")}` (the federation runs NVFlare {fed.nvflare_version}).
 
 ## 1. Check the root CA fingerprint out of band
 
@@ -118,47 +139,59 @@ call, signed mail): it is the only thing that proves the signed zip you will get
 
 ## 2. Make your key and request, in the kit folder
 
-    cd {out_name}
+    cd {q(out_name)}
     nvflare cert request -p {PARTICIPANT}
 
 This writes `./{site.name}/`: `{site.name}.key` (your private key, 0600: never send or commit it),
-`{site.name}.csr`, `request.json`, `site.yaml` and `{site.name}.request.zip` (CSR and metadata only).
+`{site.name}.csr`, `request.json`, `site.yaml` and `{site.name}{REQUEST_SUFFIX}` (CSR and metadata only).
 Keep the `./{site.name}/` folder: `nvflare package` needs it later.
 
-## 3. Open a pull request with the request zip
+## 3. Send your key's fingerprint to the operator over a second channel
+
+Site names and orgs are public: anyone can make a request that looks like yours, and a pull request can
+replace your request zip with theirs. The fingerprint of your public key tells the operator which request is
+yours. In the kit folder:
+
+    {key_fingerprint_command(f"{site.name}/{site.name}.csr")}
+
+Read the `SHA256:...` line it prints to the federation operator over a second channel (phone, video call,
+signed mail; not the pull request). The operator approves only a request whose key has exactly this
+fingerprint (`fedgen enroll approve` prints it).
+
+## 4. Open a pull request with the request zip
 
 In a clone of {fed.gitops.repo}:
 
-    git checkout -b enroll-{site.name} origin/{fed.gitops.revision}
-    mkdir -p {req.rsplit('/', 1)[0]}
-    cp <path to>/{out_name}/{site.name}/{site.name}.request.zip {req}
-    git add {req}
-    git commit -m "enroll {site.name} in {fed.name}"
-    git push -u origin enroll-{site.name}      # then open the pull request
+    {shlex.join(["git", "checkout", "-b", branch, f"origin/{fed.gitops.revision}"])}
+    {shlex.join(["mkdir", "-p", req.rsplit("/", 1)[0]])}
+    cp <path to>/{q(f"{out_name}/{request_zip}")} {q(req)}
+    {shlex.join(["git", "add", req])}
+    {shlex.join(["git", "commit", "-m", f"enroll {site.name} in {fed.name}"])}
+    {shlex.join(["git", "push", "-u", "origin", branch])}      # then open the pull request
 
-The PR check (`fedgen validate`) verifies the request's shape. After the merge the operator runs
-`fedgen enroll approve {req} --spec {spec_name}`, commits `{signed}` and tells you the root CA
-fingerprint: it must be the one in step 1.
+The PR check (`fedgen validate`) verifies the request's shape. After the merge the operator compares your
+key's fingerprint and runs `{shlex.join(["fedgen", "enroll", "approve", req, "--spec", spec_name, "--key-fingerprint", "SHA256:..."])}`,
+commits `{signed}` and tells you the root CA fingerprint: it must be the one in step 1.
 
-## 4. Package your startup kit
+## 5. Package your startup kit
 
 After pulling the operator's commit, in the kit folder:
 
-    nvflare package <clone>/{signed} \\
-        --request-dir {site.name} -w workspace --fingerprint {root.fingerprint}
+    nvflare package <clone>/{q(signed)} \\
+        {shlex.join(["--request-dir", site.name, "-w", "workspace", "--fingerprint", root.fingerprint])}
 
 `nvflare package` refuses a signed zip whose root CA has another fingerprint. It writes your kit to
 `{kit}/` (startup/client.key is copied from `./{site.name}/`). It warns that connect_to.host
 '{s.default_host}' "may be invalid": expected, the server's certificate is for `{s.name}` and that is what
 the kit checks.
 
-## 5. Run the client
+## 6. Run the client
 
 The kit dials `{s.default_host}:{s.fl_port}` and checks that the server's certificate is for `{s.name}`;
 {mapping}
 
-    python3 -u -m {CLIENT_MODULE} -m "$PWD/{kit}" -s fed_client.json \\
-        --set secure_train=true uid={site.name} config_folder=config org={site.org}
+    python3 -u -m {CLIENT_MODULE} -m "$PWD"/{q(kit)} -s fed_client.json \\
+        {shlex.join(["--set", "secure_train=true", f"uid={site.name}", "config_folder=config", f"org={site.org}"])}
 
 (from the kit folder; the workspace path must be absolute: the client changes into it before reading
 its startup files). Or `{kit}/startup/start.sh`, which restarts the client when it dies.
@@ -166,9 +199,10 @@ its startup files). Or `{kit}/startup/start.sh`, which restarts the client when 
 ## Later
 
 - The operator renewed the root CA: they re-approve your committed request (same key); pull, then run
-  step 4 again with `--force` and the new fingerprint.
-- You lost your key or want a new one: run step 2 again with `--force` and open a pull request replacing
-  `{req}`.
+  step 5 again with `--force` and the new fingerprint.
+- You lost your key or want a new one: run step 2 again with `--force`, send the new key's fingerprint
+  (step 3) and open a pull request replacing `{req}`. The operator's approval refuses a new key for your
+  site until they confirm it with you (`fedgen enroll approve --replace`).
 """
     return text.encode()
 

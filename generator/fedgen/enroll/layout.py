@@ -52,7 +52,7 @@ def classify(path: str) -> EnrollmentFile | None:
     For validate: every file under enrollment/ that classify() does not recognise (or that sits in the wrong
     folder for its suffix) is out of place.
     """
-    m = _PATH.match(path)
+    m = _PATH.fullmatch(path)
     if not m:
         return None
     kind = "request" if m["folder"] == REQUESTS else "signed"
