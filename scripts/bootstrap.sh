@@ -27,6 +27,7 @@ fi
 command -v kubectl >/dev/null 2>&1 || die "kubectl (with Kustomize v5) is required: it builds every sync root"
 kubectl kustomize --help >/dev/null 2>&1 || die "kubectl has no kustomize subcommand"
 command -v go >/dev/null 2>&1 || die "Go is required to install kubeconform and kubeseal"
+command -v git >/dev/null 2>&1 || die "git is required (client-bundle asks it whether a path is ignored; tests check ref names with it)"
 
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || die "$PYTHON is not Python 3.11"

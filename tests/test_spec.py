@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import re
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from ruamel.yaml import YAML
 
 from fedgen.cli import main
 from fedgen.errors import SpecErrors
 from fedgen.spec import load_federation
+from fedgen.spec.schema import SpecValidator, spec_schema
+from fedgen.spec.semantic import git_ref_problem
 from tests.support import REPO_ROOT, tree_snapshot
 
 GOOD = """\
@@ -76,6 +86,23 @@ BAD_SPECS = [
     ("long-tenant", "tenant: fl-1", "tenant: " + "t" * 45, "at most 40", "22:13"),
     ("max-clients-below-sites", "    hostNames: [server1]\n", "    hostNames: [server1]\n    maxClients: 1\n", "admits fewer clients than the 2 declared sites", "25:17"),
     ("memory-quantity", "    hostNames: [server1]\n", "    hostNames: [server1]\n    resources: {memory: 2GB}\n", "does not match", "25:25"),
+    # Strings are matched whole: a trailing newline (Python's `$` matches before one) or any control or
+    # invisible character is refused where it stands, in values and keys alike.
+    ("site-name-newline", "{name: client2, org: nvidia}", '{name: "client2\\n", org: nvidia}', "U+000A", "27:14"),
+    ("host-name-newline", "hostNames: [server1]", 'hostNames: ["server1\\n"]', "U+000A", "24:17"),
+    ("org-newline", "    org: nvidia\n    cluster", '    org: "nvidia\\n"\n    cluster', "U+000A", "20:10"),
+    ("admin-name-option", "{name: admin@nvidia.com,", "{name: -rf@nvidia.com,", "starting with a letter or digit", "29:14"),
+    ("admin-name-newline", "{name: admin@nvidia.com,", '{name: "admin@nvidia.com\\n",', "U+000A", "29:14"),
+    ("block-scalar-newline", "    name: server1\n", "    name: |\n      server1\n", "U+000A", "19:11"),
+    ("key-with-tab", "    engine: config-sync", '    "engine\\t": config-sync', "U+0009", "10:5"),
+    ("bidi-override", "{name: client2, org: nvidia}", '{name: "client\\u202e2", org: nvidia}', "U+202E", "27:14"),
+    ("hostile-revision", "fl-gitops.git\n", 'fl-gitops.git\n    revision: "main;touch${IFS}/tmp/x"\n', "does not match", "12:15"),
+    ("revision-dotdot", "fl-gitops.git\n", "fl-gitops.git\n    revision: main..x\n", "holds '..'", "12:15"),
+    ("revision-lock", "fl-gitops.git\n", "fl-gitops.git\n    revision: refs/heads/main.lock\n", "ends with '.lock'", "12:15"),
+    ("revision-option", "fl-gitops.git\n", "fl-gitops.git\n    revision: '--upload-pack'\n", "starts with '-'", "12:15"),
+    ("repo-shell", "repo: https://github.com/example/fl-gitops.git", "repo: 'https://github.com/x/y.git;id'", "does not match", "11:11"),
+    ("repo-credentials", "repo: https://github.com/example/fl-gitops.git", "repo: https://me:token@github.com/x/y.git", "does not match", "11:11"),
+    ("repo-ssh-option", "repo: https://github.com/example/fl-gitops.git", "repo: git@-oProxyCommand=x:y", "does not match", "11:11"),
 ]
 
 
@@ -171,3 +198,59 @@ def test_schema_command_prints_the_schema_file() -> None:
     result = CliRunner().invoke(main, ["schema"])
     assert result.exit_code == 0
     assert json.loads(result.stdout) == json.loads((REPO_ROOT / "generator" / "fedgen" / "schemas" / "federation.schema.json").read_text())
+
+
+def _schema_patterns(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for value in node.values():
+            yield from _schema_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schema_patterns(value)
+
+
+def test_schema_patterns_match_whole_strings_in_python_as_in_editors() -> None:
+    """Editors check `pattern` with ECMA-262 search semantics, where `$` is the end of the string; fedgen checks
+    the same schema with whole-string matches. The two agree when every pattern is anchored ^...$ and uses
+    no Python-only syntax; and then no value with a trailing newline passes, as it did with jsonschema's
+    re.search (Python's `$` also matches before a final newline)."""
+    schema = spec_schema()
+    patterns = list(_schema_patterns(schema))
+    assert len(patterns) >= 10
+    for pattern in patterns:
+        assert pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$"), pattern
+        assert not any(token in pattern for token in ("(?P", "\\A", "\\Z", "\\z", "(?i", "(?x", "(?s", "(?m")), pattern
+    data = YAML(typ="safe", pure=True).load(GOOD)
+    data["spec"]["platform"] = {"platformName": "dev"}
+    data["spec"]["gitops"]["revision"] = "main"
+    validator = SpecValidator(schema)
+    assert list(validator.iter_errors(data)) == []
+    for path in (("spec", "platform", "platformName"), ("spec", "gitops", "revision"), ("metadata", "name"), ("spec", "gitops", "repo")):
+        bad = copy.deepcopy(data)
+        holder = bad
+        for step in path[:-1]:
+            holder = holder[step]
+        holder[path[-1]] += "\n"
+        errors = list(validator.iter_errors(bad))
+        assert [e.validator for e in errors] == ["pattern"], (path, errors)
+        assert list(Draft202012Validator(schema).iter_errors(bad)) == [], "jsonschema's own pattern would accept it"
+
+
+REF_ALPHABET = "ab09._+/-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=REF_ALPHABET, min_size=1, max_size=12))
+def test_revision_rule_agrees_with_git_check_ref_format(ref: str) -> None:
+    """Within the schema's characters, fedgen accepts a revision exactly when git does (and never one that
+    starts with '-', which git would read as an option)."""
+    git = shutil.which("git")
+    assert git is not None, "git is needed (scripts/bootstrap.sh checks for it)"
+    by_git = subprocess.run([git, "check-ref-format", "--allow-onelevel", ref], capture_output=True, check=False).returncode == 0
+    ours = git_ref_problem(ref) is None
+    if ref.startswith("-"):
+        assert not ours
+    else:
+        assert ours == by_git, (ref, by_git)

@@ -82,7 +82,7 @@ def server_target(fed: Federation, server_address: str | None) -> ServerTarget:
         try:
             ip = str(ipaddress.ip_address(value))
         except ValueError:
-            if not _HOSTNAME.match(value):
+            if not _HOSTNAME.fullmatch(value):
                 raise InputError(f"--server-address {server_address!r} is neither an IP address nor a host name") from None
             host = value
     s = fed.server

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fedgen.errors import SpecErrors
+from fedgen.errors import InputError, SpecErrors
 from fedgen.sizing import NVFLARE_MAX_JOBS
 from fedgen.spec.model import (
     Admin,
@@ -22,7 +22,7 @@ from fedgen.spec.model import (
 )
 from fedgen.spec.schema import schema_errors
 from fedgen.spec.semantic import derived_bucket_name, semantic_problems
-from fedgen.spec.yamlsafe import load_yaml_file
+from fedgen.spec.yamlsafe import forbidden_character, load_yaml_file
 
 DEFAULT_FL_PORT = 8002
 DEFAULT_ADMIN_PORT = 8003
@@ -31,6 +31,10 @@ DEFAULT_ADMIN_PORT = 8003
 def load_federation(path: Path, *, now: datetime | None = None) -> Federation:
     """Load and check a spec; raise SpecErrors with every problem, sorted by position."""
     origin = _display(path)
+    bad = forbidden_character(str(path.absolute()))
+    if bad is not None:
+        # The spec's path is written into generated headers and commands: one line, always.
+        raise InputError(f"{origin!r}: the spec's path holds the control or invisible character U+{ord(bad):04X}; rename it")
     doc = load_yaml_file(path, origin=origin)
     errors = schema_errors(doc)
     if errors:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 
 from fedgen.paths import SPEC_SCHEMA
 from fedgen.spec.yamlsafe import LoadedYaml
@@ -19,9 +22,21 @@ def spec_schema() -> dict[str, Any]:
     return json.loads(SPEC_SCHEMA.read_text())
 
 
+def _whole_pattern(validator: Validator, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    """`pattern` matched against the whole string. In JSON Schema (ECMA-262) `$` is the end of the string; in
+    Python's re it also matches before a final newline, so jsonschema's re.search accepts "name\n" for "^name$".
+    Every pattern of the spec schema is anchored ^...$ (tests/test_spec.py checks), so a whole-string match is
+    exactly what an editor checks with the same schema."""
+    if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SpecValidator = validators.extend(Draft202012Validator, {"pattern": _whole_pattern})
+
+
 def schema_errors(doc: LoadedYaml) -> list[tuple[tuple[int, int], str]]:
     """All schema violations as ((line, col), 'FILE:LINE:COL: message'), sorted by position."""
-    validator = Draft202012Validator(spec_schema())
+    validator = SpecValidator(spec_schema())
     found: dict[str, tuple[int, int]] = {}
     for err in validator.iter_errors(doc.data):
         for path, key, message in _explain(err):

@@ -24,7 +24,7 @@ NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # folders, object names
 HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 NVFLARE_ORG = re.compile(r"^[A-Za-z0-9_]{1,63}$")
-EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
+EMAIL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
 RESERVED_NAMESPACES = frozenset(
     {
@@ -56,6 +56,7 @@ def semantic_problems(doc: LoadedYaml, spec_dir: Path, *, now: datetime | None =
     return [
         *_names(spec),
         *_references(spec),
+        *_revision(spec),
         *_server(spec),
         *_workspace(spec),
         *_nvflare_version(spec),
@@ -65,22 +66,22 @@ def semantic_problems(doc: LoadedYaml, spec_dir: Path, *, now: datetime | None =
 
 def _names(spec: dict[str, Any]) -> Iterator[Problem]:
     server = spec["server"]
-    if not DNS_LABEL.match(server["name"]):
+    if not DNS_LABEL.fullmatch(server["name"]):
         yield (["spec", "server", "name"], f"server name {server['name']!r} must be a DNS label (lower-case letters, digits, '-', starting with a letter, at most 40): it becomes the Service name clients dial", False)
     for i, cluster in enumerate(spec["clusters"]):
-        if not DNS_1123_LABEL.match(cluster["name"]):
+        if not DNS_1123_LABEL.fullmatch(cluster["name"]):
             yield (["spec", "clusters", i, "name"], f"cluster name {cluster['name']!r} must be a DNS label (lower-case letters, digits, '-'): it becomes the folder clusters/<name>", False)
     for i, site in enumerate(spec["sites"]):
-        if not DNS_1123_LABEL.match(site["name"]):
+        if not DNS_1123_LABEL.fullmatch(site["name"]):
             yield (["spec", "sites", i, "name"], f"site name {site['name']!r} must be a DNS label (lower-case letters, digits, '-', at most 63): it becomes file and object names", False)
     for i, admin in enumerate(spec["admins"]):
-        if not EMAIL.match(admin["name"]) or ".." in admin["name"]:
-            yield (["spec", "admins", i, "name"], f"admin name {admin['name']!r} must be an e-mail address (NVFlare requires it)", False)
+        if not EMAIL.fullmatch(admin["name"]) or ".." in admin["name"]:
+            yield (["spec", "admins", i, "name"], f"admin name {admin['name']!r} must be an e-mail address starting with a letter or digit (NVFlare requires an e-mail; it becomes a file name in commands)", False)
     orgs: list[tuple[Path_, str]] = [(["spec", "server", "org"], server["org"])]
     orgs += [(["spec", "sites", i, "org"], s["org"]) for i, s in enumerate(spec["sites"])]
     orgs += [(["spec", "admins", i, "org"], a["org"]) for i, a in enumerate(spec["admins"])]
     for path, org in orgs:
-        if not NVFLARE_ORG.match(org):
+        if not NVFLARE_ORG.fullmatch(org):
             yield (path, f"org {org!r} may hold only letters, digits and '_' (NVFlare rejects anything else, '-' included)", False)
     seen: dict[str, str] = {}
     entries: list[tuple[Path_, str, str]] = [(["spec", "server", "name"], server["name"], "server")]
@@ -119,10 +120,39 @@ def _references(spec: dict[str, Any]) -> Iterator[Problem]:
         yield (["spec", "admins"], "at least one admin must have role 'project_admin' (someone has to submit jobs)", True)
 
 
+def git_ref_problem(ref: str) -> str | None:
+    """Why `ref` is not a git ref name by `git check-ref-format --allow-onelevel` (within the schema's letters,
+    digits and . _ - + /, which leave out every character git refuses and every shell metacharacter), or
+    None. A leading '-' is refused too: git would read it as an option."""
+    if ref.startswith("-"):
+        return "it starts with '-'"
+    if ref.startswith("/") or ref.endswith("/") or "//" in ref:
+        return "it starts or ends with '/' or holds '//'"
+    if ".." in ref:
+        return "it holds '..'"
+    if ref.endswith("."):
+        return "it ends with '.'"
+    for part in ref.split("/"):
+        if part.startswith("."):
+            return f"its component {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"its component {part!r} ends with '.lock'"
+    return None
+
+
+def _revision(spec: dict[str, Any]) -> Iterator[Problem]:
+    revision = spec["gitops"].get("revision")
+    if revision is None:
+        return
+    problem = git_ref_problem(revision)
+    if problem is not None:
+        yield (["spec", "gitops", "revision"], f"gitops.revision {revision!r} is not a git branch, tag or commit name: {problem} (git check-ref-format)", False)
+
+
 def _server(spec: dict[str, Any]) -> Iterator[Problem]:
     server = spec["server"]
     tenant = server["tenant"]
-    if not NAMESPACE.match(tenant):
+    if not NAMESPACE.fullmatch(tenant):
         yield (["spec", "server", "tenant"], f"tenant {tenant!r} must be a DNS label (lower-case letters, digits, '-', at most 40): it is a namespace", False)
     elif tenant in RESERVED_NAMESPACES or tenant.startswith(RESERVED_NAMESPACE_PREFIXES):
         yield (["spec", "server", "tenant"], f"tenant {tenant!r} is a reserved namespace; pick a namespace of your own (e.g. fl-1)", False)
@@ -130,13 +160,13 @@ def _server(spec: dict[str, Any]) -> Iterator[Problem]:
     if ports and ports["fl"] == ports["admin"]:
         yield (["spec", "server", "ports", "admin"], f"admin port {ports['admin']} equals the fl port; NVFlare needs two ports", False)
     for i, host in enumerate(server.get("hostNames", [])):
-        if not HOST_NAME.match(host):
+        if not HOST_NAME.fullmatch(host):
             yield (["spec", "server", "hostNames", i], f"host name {host!r} is not a DNS host name (lower-case, dot-separated labels)", False)
     hosts = server.get("hostNames", [])
     if len(set(hosts)) != len(hosts):
         yield (["spec", "server", "hostNames"], "hostNames lists a name twice", False)
     address = server.get("externalAddress")
-    if address is not None and not (_is_ip(address) or HOST_NAME.match(address)):
+    if address is not None and not (_is_ip(address) or HOST_NAME.fullmatch(address)):
         yield (["spec", "server", "externalAddress"], f"externalAddress {address!r} is neither an IP address nor a DNS host name", False)
     for i, cidr in enumerate(server.get("loadBalancerSourceRanges", [])):
         try:
@@ -168,7 +198,7 @@ def _workspace(spec: dict[str, Any]) -> Iterator[Problem]:
         what = f"the derived bucket name {name!r} (<projectId>-<resourceNamePrefix>-<platformName>-<bucket>)"
     if name is None:
         return
-    if not BUCKET.match(name) or ".." in name or name.startswith("goog") or "google" in name:
+    if not BUCKET.fullmatch(name) or ".." in name or name.startswith("goog") or "google" in name:
         yield (path, f"{what} is not a valid GCS bucket name (3-63 of a-z 0-9 - _ ., starting and ending with a letter or digit, no 'goog' prefix)", False)
     elif len(name) > 63:
         yield (path, f"{what} is longer than 63 characters; set workspace.bucketName", False)

@@ -2,7 +2,9 @@
 
 Refused: more than MAX_BYTES, more than one document, anchors and aliases (alias bombs), tags other than
 the YAML core ones, duplicate keys, nesting deeper than MAX_DEPTH, more than MAX_ITEMS entries in one list or
-mapping or MAX_NODES values in all. Every refusal is a positioned SpecErrors.
+mapping or MAX_NODES values in all, and control or invisible formatting characters in any key or value (a
+"host\n" would end up in a kit as "host\n:8002", a line break in a name inside a generated command). Every
+refusal is a positioned SpecErrors.
 
 Bounded time: the positioned parse (ruamel.yaml, pure Python) costs ~0.25 ms per value and far more on some
 hostile inputs (a 20 KB line of "[" took seconds, quadratic in the nesting). So libyaml's C event parser
@@ -12,6 +14,7 @@ long or a second document before ruamel.yaml sees it.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +175,26 @@ def _precheck(text: str, origin: str) -> None:
         loader.dispose()
 
 
+# Unicode categories no spec string may hold: control (C0, DEL, C1: newline, tab, escape...), format (bidi
+# overrides, zero-width characters), line and paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def forbidden_character(text: str) -> str | None:
+    """The first control or invisible formatting character in `text`, or None."""
+    return next((c for c in text if unicodedata.category(c) in _FORBIDDEN_CATEGORIES), None)
+
+
+def _check_scalar(node: ScalarNode, origin: str, problems: list[str]) -> None:
+    bad = forbidden_character(node.value) if isinstance(node.value, str) else None
+    if bad is not None:
+        shown = node.value if len(node.value) <= 60 else node.value[:57] + "..."
+        problems.append(
+            f"{origin}:{node.start_mark.line + 1}:{node.start_mark.column + 1}: {shown!r} holds the control or invisible "
+            f"character U+{ord(bad):04X}; spec values and keys are single-line plain text (a trailing newline counts too)"
+        )
+
+
 def _check_nodes(node: Node, origin: str, problems: list[str], *, depth: int, seen: set[int]) -> None:
     where = f"{origin}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
     if id(node) in seen:  # an alias of an anchored node already reported
@@ -196,10 +219,13 @@ def _check_nodes(node: Node, origin: str, problems: list[str], *, depth: int, se
                 kw = f"{origin}:{key.start_mark.line + 1}:{key.start_mark.column + 1}"
                 problems.append(f"{kw}: YAML merge keys (<<) are not allowed in a spec")
                 continue
+            _check_scalar(key, origin, problems)
             _check_nodes(value, origin, problems, depth=depth + 1, seen=seen)
     elif isinstance(node, SequenceNode):
         for item in node.value:
             _check_nodes(item, origin, problems, depth=depth + 1, seen=seen)
+    elif isinstance(node, ScalarNode):
+        _check_scalar(node, origin, problems)
 
 
 def _marked(origin: str, exc: MarkedYAMLError) -> str:
