@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from fedgen.cli import main
@@ -142,7 +144,7 @@ def test_readme_and_run_sh_reference_existing_paths_and_the_right_module(site_ar
     assert f"{ADDRESS} {DIALLED}" in readme  # the /etc/hosts line
     assert OTHER_SPEC["spec"]["nvflare"]["image"] in readme and "-u 10000:10000" in readme
     assert f"-m {CLIENT_MODULE} \\\n  -m /workspace/nvfl/{SITE} -s fed_client.json" in readme
-    assert f"-v \"$PWD/{SITE}:/workspace/nvfl/{SITE}\"" in readme
+    assert f"-v \"$PWD\"/{SITE}:/workspace/nvfl/{SITE}" in readme
     assert "--set secure_train=true uid=site-a config_folder=config org=hospital_a" in readme
     assert f"--from-file=client.key={SITE}/startup/client.key" in readme
     info, run_sh = members[f"{SITE}/run.sh"]
@@ -335,15 +337,69 @@ def test_a_malformed_server_address_is_an_input_error(rendered: tuple[Path, Path
     assert result.exit_code == 2 and "neither an IP address nor a host name" in result.output
 
 
-def test_warns_when_the_archive_lands_unignored_in_a_git_work_tree(rendered: tuple[Path, Path], tmp_path: Path) -> None:
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if ".git" not in p.parts)
+
+
+def test_refuses_to_write_inside_a_repository_unless_git_ignores_it(rendered: tuple[Path, Path], tmp_path: Path) -> None:
+    git = tool("git")
     work = tmp_path / "work"
-    work.mkdir()
-    subprocess.run([tool("git"), "init", "-q", str(work)], check=True)
-    result = _bundle(rendered, work / "site-a.tar.gz")
-    assert result.exit_code == 0 and "never commit it" in result.output
+    (work / "sub").mkdir(parents=True)
+    subprocess.run([git, "init", "-q", str(work)], check=True)
+    (tmp_path / "link").symlink_to(work / "sub")
+    for out in (work / "site-a.tar.gz", work / "sub" / "site-a.tar.gz", tmp_path / "link" / "site-a.tar.gz"):
+        result = _bundle(rendered, out)
+        assert result.exit_code == 2, result.output
+        assert "git would not ignore it" in result.stderr and str(work) in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert _files(work) == ["sub"], "nothing may be written on a refusal"
+    # The spec's repository, not under git: nothing can tell whether it would be ignored there.
+    spec, repo = rendered
+    inside = _bundle(rendered, repo / "site-a.tar.gz")
+    assert inside.exit_code == 2 and "not a git work tree" in inside.stderr, inside.output
+    assert not (repo / "site-a.tar.gz").exists()
+
+    # Ignored by git: written, owner-only.
     (work / ".gitignore").write_text("*.tar.gz\n")
-    again = _bundle(rendered, work / "site-a.tar.gz")
-    assert again.exit_code == 0 and "never commit it" not in again.output
+    ignored = _bundle(rendered, work / "sub" / "site-a.tar.gz")
+    assert ignored.exit_code == 0, ignored.output
+    assert stat.S_IMODE((work / "sub" / "site-a.tar.gz").stat().st_mode) == 0o600
+    # Ignored by pattern but tracked already: `git commit -a` would take the new key, so it is refused.
+    subprocess.run([git, "-C", str(work), "add", "-f", "sub/site-a.tar.gz"], check=True)
+    before = (work / "sub" / "site-a.tar.gz").read_bytes()
+    tracked = _bundle(rendered, work / "sub" / "site-a.tar.gz", "site-b")
+    assert tracked.exit_code == 2 and "git would not ignore it" in tracked.stderr, tracked.output
+    assert (work / "sub" / "site-a.tar.gz").read_bytes() == before
+
+
+def test_default_output_is_an_owner_only_folder_in_home_outside_the_repository(rendered: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, repo = rendered
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    # Run from inside a git repository, as an operator does: the default does not land there.
+    cwd = tmp_path / "gitops"
+    cwd.mkdir()
+    subprocess.run([tool("git"), "init", "-q", str(cwd)], check=True)
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(main, ["client-bundle", SITE, "--spec", str(spec), "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    expected = home / "fedgen-bundles" / "genomics" / f"{SITE}.tar.gz"
+    assert result.stdout.strip() == str(expected)
+    assert stat.S_IMODE(expected.stat().st_mode) == 0o600
+    for folder in (home / "fedgen-bundles", home / "fedgen-bundles" / "genomics"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert _files(cwd) == []
+    # A folder left readable by others is tightened.
+    (home / "fedgen-bundles" / "genomics").chmod(0o755)
+    assert CliRunner().invoke(main, ["client-bundle", ADMIN, "--spec", str(spec), "--repo", str(repo)]).exit_code == 0
+    assert stat.S_IMODE((home / "fedgen-bundles" / "genomics").stat().st_mode) == 0o700
+    assert (home / "fedgen-bundles" / "genomics" / f"{ADMIN}.tar.gz").is_file()
+    # A home folder that is itself a repository not ignoring fedgen-bundles/ is refused like any other.
+    subprocess.run([tool("git"), "init", "-q", str(home)], check=True)
+    refused = CliRunner().invoke(main, ["client-bundle", "site-b", "--spec", str(spec), "--repo", str(repo)])
+    assert refused.exit_code == 2 and "git would not ignore it" in refused.stderr, refused.output
+    assert not (home / "fedgen-bundles" / "genomics" / "site-b.tar.gz").exists()
 
 
 def test_request_enrolled_site_has_no_bundle_and_others_still_do(write_spec, tmp_path):
@@ -392,3 +448,104 @@ def test_bundles_take_no_lock_and_run_in_parallel(rendered: tuple[Path, Path], s
     outcomes = [(p.wait(120), p.communicate()[1]) for p in procs]
     assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
     assert (tmp_path / "par" / "0.tar.gz").read_bytes() == site_archive.read_bytes()
+
+
+# ------------------------------------------------------------------------------ generated commands, quoted
+
+_STUB = '#!/bin/sh\nif [ "$1" = "-c" ]; then echo "$FAKE_NVFLARE_VERSION"; exit 0; fi\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n'
+# Characters a spec file name (or the folder a kit is unpacked in) may hold that mean something to a shell.
+_ODD = " $;'\"`&|<>()*?[]{}!#~\\=%"
+
+
+def _stubs(folder: Path) -> Path:
+    """python3, docker and fedgen that record their arguments (one per line) instead of running."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("python3", "docker", "fedgen"):
+        (folder / name).write_text(_STUB)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def _run_recorded(script: str, cwd: Path, stubs: Path, version: str, *, run_file: Path | None = None) -> list[str]:
+    args_file = cwd.parent / f"args-{os.getpid()}"
+    args_file.unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "FAKE_NVFLARE_VERSION": version, "ARGS_FILE": str(args_file)}
+    syntax = subprocess.run(["bash", "-n", *([str(run_file)] if run_file else ["-c", script])], capture_output=True, text=True, timeout=30)
+    assert syntax.returncode == 0, (script, syntax.stderr)
+    cmd = ["bash", str(run_file)] if run_file else ["bash", "-c", script]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, (script, proc.stderr)
+    return args_file.read_text().split("\n")[:-1]
+
+
+def _code_block_after(text: str, heading: str) -> str:
+    section = text.split(heading, 1)[1]
+    return section.split("```\n", 2)[1]
+
+
+@pytest.fixture(scope="module")
+def odd_folder(tmp_path_factory: pytest.TempPathFactory, sealing_keypair: tuple[Path, Path]) -> Path:
+    folder = tmp_path_factory.mktemp("odd") / "a b$c;d'e"
+    folder.mkdir()
+    shutil.copy(sealing_keypair[1], folder / "sealing.pem")
+    return folder
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    site=st.from_regex(r"[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?", fullmatch=True),
+    org=st.from_regex(r"[A-Za-z0-9_]{1,16}", fullmatch=True),
+    version=st.from_regex(r"2\.9\.[0-9]{1,3}([a-z0-9.+-]{0,8})?", fullmatch=True),
+    image=st.from_regex(r"[a-z0-9][a-z0-9._/-]{0,20}[a-z0-9](:[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?", fullmatch=True),
+    spec_stem=st.text(alphabet=_ODD + "ab", min_size=1, max_size=20),
+)
+def test_generated_commands_run_as_intended_with_odd_but_valid_values(odd_folder: Path, site: str, org: str, version: str, image: str, spec_stem: str) -> None:
+    """run.sh and the README commands, with any value the spec accepts (and a spec file name full of shell
+    syntax), pass `bash -n` and run exactly the intended command (stubs record the arguments)."""
+    from fedgen.bundle import texts
+    from fedgen.bundle.model import BundleContext, find_participant, server_target
+    from fedgen.spec import load_federation
+
+    assume(site not in ("site-b", "flserver", "gke-eu"))
+    data = copy.deepcopy(OTHER_SPEC)
+    data["spec"]["sites"][0] = {"name": site, "org": org}
+    data["spec"]["nvflare"] = {"version": version, "image": image}
+    spec = odd_folder / f"{spec_stem}.yaml"
+    dump_yaml(data, spec)
+    fed = load_federation(spec)
+    target = server_target(fed, ADDRESS)
+    ctx = BundleContext(fed, find_participant(fed, site), target, spec.name)
+    stubs = _stubs(odd_folder / "bin")
+    work = odd_folder / "work"
+    kit = work / site
+    kit.mkdir(parents=True, exist_ok=True)
+    inside = f"/workspace/nvfl/{site}"
+
+    # run.sh, from another folder: the client module with this kit, the values unchanged.
+    run_sh = kit / "run.sh"
+    run_sh.write_bytes(texts.run_sh(ctx))
+    for needed in ("fed_client.json", "client.crt", "client.key", "rootCA.pem"):
+        (kit / "startup").mkdir(exist_ok=True)
+        (kit / "startup" / needed).write_text("x")
+    assert _run_recorded("", odd_folder, stubs, version, run_file=run_sh) == texts.client_args(ctx, str(kit.resolve()))
+    doctor_sh = kit / "doctor.sh"
+    doctor_sh.write_bytes(texts.doctor_sh(ctx))
+    resolved = str(kit.resolve())
+    assert _run_recorded("", odd_folder, stubs, version, run_file=doctor_sh) == [
+        f"{resolved}/doctor.py", "--kit", resolved, "--nvflare", version, "--fl-port", "9102", "--admin-port", "9103", "--server-address", ADDRESS,
+    ]
+
+    # The README's docker block, pasted into a shell in the folder that holds the kit.
+    readme = texts.site_readme(ctx, []).decode()
+    docker = _code_block_after(readme, "## Run with docker")
+    assert _run_recorded(docker, work, stubs, version) == [
+        "run", "--rm", "-it", "--name", f"nvflare-{site}", "-u", "10000:10000", "--add-host", f"{DIALLED}:{ADDRESS}",
+        "-v", f"{work}/{site}:{inside}", "--entrypoint", "/usr/local/bin/python3", image, *texts.client_args(ctx, inside),
+    ]  # fmt: skip
+    assert _code_block_after(readme, "## Run with plain python").strip() == f"./{site}/run.sh"
+
+    # The admin README's upload command names the spec file as one argument, whatever it holds.
+    admin = BundleContext(fed, find_participant(fed, ADMIN), target, spec.name)
+    admin_readme = texts.admin_readme(admin, []).decode()
+    push = _code_block_after(admin_readme, "## Jobs kept in the workspace bucket")
+    assert _run_recorded(push, work, stubs, version) == ["workspace", "push", spec.name, "--jobs", "DIR"]

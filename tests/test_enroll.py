@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -526,3 +528,76 @@ def test_certs_reads_enrolled_sites_from_the_state(write_spec: SpecWriter) -> No
     assert row.status == "ok" and row.days_left is not None and row.days_left >= 359
     document.enrolled[SITE] = {"certificate": _cert(SITE, other_key, PROJECT, leaf_key, ca=False)}
     assert {c.name: c for c in certificate_report(fed, document, within_days=30)}[SITE].status == "stale"
+
+
+# ------------------------------------------------------------------------------ kit commands, quoted
+
+_RECORDER = '#!/bin/sh\n{ echo "$PWD"; printf "%s\\n" "$@"; echo --; } >> "$ARGS_FILE"\n'
+_ODD = " $;'\"`&|<>()*?[]{}!#~\\=%"
+
+
+def _indented_script(readme: str, heading: str) -> str:
+    """The indented command lines of a README section, as the site pastes them (placeholder lines left out)."""
+    section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
+    lines = [line[4:] for line in section.splitlines() if line.startswith("    ")]
+    return "\n".join(line for line in lines if "<path to>" not in line and "<clone>" not in line)
+
+
+def _recorded(script: str, cwd: Path, stubs: Path) -> list[list[str]]:
+    """Run `script` with stubbed git, nvflare, fedgen and python3; each call as [cwd, *args]."""
+    record = cwd.parent / "calls"
+    record.unlink(missing_ok=True)
+    assert subprocess.run(["bash", "-n", "-c", script], capture_output=True, timeout=30).returncode == 0, script
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "ARGS_FILE": str(record)}
+    proc = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, (script, proc.stderr)
+    calls = record.read_text().split("--\n")[:-1] if record.exists() else []
+    return [call.split("\n")[:-1] for call in calls]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    revision=st.text(alphabet="ab09._+/-", min_size=1, max_size=16),
+    out_name=st.text(alphabet=_ODD + "ab-", min_size=1, max_size=16),
+    spec_name=st.text(alphabet=_ODD + "ab/", min_size=1, max_size=16),
+)
+def test_kit_readme_commands_run_as_intended_with_odd_but_valid_values(write_spec: SpecWriter, tmp_path_factory: pytest.TempPathFactory, revision: str, out_name: str, spec_name: str) -> None:
+    """Every command of the kit README, with any revision the spec accepts and a kit folder and spec path full
+    of shell syntax, passes `bash -n` and runs exactly the intended command (stubs record the arguments)."""
+    from fedgen.enroll.kit import CLIENT_MODULE, readme
+    from fedgen.enroll.rootca import RootCA
+    from fedgen.spec.semantic import git_ref_problem
+
+    assume(git_ref_problem(revision) is None and out_name not in (".", ".."))
+
+    def edit(d: dict[str, Any]) -> None:
+        _with_request_site(d)
+        d["spec"]["gitops"]["revision"] = revision
+
+    fed = load_federation(write_spec(edit))
+    site = next(s for s in fed.sites if s.name == SITE)
+    root = RootCA(b"", "test", "SHA256:" + ":".join(["AB"] * 32))
+    text = readme(fed, site, root, spec_name, out_name).decode()
+    work = tmp_path_factory.mktemp("kit-commands")
+    stubs = work / "bin"
+    stubs.mkdir()
+    for tool_name in ("git", "nvflare", "fedgen", "python3"):
+        (stubs / tool_name).write_text(_RECORDER)
+        (stubs / tool_name).chmod(0o755)
+    clone = work / "clone"
+    (clone / out_name).mkdir(parents=True)
+
+    assert _recorded(_indented_script(text, "## 2. "), clone, stubs) == [[str(clone / out_name), "cert", "request", "-p", "participant.yaml"]]
+    c = str(clone)
+    assert _recorded(_indented_script(text, "## 4. "), clone, stubs) == [
+        [c, "checkout", "-b", f"enroll-{SITE}", f"origin/{revision}"],
+        [c, "add", REQ_REL],
+        [c, "commit", "-m", f"enroll {SITE} in {PROJECT}"],
+        [c, "push", "-u", "origin", f"enroll-{SITE}"],
+        [c, "enroll", "approve", REQ_REL, "--spec", spec_name, "--key-fingerprint", "SHA256:..."],
+    ]
+    assert (clone / REQ_REL).parent.is_dir()  # the mkdir -p line ran as written
+    kit = f"workspace/{PROJECT}/prod_00/{SITE}"
+    assert _recorded(_indented_script(text, "## 6. "), clone, stubs) == [
+        [c, "-u", "-m", CLIENT_MODULE, "-m", f"{c}/{kit}", "-s", "fed_client.json", "--set", "secure_train=true", f"uid={SITE}", "config_folder=config", f"org={ORG}"],
+    ]

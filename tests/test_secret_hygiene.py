@@ -178,7 +178,7 @@ def test_state_files_and_folders_are_owner_only(rendered: Path, write_spec: Spec
     for file in files:
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     # Bundles (they hold a private key) are written owner-only too.
-    bundle = rendered / "site-a.tar.gz"
+    bundle = rendered.parent / "site-a.tar.gz"  # outside the repository: client-bundle refuses to write in it
     spec = rendered / "spec" / "federation.yaml"
     result = CliRunner().invoke(main, ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(rendered), "--out", str(bundle)])
     assert result.exit_code == 0, result.output

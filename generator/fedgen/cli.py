@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shlex
 import sys
 import traceback
 from collections.abc import Callable
@@ -110,7 +111,7 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
             click.echo(f"sealing-certificate\t{cert.cluster}\t{' or '.join(cert.recorded) or 'none'} -> {cert.new}")
             _err(f"drift: {cert.describe()}; not sealed to it: a render needs --accept-sealing-cert {cert.new}")
         if not result.plan.is_noop:
-            _err(f"drift: the repo differs from the render ({summary}); run fedgen render {spec}")
+            _err(f"drift: the repo differs from the render ({summary}); run fedgen render {shlex.quote(str(spec))}")
         sys.exit(1)
     _err(f"done: {summary}")
 

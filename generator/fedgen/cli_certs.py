@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -69,6 +70,6 @@ def rotate(spec: Path, participant: str | None, repo: Path, state: str | None, r
     server = result.federation.server.name
     to_hand_out = [n for n in result.issued if n != server]
     if to_hand_out:
-        click.echo(f"redistribute bundles: {', '.join(to_hand_out)} (fedgen client-bundle NAME --spec {spec})", err=True)
+        click.echo(f"redistribute bundles: {', '.join(to_hand_out)} (fedgen client-bundle NAME --spec {shlex.quote(str(spec))})", err=True)
     if server in result.issued:
         click.echo("the server's kit changed: commit the rendered files so Config Sync rolls the server", err=True)

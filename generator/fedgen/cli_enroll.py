@@ -5,6 +5,7 @@ Registered on `fedgen.cli.main` at the bottom of cli.py. Thin: parse, call fedge
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -124,5 +125,5 @@ def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expect
         )
         if result.previous_serial and result.previous_serial != signed.serial:
             _err(f"note: the previous certificate {result.previous_serial} stays valid until it expires (NVFlare has no revocation)")
-        _err(f"wrote {', '.join(result.written)}: commit and push (git add {' '.join(result.written)})")
+        _err(f"wrote {', '.join(result.written)}: commit and push ({shlex.join(['git', 'add', *result.written])})")
     _err(f"root CA fingerprint {signed.rootca_fingerprint}: confirm it with {result.site} out of band; they pass it to nvflare package --fingerprint")

@@ -27,7 +27,11 @@ def _err(message: str) -> None:
 @click.argument("name")
 @click.option("--spec", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The federation spec.")
 @click.option("--state", "state", metavar="LOCATION", help=_STATE_HELP)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Archive to write. Default: ./<NAME>.tar.gz.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Archive to write (not inside a repository unless git ignores it). Default: ~/fedgen-bundles/<federation>/<NAME>.tar.gz.",
+)
 @click.option("--server-address", metavar="HOST_OR_IP", help="The server's external address, written into the run commands.")
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
 @handle_errors
@@ -41,6 +45,12 @@ def client_bundle(name: str, spec: Path, state: str | None, out: Path | None, se
     and NAME.tar.gz.sha256 beside it. The same state gives the same bytes.
 
     \b
+    Written to ~/fedgen-bundles/<federation>/NAME.tar.gz by default (folders 0700), outside
+    the repository: the archive holds a private key. A path inside a git repository (--repo,
+    the current one, any) is refused (exit 2) unless git ignores it; so is a path inside
+    --repo when that folder is no git repository.
+
+    \b
     Never writes the state: render first (`fedgen render SPEC`), so the bundle and the cluster
     share one CA. Takes no lock (it only reads one atomically saved state): bundles of one
     federation run in parallel. The server has no bundle: its kit reaches the cluster only
@@ -49,10 +59,8 @@ def client_bundle(name: str, spec: Path, state: str | None, out: Path | None, se
     from fedgen.bundle import build_bundle, write_bundle
 
     bundle = build_bundle(spec=spec, name=name, state=state, repo=repo, server_address=server_address)
-    written = write_bundle(bundle, out)
+    written = write_bundle(bundle, out, repo=repo)
     click.echo(str(written.path))
-    for warning in written.warnings:
-        _err(f"warning: {warning}")
     _err(f"wrote {written.path}: {bundle.kind} {bundle.name}, {len(bundle.archive)} bytes, owner-only (0600)")
     _err(f"sha256 {written.sha256} (in {written.checksum_path}); send it to {bundle.name} over a second channel")
 

@@ -12,6 +12,7 @@ render.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +21,7 @@ from types import MappingProxyType
 
 from fedgen.bundle import k8s, texts
 from fedgen.bundle.archive import Entry, sha256_hex, tar_gz, write_atomic
+from fedgen.bundle.destination import check_outside_repository, default_out, prepare_default
 from fedgen.bundle.model import BundleContext, find_participant, server_target
 from fedgen.errors import ExternalError, InputError
 from fedgen.spec import load_federation
@@ -33,6 +35,7 @@ CHECKSUM_FILE_MODE = 0o644
 
 @dataclass(frozen=True)
 class Bundle:
+    federation: str
     name: str
     kind: str  # site | admin
     files: Mapping[str, Entry]  # archive path ("<name>/...") -> data and mode
@@ -46,7 +49,6 @@ class WrittenBundle:
     path: Path
     checksum_path: Path
     sha256: str
-    warnings: tuple[str, ...] = ()
 
 
 def build_bundle(
@@ -66,7 +68,7 @@ def build_bundle(
     if any(s.name == name and s.enrollment == "request" for s in fed.sites):
         raise InputError(
             f"{name} enrolls by request: it makes its own key, so fedgen has no bundle for it; give it "
-            f"`fedgen enroll kit {name} --spec {spec}` and approve its request with `fedgen enroll approve`"
+            f"`{shlex.join(['fedgen', 'enroll', 'kit', name, '--spec', str(spec)])}` and approve its request with `fedgen enroll approve`"
         )
     target = server_target(fed, server_address)
     store = open_store(state, repo.resolve(), fed.name)
@@ -74,14 +76,14 @@ def build_bundle(
     document.require_project(fed.name, store.description)
     if not document.nvflare_cert:
         raise InputError(
-            f"state {store.description} holds no certificates yet: run `fedgen render {spec}` first "
+            f"state {store.description} holds no certificates yet: run `fedgen render {shlex.quote(str(spec))}` first "
             "(pass the same --state), then make the bundle"
         )
     result = provision(fed.provisioned, document, kits_for=[name])
     if result.issued:
         raise InputError(
             f"state {store.description} is behind the spec: a render would issue certificates for "
-            f"{', '.join(result.issued)}. Run `fedgen render {spec}` and commit first, so the site and the "
+            f"{', '.join(result.issued)}. Run `fedgen render {shlex.quote(str(spec))}` and commit first, so the site and the "
             "cluster share one state (a bundle never writes the state)"
         )
     ctx = BundleContext(fed, participant, target, spec.name)
@@ -117,7 +119,7 @@ def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
     # The admin console uploads from and downloads to transfer/ (fed_admin.json); ship it, empty.
     empty = (f"{p.name}/transfer",) if p.kind == "admin" else ()
     archive = tar_gz(files, empty_dirs=empty)
-    return Bundle(p.name, p.kind, MappingProxyType(files), empty, archive, sha256_hex(archive))
+    return Bundle(ctx.federation.name, p.name, p.kind, MappingProxyType(files), empty, archive, sha256_hex(archive))
 
 
 def doctor_script() -> bytes:
@@ -132,46 +134,19 @@ def _check_single_key(name: str, files: Mapping[str, Entry]) -> None:
         raise ExternalError(f"the bundle of {name} would hold private keys in {', '.join(holders) or 'no file'}; refusing")
 
 
-def default_out(name: str) -> Path:
-    return Path(f"{name}.tar.gz")
-
-
-def write_bundle(bundle: Bundle, out: Path | None = None) -> WrittenBundle:
-    """Write the archive (0600, atomically, never through a symlink) and `<out>.sha256` beside it."""
-    path = out if out is not None else default_out(bundle.name)
+def write_bundle(bundle: Bundle, out: Path | None = None, *, repo: Path = Path(".")) -> WrittenBundle:
+    """Write the archive (0600, atomically, never through a symlink) and `<out>.sha256` beside it; by default
+    to ~/fedgen-bundles/<federation>/<name>.tar.gz. Refused before anything is written when the path lies in a
+    repository and git would not ignore it (fedgen.bundle.destination)."""
+    path = out if out is not None else default_out(bundle.federation, bundle.name)
     checksum_path = path.with_name(path.name + ".sha256")
     for p in (path, checksum_path):
         if p.is_symlink():
             raise InputError(f"{p}: is a symbolic link; refusing to write through it")
+    check_outside_repository(path, repo)
+    if out is None:
+        prepare_default(path)
     write_atomic(path, bundle.archive, mode=ARCHIVE_MODE)
     write_atomic(checksum_path, f"{bundle.sha256}  {path.name}\n".encode(), mode=CHECKSUM_FILE_MODE)
-    warnings = []
-    repo = _unignored_in_git(path)
-    if repo is not None:
-        warnings.append(
-            f"{path} holds a private key and sits in the git work tree {repo} without being ignored: "
-            "never commit it (add it to .gitignore, or write it elsewhere with --out)"
-        )
-    return WrittenBundle(path, checksum_path, bundle.sha256, tuple(warnings))
+    return WrittenBundle(path, checksum_path, bundle.sha256)
 
-
-def _unignored_in_git(path: Path) -> Path | None:
-    """The git work tree holding `path` when git would not ignore it; None otherwise (or without git)."""
-    import shutil
-    import subprocess
-
-    folder = path.resolve().parent
-    top = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
-    git = shutil.which("git")
-    if top is None or git is None:
-        return None
-    try:
-        proc = subprocess.run(
-            [git, "-C", str(top), "check-ignore", "-q", "--", str(path.resolve())],
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return top if proc.returncode == 1 else None

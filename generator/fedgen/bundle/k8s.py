@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,7 @@ def site_names(ctx: BundleContext) -> SiteNames:
 def secret_command(ctx: BundleContext, key_path: str) -> str:
     """The command a site runs to create the key Secret from its own copy of the kit."""
     n = site_names(ctx)
-    return f"kubectl -n {n.namespace} create secret generic {n.key_secret} --from-file=client.key={key_path}"
+    return shlex.join(["kubectl", "-n", n.namespace, "create", "secret", "generic", n.key_secret, f"--from-file=client.key={key_path}"])
 
 
 def _labels(ctx: BundleContext) -> dict[str, str]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -302,7 +303,7 @@ def approve(
         root_pem = from_document(document, f"state {store.description}")
         root_key = document.nvflare_cert.get(ROOT_KEY)
         if root_pem is None or not root_key:
-            raise InputError(f"state {store.description} holds no root CA: run `fedgen render {spec}` first (with the same --state)")
+            raise InputError(f"state {store.description} holds no root CA: run `fedgen render {shlex.quote(str(spec))}` first (with the same --state)")
         root_fp = fingerprint(root_pem)
         if root_fp != fingerprint(server_root):
             raise InputError(

@@ -139,7 +139,7 @@ call, signed mail): it is the only thing that proves the signed zip you will get
 
 ## 2. Make your key and request, in the kit folder
 
-    cd {q(out_name)}
+    cd {q(out_name if not out_name.startswith("-") else f"./{out_name}")}
     nvflare cert request -p {PARTICIPANT}
 
 This writes `./{site.name}/`: `{site.name}.key` (your private key, 0600: never send or commit it),
@@ -169,8 +169,11 @@ In a clone of {fed.gitops.repo}:
     {shlex.join(["git", "commit", "-m", f"enroll {site.name} in {fed.name}"])}
     {shlex.join(["git", "push", "-u", "origin", branch])}      # then open the pull request
 
-The PR check (`fedgen validate`) verifies the request's shape. After the merge the operator compares your
-key's fingerprint and runs `{shlex.join(["fedgen", "enroll", "approve", req, "--spec", spec_name, "--key-fingerprint", "SHA256:..."])}`,
+The PR check (`fedgen validate`) verifies the request's shape. After the merge the operator runs, with
+the fingerprint you sent in step 3,
+
+    {shlex.join(["fedgen", "enroll", "approve", req, "--spec", spec_name, "--key-fingerprint", "SHA256:..."])}
+
 commits `{signed}` and tells you the root CA fingerprint: it must be the one in step 1.
 
 ## 5. Package your startup kit
@@ -240,6 +243,7 @@ def make_kit(*, spec: Path, site: str, repo: Path, state: str | None = None, out
     from fedgen.enroll.rootca import locate
     from fedgen.errors import InputError
     from fedgen.spec import load_federation
+    from fedgen.spec.yamlsafe import forbidden_character
 
     repo = repo.resolve()
     if not repo.is_dir():
@@ -248,6 +252,9 @@ def make_kit(*, spec: Path, site: str, repo: Path, state: str | None = None, out
     the_site = request_site(fed, site, what="fedgen enroll kit")
     root, notes = locate(fed, repo, state)
     target = out if out is not None else Path(f"{site}-enroll")
+    bad = forbidden_character(target.name)
+    if bad is not None:  # the name goes into the README's commands, one line each
+        raise InputError(f"{target}: --out holds the control or invisible character U+{ord(bad):04X}; choose another folder name")
     if target.exists() and not target.is_dir():
         raise InputError(f"{target}: exists and is not a folder")
     try:
