@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from fedgen.enroll.inspect import RequestInfo, SignedInfo, fingerprint
 from fedgen.errors import InputError
 from fedgen.spec.model import Federation, Site
@@ -19,7 +21,7 @@ def request_site(fed: Federation, name: str, *, what: str) -> Site:
     if site.enrollment != "request":
         raise InputError(
             f"{what}: site {name!r} enrolls by bundle (the default): fedgen makes its key, so it gets "
-            f"`fedgen client-bundle {name} --spec SPEC`; to let the site keep its own key, set "
+            f"`fedgen client-bundle {shlex.quote(name)} --spec SPEC`; to let the site keep its own key, set "
             f"`enrollment: request` for it in the spec and render"
         )
     return site
