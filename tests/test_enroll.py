@@ -532,7 +532,7 @@ def test_certs_reads_enrolled_sites_from_the_state(write_spec: SpecWriter) -> No
 
 # ------------------------------------------------------------------------------ kit commands, quoted
 
-_RECORDER = '#!/bin/sh\n{ echo "$PWD"; printf "%s\\n" "$@"; echo --; } >> "$ARGS_FILE"\n'
+_RECORDER = '#!/bin/sh\n{ printf "%s\\n" "$PWD" "$@"; echo --; } >> "$ARGS_FILE"\n'
 _ODD = " $;'\"`&|<>()*?[]{}!#~\\=%"
 
 
