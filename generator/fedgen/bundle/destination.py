@@ -49,9 +49,10 @@ def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     if git is None:
         raise ExternalError("git not found: client-bundle asks git whether the archive would be committed; install git")
     # Without GIT_DIR, GIT_WORK_TREE and friends: the answer is about the folder, not about a caller's setting.
+    # No fsmonitor hook either: reading the index must not start a program a repository's config names.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     try:
-        return subprocess.run([git, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False)  # noqa: S603
+        return subprocess.run([git, "-c", "core.fsmonitor=false", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False)  # noqa: S603
     except (OSError, subprocess.SubprocessError) as exc:
         raise ExternalError(f"git {args[0]} could not run in {cwd}: {exc}") from None
 
