@@ -532,7 +532,7 @@ def test_certs_reads_enrolled_sites_from_the_state(write_spec: SpecWriter) -> No
 
 # ------------------------------------------------------------------------------ kit commands, quoted
 
-_RECORDER = '#!/bin/sh\n{ printf "%s\\n" "$PWD" "$@"; echo --; } >> "$ARGS_FILE"\n'
+_RECORDER = '#!/bin/sh\n{ printf "%s\\n" "$PWD" "$@"; echo "<end of call>"; } >> "$ARGS_FILE"\n'
 _ODD = " $;'\"`&|<>()*?[]{}!#~\\=%"
 
 
@@ -551,8 +551,13 @@ def _recorded(script: str, cwd: Path, stubs: Path) -> list[list[str]]:
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "ARGS_FILE": str(record)}
     proc = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, (script, proc.stderr)
-    calls = record.read_text().split("--\n")[:-1] if record.exists() else []
-    return [call.split("\n")[:-1] for call in calls]
+    calls: list[list[str]] = [[]]
+    for line in record.read_text().splitlines() if record.exists() else []:
+        if line == "<end of call>":
+            calls.append([])
+        else:
+            calls[-1].append(line)
+    return calls[:-1]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
