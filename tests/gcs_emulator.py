@@ -9,16 +9,23 @@ and cannot store "folder/" marker objects; fedgen relies on neither.
 
 Use: `from tests.gcs_emulator import gcs, gcs_emulator  # noqa: F401` in a test module, then the `gcs`
 fixture (session emulator, STORAGE_EMULATOR_HOST set for the test). A missing binary fails, never skips.
+
+`ReadOnlyProxy` stands in for credentials that may only read: a loopback HTTP proxy in front of the emulator
+that forwards GET and HEAD, answers every other method with 403 (as Cloud Storage answers a caller without
+storage.objects.create/delete), and records every request, so a test can assert a command wrote nothing.
 """
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import importlib.util
 import os
 import platform
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -147,3 +154,72 @@ def gcs(gcs_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FEDGEN_GCS_RETRY_SECONDS", "3")
     return gcs_emulator
+
+
+class ReadOnlyProxy:
+    """A loopback proxy to `emulator` that lets only reads through and records (method, path) of every request.
+
+    Point STORAGE_EMULATOR_HOST at `url`. Note: object downloads may go to the emulator directly (the media
+    link it hands out names its own address), but every write goes to the API endpoint, i.e. through here.
+    """
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.requests: list[tuple[str, str]] = []
+        upstream = emulator.port
+        requests = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                requests.append((self.command, self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if self.command not in ("GET", "HEAD"):
+                    data = b'{"error": {"code": 403, "message": "read-only credentials: write denied"}}'
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def writes(self) -> list[tuple[str, str]]:
+        return [(m, p) for m, p in self.requests if m not in ("GET", "HEAD")]
+
+    def __enter__(self) -> ReadOnlyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -485,3 +485,134 @@ def test_a_journal_whose_staged_file_vanished_stops_instead_of_mixing(template: 
         return {p: d for p, d in tree.items() if not p.startswith(".fedgen/")}
 
     assert outside_fedgen(_tree(repo)) == outside_fedgen(old_tree)  # no file of the new tree moved in
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Temporary key folders: gone on SIGTERM and SIGINT, swept by the next run after SIGKILL
+
+
+def _key_env(tmp: Path, point: str, marker: Path, **extra: str) -> dict[str, str]:
+    tmp.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(tmp), _crashpoint.PAUSE_ENV: f"{point}:{marker}", **extra}
+
+
+def _start_paused(args: list[str], env: dict[str, str], marker: Path) -> tuple[subprocess.Popen[str], int]:
+    """Start `fedgen ARGS`; return it and the pid of the process that paused at the chosen point."""
+    proc = subprocess.Popen([FEDGEN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if marker.exists() and marker.read_text():
+            return proc, int(marker.read_text())
+        if proc.poll() is not None:
+            pytest.fail(f"fedgen {args[0]} ended ({proc.returncode}) before the pause point: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the pause point was never reached")
+
+
+def _files_with_keys(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes())
+
+
+def _key_folders(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith("fedgen-keys-"))
+
+
+def _rendered_repo(write_spec: Callable[..., Path], edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    from click.testing import CliRunner
+
+    from fedgen.cli import main
+
+    spec = write_spec(edit)
+    result = CliRunner().invoke(main, ["render", str(spec), "--repo", str(spec.parent.parent)])
+    assert result.exit_code == 0, result.output
+    return spec
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)])
+def test_a_stopped_render_leaves_no_key_in_the_temporary_folder(write_spec: Callable[..., Path], tmp_path: Path, signum: int, status: int) -> None:
+    spec = write_spec()
+    repo, tmp, marker = spec.parent.parent, tmp_path / "tmp", tmp_path / "paused"
+    proc, pid = _start_paused(["render", str(spec), "--repo", str(repo)], _key_env(tmp, "provision", marker), marker)
+    assert pid == proc.pid
+    (folder,) = _key_folders(tmp)
+    assert folder.startswith(f"fedgen-keys-provision-{pid}-")
+    assert _files_with_keys(tmp / folder)  # NVFlare's new root CA key and every participant's, right there
+    os.kill(pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    assert _key_folders(tmp) == [] and _files_with_keys(tmp) == []
+    assert not (repo / ".fedgen/state/genomics/state.json").exists()
+
+
+def test_a_provisioning_worker_stopped_by_sigterm_leaves_no_key(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    _rendered_repo(write_spec)
+
+    def more_sites(data: dict[str, Any]) -> None:
+        data["spec"]["sites"] += [{"name": "site-c", "org": "hospital_c"}, {"name": "site-d", "org": "hospital_d"}]
+
+    spec = write_spec(more_sites)
+    repo, tmp, marker = spec.parent.parent, tmp_path / "tmp", tmp_path / "paused"
+    env = _key_env(tmp, "provision", marker, FEDGEN_PROVISION_WORKERS="2")
+    proc, pid = _start_paused(["render", str(spec), "--repo", str(repo)], env, marker)
+    assert pid != proc.pid  # a worker: the state already has its root CA and server, so workers issue first
+    assert any(name.startswith(f"fedgen-keys-provision-{pid}-") for name in _key_folders(tmp))
+    assert _files_with_keys(tmp)  # the worker got the root CA key (over stdin) and NVFlare wrote it out
+    os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and "provisioning worker" in err, err
+    assert _key_folders(tmp) == [] and _files_with_keys(tmp) == []
+
+
+def test_enroll_approve_stopped_by_sigterm_leaves_no_root_ca_key(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    from tests.test_enroll import _craft, _with_request_site, _zip
+
+    spec = _rendered_repo(write_spec, _with_request_site)
+    repo, tmp, marker = spec.parent.parent, tmp_path / "tmp", tmp_path / "paused"
+    request = tmp_path / "site-c.request.zip"
+    request.write_bytes(_zip(_craft()))
+    args = ["enroll", "approve", str(request), "--spec", str(spec), "--repo", str(repo)]
+    proc, pid = _start_paused(args, _key_env(tmp, "approve", marker, HOME=str(tmp_path)), marker)
+    (folder,) = _key_folders(tmp)
+    assert folder.startswith(f"fedgen-keys-approve-{pid}-") and (tmp / folder / "ca/rootCA.key").is_file()
+    os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert _key_folders(tmp) == [] and _files_with_keys(tmp) == []
+    assert not (repo / "enrollment").exists()
+
+
+def test_a_bundle_stopped_while_staged_leaves_no_key(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = _rendered_repo(write_spec)
+    out, tmp, marker = tmp_path / "out", tmp_path / "tmp", tmp_path / "paused"
+    out.mkdir()
+    args = ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(spec.parent.parent), "--out", str(out / "site-a.tar.gz")]
+    proc, pid = _start_paused(args, _key_env(tmp, "bundle", marker), marker)
+    assert [p.name for p in out.iterdir()] == [f".site-a.tar.gz.{pid}.tmp"]  # the archive, key inside, staged
+    os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert list(out.iterdir()) == [] and _key_folders(tmp) == []
+
+
+def test_key_folders_of_a_killed_run_are_swept_by_the_next_run(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write_spec()
+    repo, tmp, marker = spec.parent.parent, tmp_path / "tmp", tmp_path / "paused"
+    env = _key_env(tmp, "provision", marker)
+    proc, pid = _start_paused(["render", str(spec), "--repo", str(repo)], env, marker)
+    os.kill(pid, signal.SIGKILL)  # no chance to clean up
+    proc.communicate(timeout=60)
+    (left,) = _key_folders(tmp)
+    assert _files_with_keys(tmp / left)
+    # A key folder of a process that still runs is never swept.
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        live_folder = tmp / f"fedgen-keys-provision-{alive.pid}-live"
+        live_folder.mkdir(mode=0o700)
+        env.pop(_crashpoint.PAUSE_ENV)
+        swept = subprocess.run([FEDGEN, "schema"], env=env, capture_output=True, text=True, timeout=120)
+        assert swept.returncode == 0, swept.stderr
+        assert _key_folders(tmp) == [live_folder.name] and _files_with_keys(tmp) == []
+    finally:
+        alive.kill()
+        alive.wait()

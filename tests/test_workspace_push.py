@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from fedgen.cli import main
-from tests.gcs_emulator import Emulator, gcs, gcs_emulator  # noqa: F401
+from fedgen.state import StateDocument
+from fedgen.state.gcs import GcsStore
+from tests.gcs_emulator import Emulator, ReadOnlyProxy, gcs, gcs_emulator  # noqa: F401
 
 SpecWriter = Callable[..., Path]
 PREFIX = "genomics/flserver/transfer/"  # OTHER_SPEC: project genomics, server flserver
@@ -174,14 +177,38 @@ def test_killed_mid_push_then_a_rerun_completes(write_spec: SpecWriter, tmp_path
 
 
 def test_force_unlock_clears_a_stale_gcs_state_lock_first(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path) -> None:
-    bucket = gcs.create_bucket()
+    bucket, state_bucket = gcs.create_bucket(), gcs.create_bucket()
     spec = _spec(write_spec, bucket)
-    stale = {"host": "gone-host", "pid": 77, "since": "2024-05-06T07:08:09Z", "id": "old"}
-    gcs.client().bucket(bucket).blob("state/lock").upload_from_string(json.dumps(stale), if_generation_match=0)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = {"host": socket.gethostname(), "pid": gone.pid, "since": "2024-05-06T07:08:09Z", "id": "old", "lease_seconds": 300}
+    gcs.client().bucket(state_bucket).blob("state/lock").upload_from_string(json.dumps(stale), if_generation_match=0)
     job = _job(tmp_path / "job5")
-    blocked = _push(spec, "--jobs", str(job), "--state", f"gs://{bucket}/state")
-    assert blocked.exit_code == 3 and "locked by pid 77 on gone-host" in blocked.output
-    result = _push(spec, "--jobs", str(job), "--state", f"gs://{bucket}/state", "--force-unlock")
+    blocked = _push(spec, "--jobs", str(job), "--state", f"gs://{state_bucket}/state")
+    assert blocked.exit_code == 3 and f"locked by pid {gone.pid} on {socket.gethostname()}" in blocked.output
+    result = _push(spec, "--jobs", str(job), "--state", f"gs://{state_bucket}/state", "--force-unlock")
     assert result.exit_code == 0, result.output
-    assert "removed the lock of pid 77 on gone-host" in result.output
-    assert "state/lock" not in gcs.objects(bucket)
+    assert f"removed the lock of pid {gone.pid} on {socket.gethostname()}" in result.output
+    assert "state/lock" not in gcs.objects(state_bucket)
+
+
+def test_dry_run_needs_only_read_access_and_takes_no_lock(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a proxy that refuses every write (read-only credentials), a dry run still plans the push."""
+    bucket, state_bucket = gcs.create_bucket(), gcs.create_bucket()
+    spec = _spec(write_spec, bucket)
+    GcsStore.from_url(f"gs://{state_bucket}/s").save(StateDocument(project="genomics"))
+    job = _job(tmp_path / "job6")
+    assert _push(spec, "--jobs", str(job), "--state", f"gs://{state_bucket}/s").exit_code == 0
+    (job / "app/custom/part_0001.bin").write_bytes(b"changed")
+    before = {(b, n): o.generation for b in (bucket, state_bucket) for n, o in gcs.objects(b).items()}
+    with ReadOnlyProxy(gcs) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        result = _push(spec, "--jobs", str(job), "--state", f"gs://{state_bucket}/s", "--dry-run")
+        # A local default state: the dry run creates no state folder and no lock file either.
+        local = _push(spec, "--jobs", str(job), "--dry-run")
+    for run in (result, local):
+        assert run.exit_code == 0, run.output
+        assert [line for line in run.output.splitlines() if "\t" in line] == [f"update\tgs://{bucket}/{PREFIX}job6/app/custom/part_0001.bin"]
+    assert proxy.requests and proxy.writes == []  # no lock object was ever created, nothing uploaded
+    assert {(b, n): o.generation for b in (bucket, state_bucket) for n, o in gcs.objects(b).items()} == before
+    assert not (spec.parent.parent / ".fedgen").exists()

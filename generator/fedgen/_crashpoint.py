@@ -1,9 +1,13 @@
-"""A test hook for crash safety (tests/test_crash.py); inert unless FEDGEN_TEST_CRASH_AFTER is set.
+"""Test hooks for crash safety (tests/test_crash.py); inert unless their environment variables are set.
 
-The write phase of a render (the state save in fedgen.state.local, then fedgen.write.apply) calls step()
+step(): the write phase of a render (the state save in fedgen.state.local, then fedgen.write.apply) calls it
 after each filesystem operation. With FEDGEN_TEST_CRASH_AFTER=N in the environment, the N-th call kills the
-process with SIGKILL, exactly as a power cut or `kill -9` would at that point. Without the variable, step()
-only reads the environment.
+process with SIGKILL, exactly as a power cut or `kill -9` would at that point.
+
+pause(point): called where key material sits in a temporary place (fedgen.scratch). With
+FEDGEN_TEST_PAUSE_AT=<point>:<marker file>, the first process to reach that point creates the marker file
+(holding its pid) and waits for a signal, so a test can stop it right there (SIGTERM, SIGINT, SIGKILL).
+Without the variables, both hooks only read the environment.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import signal
 
 ENV = "FEDGEN_TEST_CRASH_AFTER"
+PAUSE_ENV = "FEDGEN_TEST_PAUSE_AT"
 _done = 0
 
 
@@ -23,3 +28,17 @@ def step() -> None:
     _done += 1
     if _done >= int(limit):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause(point: str) -> None:
+    name, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if name != point or not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process paused here first
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    while True:
+        signal.pause()

@@ -16,7 +16,8 @@ from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_s
 from fedgen.seal import parse_fingerprint
 from fedgen.sealing import CertificateChange, SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
-from fedgen.state import StateDocument, open_store
+from fedgen.rootguard import committed_roots, require_committed_root
+from fedgen.state import StateDocument, federation_store
 from fedgen.write import Plan, apply_plan_locked, make_plan, preflight, recover, removal_plan, writing
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def render(
     """Provision from the state, render the tree, and (unless check) save the state and write the tree.
 
     reissue names participants whose key and certificate are made anew (rotation); new_root_ca starts a
-    new CA, which re-issues every certificate. accept_sealing_certs: fingerprints (SHA256:AA:...) of sealing
-    certificates the state does not record yet that this render may seal to.
+    new CA, which re-issues every certificate. Without new_root_ca, a state whose root CA is missing or differs
+    from the one the committed federation trusts is an InputError (fedgen.rootguard), raised before anything
+    is locked or written. accept_sealing_certs: fingerprints (SHA256:AA:...) of sealing certificates the
+    state does not record yet that this render may seal to.
 
     check is read-only: it creates nothing (no state folder, no lock, no .fedgen folder), takes no lock (a
     read-only credential to a gs:// state is enough) and never seals to a certificate the state does not
@@ -76,10 +79,19 @@ def render(
     spec_name = spec_name_in_repo(spec, repo)
     # Forged records, hand edits and links stop the render before the state is even locked (the plan checks again).
     preflight(repo, fed.name, [*owned_folders(fed), *shared_files(contributions(fed, spec_name))])
-    store = open_store(state, repo, fed.name)
-    with nullcontext() if check else store.lock():
+    store = federation_store(fed, state, repo)
+    committed = {} if new_root_ca else committed_roots(repo, fed)
+
+    def load() -> StateDocument:
         document = store.load()
         document.require_project(fed.name, store.description)
+        require_committed_root(committed, document, store.description, federation=fed.name, spec=spec)
+        return document
+
+    if not check:
+        load()  # refuse a wrong state before the lock, which would create a mistyped state folder
+    with nullcontext() if check else store.lock():
+        document = load()  # (again, under the lock: the state may have changed before it was ours)
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
         result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}

@@ -70,6 +70,9 @@ def main(debug: bool) -> None:
 
     Exit codes: 0 ok, 1 findings or drift, 2 invalid input, 3 external failure.
     """
+    from fedgen.scratch import sweep
+
+    sweep()  # key folders a killed fedgen left in the temporary folder
 
 
 @main.command()
@@ -80,14 +83,22 @@ def main(debug: bool) -> None:
 @click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes (sealed values as sha256 digests, never ciphertext).")
 @click.option("--accept-sealing-cert", "accept_sealing_certs", metavar="SHA256:AA:BB:...", multiple=True, help="Seal to this sealing certificate although the state records another one for its cluster (after a controller key rotation, or for a new cluster). Repeatable.")
 @click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
+@click.option("--new-root-ca", is_flag=True, help="Start a new root CA even though the repo holds a rendered federation with another (or the state has none): every site and admin needs a new bundle.")
 @handle_errors
-def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, accept_sealing_certs: tuple[str, ...], force_unlock: bool) -> None:
+def render(
+    spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, accept_sealing_certs: tuple[str, ...], force_unlock: bool, new_root_ca: bool
+) -> None:
     """Provision the federation's kits from the state and write the repo.
 
     \b
     Incremental: adding a site issues one certificate and leaves every other file byte-identical.
     Deterministic: the same spec and state give the same bytes, SealedSecrets included.
     The state holds the CA and every private key: keep it out of git (the default location is ignored).
+    It must be owner-only (like ssh keys: anything else is refused with the chmod that fixes it)
+    and may not live in a bucket the federation's workloads mount.
+    No silent new CA: when the repo already holds the rendered federation and the state has no
+    root CA or another one (lost state, mistyped --state), render stops (exit 2); --new-root-ca
+    starts over on purpose and lists whoever needs a new bundle.
     Seals only to the sealing certificate the state records for each cluster (the first render records
     them); a spec naming another one is refused unless its fingerprint is given to --accept-sealing-cert.
     Stops (exit 2) rather than overwrite or delete a file that changed since fedgen wrote it.
@@ -96,7 +107,7 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
 
     if force_unlock:
         unlock_first(spec, state, repo)
-    result = do_render(spec=spec, repo=repo, state=state, check=check, accept_sealing_certs=accept_sealing_certs)
+    result = do_render(spec=spec, repo=repo, state=state, check=check, accept_sealing_certs=accept_sealing_certs, new_root_ca=new_root_ca)
     if show_diff:
         for change in result.plan.changes:
             click.echo(_unified(change.path, change.old, change.new), nl=False)
@@ -114,6 +125,8 @@ def render(spec: Path, repo: Path, state: str | None, check: bool, show_diff: bo
             _err(f"drift: the repo differs from the render ({summary}); run fedgen render {shlex.quote(str(spec))}")
         sys.exit(1)
     _err(f"done: {summary}")
+    if new_root_ca:
+        print_redistribution(result, spec, new_root=True)
 
 
 def unlock_first(spec: Path, state: str | None, repo: Path) -> None:
@@ -137,6 +150,22 @@ def print_render_summary(result: RenderResult, *, final: bool = True) -> str:
     if final:
         _err(f"done: {summary}")
     return summary
+
+
+def print_redistribution(result: RenderResult, spec: Path, *, new_root: bool) -> None:
+    """Who needs something new after certificates were re-issued: bundles, the server, and after a new root
+    CA the sites that enroll by request (their certificates chain to the old root)."""
+    fed = result.federation
+    server = fed.server.name
+    quoted = shlex.quote(str(spec))
+    to_hand_out = [n for n in result.issued if n != server]
+    if to_hand_out:
+        _err(f"redistribute bundles: {', '.join(to_hand_out)} (fedgen client-bundle NAME --spec {quoted})")
+    if server in result.issued:
+        _err("the server's kit changed: commit the rendered files so Config Sync rolls the server")
+    enrolled = sorted(s.name for s in fed.sites if s.enrollment == "request")
+    if enrolled and new_root:
+        _err(f"approve again under the new root CA: {', '.join(enrolled)} (fedgen enroll approve REQUEST --spec {quoted})")
 
 
 def _unified(path: str, old: bytes | None, new: bytes | None) -> str:

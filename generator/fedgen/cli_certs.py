@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from fedgen.cli import handle_errors, print_render_summary
+from fedgen.cli import handle_errors, print_redistribution, print_render_summary
 
 
 @click.command()
@@ -28,10 +27,10 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
     """
     from fedgen.certs import certificate_report, needs_attention
     from fedgen.spec import load_federation
-    from fedgen.state import open_store
+    from fedgen.state import federation_store
 
     fed = load_federation(spec)
-    report = certificate_report(fed, open_store(state, repo.resolve(), fed.name).load(), within_days=within_days)
+    report = certificate_report(fed, federation_store(fed, state, repo.resolve()).load(), within_days=within_days)
     if fmt == "json":
         rows = [
             {"name": c.name, "kind": c.kind, "status": c.status, "not_after": c.not_after.isoformat() if c.not_after else None, "days_left": c.days_left, "sha256": c.sha256}
@@ -67,9 +66,4 @@ def rotate(spec: Path, participant: str | None, repo: Path, state: str | None, r
         raise click.UsageError("name exactly one PARTICIPANT, or pass --root-ca")
     result = render(spec=spec, repo=repo, state=state, reissue=[participant] if participant else [], new_root_ca=root_ca)
     print_render_summary(result)
-    server = result.federation.server.name
-    to_hand_out = [n for n in result.issued if n != server]
-    if to_hand_out:
-        click.echo(f"redistribute bundles: {', '.join(to_hand_out)} (fedgen client-bundle NAME --spec {shlex.quote(str(spec))})", err=True)
-    if server in result.issued:
-        click.echo("the server's kit changed: commit the rendered files so Config Sync rolls the server", err=True)
+    print_redistribution(result, spec, new_root=root_ca)

@@ -80,7 +80,7 @@ def workspace() -> None:
     help="A job folder (holding meta.json) to upload to <project>/<server>/transfer/<folder name>/. Repeatable.",
 )
 @click.option("--state", "state", metavar="LOCATION", help=_STATE_HELP)
-@click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing.")
+@click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing, take no lock (read access suffices).")
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
 @click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
 @handle_errors
@@ -127,14 +127,21 @@ def state_group() -> None:
 @click.option("--state", "location", metavar="LOCATION", help="State folder or gs://bucket/prefix.")
 @click.option("--spec", type=click.Path(path_type=Path, dir_okay=False), help="Without --state: the spec whose default state to check.")
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
+@click.option("--force", is_flag=True, help="gs:// only: also remove a live lease held by another host (be sure that process is gone).")
 @handle_errors
-def unlock(location: str | None, spec: Path | None, repo: Path) -> None:
+def unlock(location: str | None, spec: Path | None, repo: Path, force: bool) -> None:
     """Remove a stale lock left by a render, approve or push that died.
 
     \b
-    gs://: deletes <prefix>/lock (refused while its holder still runs on this host).
+    gs://: the lock is a lease naming its holder (host, pid, user, command), renewed while
+    the command runs and expiring 5 minutes after its last renewal (an expired lease is also
+    taken over by the next command). Deletes <prefix>/lock when its holder is gone: a process
+    of this host that no longer runs, or an expired lease. Refused (exit 3, naming the holder
+    and when its lease ends) while its holder still runs on this host, and for a live lease
+    of another host unless --force.
     A local folder: the lock is an flock the kernel drops when its holder exits, so it is never
-    stale; this reports whether it is held and removes nothing (exit 3 while a live process holds it).
+    stale; this reports whether it is held and removes nothing (exit 3 while a live process
+    holds it, --force or not).
     """
     from fedgen.errors import InputError
     from fedgen.state.unlock import force_unlock
@@ -146,5 +153,5 @@ def unlock(location: str | None, spec: Path | None, repo: Path) -> None:
         from fedgen.spec import load_federation
 
         federation = load_federation(spec).name
-    result = force_unlock(location, repo.resolve(), federation)
+    result = force_unlock(location, repo.resolve(), federation, force=force)
     _err(result.message)

@@ -9,6 +9,7 @@ header with mtime 0 and no file name. The same files give the same bytes.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import io
@@ -18,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedgen._crashpoint import pause as _crash_pause  # test hook: inert unless FEDGEN_TEST_PAUSE_AT is set
 from fedgen.errors import ExternalError, InputError
+from fedgen.holder import pid_alive
+from fedgen.scratch import registered_file
 
 DIR_MODE = 0o755
 # A top-level folder (the kit root, holding the private key) is owner-only.
@@ -85,21 +89,33 @@ def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"{path}: folder {folder} does not exist")
+    _sweep_stale(folder, path.name)
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), mode)  # the umask may have narrowed (never widened) it: set it exactly
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, path)
+        with registered_file(tmp):  # a bundle holds a private key: gone on SIGINT/SIGTERM too
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), mode)  # the umask may have narrowed (never widened) it: set it exactly
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                _crash_pause("bundle")  # test hook: the staged archive is on disk here
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            os.replace(tmp, path)
     except FileExistsError:
         raise ExternalError(f"{tmp}: a temporary file of another run is in the way; remove it") from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ExternalError(f"{path}: {exc.strerror}") from None
+
+
+def _sweep_stale(folder: Path, name: str) -> None:
+    """Remove .<name>.<pid>.tmp files whose writer is gone (killed before it could clean up)."""
+    prefix, suffix = f".{name}.", ".tmp"
+    for stale in folder.glob(f".{glob.escape(name)}.*.tmp"):
+        pid = stale.name[len(prefix) : -len(suffix)]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and stale.is_file() and not stale.is_symlink():
+            stale.unlink(missing_ok=True)

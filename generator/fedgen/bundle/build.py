@@ -61,7 +61,7 @@ def build_bundle(
 ) -> Bundle:
     """The bundle of site or admin `name` (InputError for unknown names, the server, or an unrendered state)."""
     from fedgen.provision import provision
-    from fedgen.state import open_store
+    from fedgen.state import federation_store
 
     fed = load_federation(spec)
     participant = find_participant(fed, name)
@@ -71,7 +71,7 @@ def build_bundle(
             f"`{shlex.join(['fedgen', 'enroll', 'kit', name, '--spec', str(spec)])}` and approve its request with `fedgen enroll approve`"
         )
     target = server_target(fed, server_address)
-    store = open_store(state, repo.resolve(), fed.name)
+    store = federation_store(fed, state, repo.resolve())
     document = store.load()
     document.require_project(fed.name, store.description)
     if not document.nvflare_cert:

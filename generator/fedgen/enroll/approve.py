@@ -31,15 +31,14 @@ import base64
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
 
+from fedgen._crashpoint import pause as _crash_pause  # test hook: inert unless FEDGEN_TEST_PAUSE_AT is set
 from fedgen.enroll.files import inside, write_atomic
 from fedgen.enroll.inspect import (
     MAX_ZIP_BYTES,
@@ -57,6 +56,7 @@ from fedgen.enroll.layout import request_path, signed_path
 from fedgen.enroll.policy import check_pair, check_request, check_signed
 from fedgen.enroll.rootca import ROOT_KEY, configmap_path, from_document, from_repo
 from fedgen.errors import ExternalError, InputError
+from fedgen.scratch import private_dir
 from fedgen.spec import Federation, load_federation
 from fedgen.spec.model import Site
 from fedgen.state.document import StateDocument
@@ -151,13 +151,12 @@ def _last_lines(text: str, n: int = 3) -> str:
 def sign_with_nvflare(fed: Federation, request: bytes, site: str, root_pem: bytes, root_key_pem: bytes, *, valid_days: int = VALID_DAYS) -> bytes:
     """Run `nvflare cert approve` on `request` with a CA folder materialized from the state; the signed zip.
 
-    Everything lives in one private temporary folder (0700, the key 0600) removed before returning, on
-    success or failure. NVFlare also writes its approval audit record under ~/.nvflare/cert_approves/ (paths
-    in it name this removed folder; it holds no key).
+    Everything lives in one private temporary folder (fedgen.scratch: 0700, the key 0600) removed before
+    returning, on success, failure, SIGINT or SIGTERM (and swept by the next run after a SIGKILL). NVFlare
+    also writes its approval audit record under ~/.nvflare/cert_approves/ (paths in it name this removed
+    folder; it holds no key).
     """
-    scratch = Path(tempfile.mkdtemp(prefix="fedgen-approve-"))
-    try:
-        os.chmod(scratch, 0o700)
+    with private_dir("approve") as scratch:
         ca = scratch / "ca"
         ca.mkdir(mode=0o700)
         _write_private(ca / "rootCA.pem", root_pem, 0o644)
@@ -167,6 +166,7 @@ def sign_with_nvflare(fed: Federation, request: bytes, site: str, root_pem: byte
         _write_private(profile, profile_yaml(fed, "the spec"), 0o600)
         req = scratch / f"{site}.request.zip"
         _write_private(req, request, 0o600)
+        _crash_pause("approve")  # test hook: the root CA key is on disk here
         out = scratch / "out" / f"{site}.signed.zip"
         cmd = [
             sys.executable, "-m", "nvflare.cli", "cert", "approve", str(req),
@@ -184,8 +184,6 @@ def sign_with_nvflare(fed: Federation, request: bytes, site: str, root_pem: byte
                 raise InputError(f"nvflare cert approve refused the request: {detail}")
             raise ExternalError(f"nvflare cert approve failed (exit {proc.returncode}): {detail}")
         return out.read_bytes()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -260,7 +258,7 @@ def approve(
     expected_key: the fingerprint the site sent over a second channel (--key-fingerprint); refused when the
     request's key has another.
     """
-    from fedgen.state import open_store
+    from fedgen.state import federation_store
 
     repo = repo.resolve()
     if not repo.is_dir():
@@ -295,7 +293,7 @@ def approve(
         raise InputError(f"{configmap_path(fed)} is not in {repo}: render the federation (fedgen render) and commit first, so the server trusts the root that signs")
     server_root, rendered_rel = rendered
 
-    store = open_store(state, repo, fed.name)
+    store = federation_store(fed, state, repo)
 
     def load() -> tuple[StateDocument, bytes, str]:
         document = store.load()

@@ -82,13 +82,13 @@ def locate(fed: Federation, repo: Path, state: str | None) -> tuple[RootCA, list
     Both present and different is an InputError (the repo was not rendered from this state). Returns the
     root and notes (why the state was not used).
     """
-    from fedgen.state import open_store
+    from fedgen.state import federation_store
 
     notes: list[str] = []
     state_pem = None
     description = state or "the default state"
     try:
-        store = open_store(state, repo, fed.name)
+        store = federation_store(fed, state, repo)
         description = store.description
         document = store.load()
     except ExternalError as exc:

@@ -1,6 +1,6 @@
 """Provision a federation with NVFlare's library, keeping NVFlare's certificate state in the state document.
 
-How a call works: a fresh private temporary provisioning root (mkdtemp, mode 0700) is seeded with
+How a call works: a fresh private temporary provisioning root (fedgen.scratch, mode 0700) is seeded with
 `<root>/<project>/state/cert.json` built from `StateDocument.nvflare_cert`; NVFlare's Provisioner runs
 (WorkspaceBuilder, StaticFileBuilder(config_folder="config", scheme="grpc"), CertBuilder, SignatureBuilder);
 the kits asked for and the updated cert.json are read back into memory; the temporary root is deleted. No key
@@ -59,11 +59,9 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -71,6 +69,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from fedgen import scratch
+from fedgen._crashpoint import pause as _crash_pause  # test hook: inert unless FEDGEN_TEST_PAUSE_AT is set
 from fedgen.errors import ExternalError, InputError
 from fedgen.provision.kitcache import cached_kit, kit_key, kit_record
 from fedgen.state.document import StateDocument
@@ -489,7 +489,7 @@ def _run_nvflare(
     with_kits=False runs only the builders certificates depend on (no kit files are built or read)."""
     global current_root
     with root_lock:
-        root = tempfile.mkdtemp(prefix="fedgen-provision-")  # mode 0700
+        root = scratch.make_dir("provision")  # mode 0700; removed on SIGINT/SIGTERM too, swept after a SIGKILL
         current_root = root
     try:
         state_dir = os.path.join(root, roster.project, "state")
@@ -502,6 +502,7 @@ def _run_nvflare(
                 ctx = _provision_in(root, roster, in_project, with_kits=with_kits)
             except Exception as exc:  # NVFlare raises for some errors (names, missing server, ...)
                 raise ExternalError(f"{_FAILED}: {_one_line(str(exc) or type(exc).__name__)}") from exc
+        _crash_pause("provision")  # test hook: every key of this run is on disk here
 
         from nvflare.lighter.constants import CtxKey
 
@@ -520,7 +521,7 @@ def _run_nvflare(
             raise ExternalError(f"{_FAILED}: cert.json is not a JSON object")
         return new_cert, kits
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        scratch.remove(root)
         current_root = None
 
 

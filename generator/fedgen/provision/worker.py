@@ -15,6 +15,10 @@ import sys
 import threading
 
 
+# Set once the reply is out: the end of stdin after that is the caller's normal goodbye, not its death.
+_replied = threading.Event()
+
+
 def _exit_when_caller_is_gone(fd: int) -> None:
     def watch() -> None:
         while os.read(fd, 65536):  # raw reads: a daemon thread must not hold sys.stdin's lock at exit
@@ -28,7 +32,7 @@ def _exit_when_caller_is_gone(fd: int) -> None:
             if not root or not os.path.exists(root):
                 break
             shutil.rmtree(root, ignore_errors=True)
-        os._exit(1)
+        os._exit(0 if _replied.is_set() else 1)
 
     threading.Thread(target=watch, name="fedgen-caller-watch", daemon=True).start()
 
@@ -60,6 +64,7 @@ def main() -> int:
     except Exception as exc:  # reported to the caller as one line
         reply = {"error": f"nvflare provisioning failed: worker: {type(exc).__name__}: {exc}"}
     reply_out.write(json.dumps(reply).encode())
+    _replied.set()  # before the close: the caller may close our stdin the moment it sees the reply end
     reply_out.close()
     return 0
 

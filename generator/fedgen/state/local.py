@@ -1,40 +1,87 @@
-"""State in a local folder: owner-only, one document replaced atomically, a lock file."""
+"""State in a local folder: owner-only, one document replaced atomically, a lock file.
+
+Like ssh with its keys, a state that other users could read or write is refused (InputError, exit 2, with
+the chmod command that fixes it) before anything is read or written: the folder, every file in it, and the
+parent folders fedgen creates with it (`.fedgen/state` of the default location). They must also belong to
+the user running fedgen. load() creates nothing and needs only read access; save() and lock() create the
+folder (and missing parents) owner-only.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-import socket
-import time
+import shlex
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
-from fedgen.errors import ExternalError
+from fedgen.errors import ExternalError, InputError
+from fedgen.holder import describe_holder, holder_record
 from fedgen.state.document import StateDocument
 
 DOCUMENT = "state.json"
 LOCK = "lock"
+_OPEN_BITS = 0o077  # any access for group or others
 
 
 class LocalStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, private_parents: int = 0) -> None:
+        """private_parents: how many folders above `path` fedgen creates (and so checks) as owner-only."""
         self.path = path
         self.description = str(path)
+        self._private_parents = private_parents
+
+    def check_private(self) -> None:
+        """Refuse (InputError) when the state folder, its files or the parents fedgen made are open to others
+        or belong to another user. Missing paths are fine: nothing to protect yet."""
+        folders = [self.path, *list(self.path.parents)[: self._private_parents]]
+        try:
+            files = sorted(p for p in self.path.iterdir()) if self.path.is_dir() else []
+        except OSError as exc:
+            raise ExternalError(f"state folder {self.path}: {exc.strerror}") from None
+        open_paths: list[tuple[Path, int]] = []
+        for path in [*reversed(folders), *files]:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ExternalError(f"state {path}: {exc.strerror}") from None
+            if st.st_uid != os.geteuid():
+                raise InputError(
+                    f"state {path} belongs to uid {st.st_uid}, not to the user running fedgen (uid {os.geteuid()}): "
+                    "a state holds the CA key and must be owned by whoever renders; use your own state or chown it"
+                )
+            if st.st_mode & _OPEN_BITS:
+                open_paths.append((path, st.st_mode))
+        if open_paths:
+            shown = ", ".join(f"{path} is {stat.filemode(mode)}" for path, mode in open_paths)
+            dir_args = " ".join(shlex.quote(str(p)) for p, mode in open_paths if stat.S_ISDIR(mode))
+            file_args = " ".join(shlex.quote(str(p)) for p, mode in open_paths if not stat.S_ISDIR(mode))
+            fix = " && ".join(cmd for cmd in (dir_args and f"chmod 700 {dir_args}", file_args and f"chmod 600 {file_args}") if cmd)
+            raise InputError(
+                f"state {self.path} is open to other users ({shown}); it holds the CA key, so like ssh with its keys "
+                f"fedgen refuses it: run `{fix}` and consider who may have read it"
+            )
 
     def _ensure_dir(self) -> None:
+        self.check_private()
         try:
             # Every folder fedgen creates on the way is owner-only too (mkdir(parents=True) would use the umask).
             for folder in reversed([self.path, *self.path.parents]):
                 if not folder.exists():
                     folder.mkdir(mode=0o700)
-            os.chmod(self.path, 0o700)
+                    os.chmod(folder, 0o700)
         except OSError as exc:
             raise ExternalError(f"state folder {self.path}: {exc.strerror}") from None
 
     def load(self) -> StateDocument:
+        """The document; an empty one when none was saved. Reads only: creates nothing, takes no lock."""
+        self.check_private()
         doc = self.path / DOCUMENT
         try:
             data = doc.read_bytes()
@@ -72,7 +119,9 @@ class LocalStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """An flock on <state>/lock; the file records who holds it, for the error message."""
+        """An flock on <state>/lock; the file records who holds it, for the error message.
+
+        No expiry is needed: the kernel releases an flock when its holder exits, however it exits."""
         self._ensure_dir()
         lock_path = self.path / LOCK
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -80,22 +129,19 @@ class LocalStore:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read_holder(lock_path)
+                holder = describe_holder(read_holder(lock_path))
                 raise ExternalError(f"state {self.path} is locked by {holder}; retry when it finishes") from None
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(_holder_record()).encode(), 0)
+            os.pwrite(fd, json.dumps(holder_record()).encode(), 0)
             yield
         finally:
             os.close(fd)
 
 
-def _holder_record() -> dict[str, object]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def _read_holder(lock_path: Path) -> str:
+def read_holder(lock_path: Path) -> dict[str, object] | None:
+    """The holder record a lock file names (None when unreadable or not a record)."""
     try:
-        rec = json.loads(lock_path.read_text())
-        return f"pid {rec['pid']} on {rec['host']} since {rec['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+        rec = json.loads(lock_path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None

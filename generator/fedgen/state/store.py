@@ -19,9 +19,11 @@ class UnlockResult:
 class StateStore(Protocol):
     """A place holding one StateDocument, with an exclusive lock.
 
-    load() returns an empty document when nothing was saved yet. save() replaces the document atomically
-    and fails (ExternalError) rather than overwrite a document someone else saved since load().
-    lock() is held for the whole render; a held lock is an ExternalError naming the holder.
+    load() returns an empty document when nothing was saved yet; it is the read path: it creates nothing,
+    takes no lock and needs only read access (what `render --check`, bundles and `workspace push --dry-run`
+    use). save() replaces the document atomically and fails (ExternalError) rather than overwrite a document
+    someone else saved since load(). lock() is held for the whole command of a writer; a held lock is an
+    ExternalError naming the holder. A local state open to other users is an InputError on every call.
     """
 
     description: str

@@ -33,10 +33,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError, InputError
 from fedgen.spec import Federation, load_federation
+
+if TYPE_CHECKING:
+    from fedgen.state import StateStore
 
 TRANSFER = "transfer"
 JOB_STORE = "jobs-storage"
@@ -246,24 +249,20 @@ def push(
 
     Holds the federation's state lock for the duration (so two pushes, or a push and a render, of one
     federation never interleave) and checks the state belongs to this federation; nothing of the state is
-    uploaded. `progress(url, action)` is called after each upload (the CLI prints it).
+    uploaded. A dry run takes no lock and writes nothing anywhere: read access to the state and the bucket
+    suffices. `progress(url, action)` is called after each upload (the CLI prints it).
     """
-    from fedgen.state import open_store
-    from fedgen.gcs import storage_client, storage_errors
+    from fedgen.state import federation_store
 
     fed = load_federation(spec)
     layout = workspace_layout(fed)
     local = collect_jobs(layout, jobs)
-    store = open_store(state, repo.resolve(), fed.name)
-    with store.lock():
-        document = store.load()
-        document.require_project(fed.name, store.description)
-        where = f"workspace {layout.url(layout.prefix)}/"
-        with storage_errors(where, layout.bucket):
-            bucket = storage_client(where).bucket(layout.bucket)
-            remote = _list(bucket, layout.transfer)
-        actions = plan_push(local, remote)
-        if not dry_run:
+    store = federation_store(fed, state, repo.resolve())
+    if dry_run:
+        actions = _plan(store, fed, local, layout)[0]
+    else:
+        with store.lock():
+            actions, bucket = _plan(store, fed, local, layout)
             by_name = {o.name: o for o in local}
             for action in actions:
                 if action.action == "unchanged":
@@ -275,6 +274,18 @@ def push(
     if not jobs:
         notes.append(f"no --jobs given: checked that gs://{layout.bucket}/ is reachable; nothing to upload")
     return PushResult(layout.bucket, layout.prefix, tuple(actions), dry_run, tuple(notes))
+
+
+def _plan(store: StateStore, fed: Federation, local: Sequence[LocalObject], layout: WorkspaceLayout) -> tuple[list[PushAction], Any]:
+    """Check the state belongs to the federation, list the bucket, plan: (actions, bucket). Reads only."""
+    from fedgen.gcs import storage_client, storage_errors
+
+    store.load().require_project(fed.name, store.description)
+    where = f"workspace {layout.url(layout.prefix)}/"
+    with storage_errors(where, layout.bucket):
+        bucket = storage_client(where).bucket(layout.bucket)
+        remote = _list(bucket, layout.transfer)
+    return plan_push(local, remote), bucket
 
 
 def _list(bucket: Any, prefix: str) -> dict[str, RemoteObject]:
