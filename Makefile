@@ -8,9 +8,16 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 # Render the bundled example into this repository, build every sync root with kubectl kustomize
-# (as Config Sync does), and validate the result (the PR check).
+# (as Config Sync does), and validate the result (the PR check). A fresh clone has no state (it is never
+# committed): the demo then starts its own root CA, which render only does when told (--new-root-ca).
 example: bootstrap
-	$(FEDGEN) render examples/federation.yaml --repo .
+	@if [ -e .fedgen/state/example_project/state.json ]; then \
+		echo "$(FEDGEN) render examples/federation.yaml --repo ."; \
+		$(FEDGEN) render examples/federation.yaml --repo .; \
+	else \
+		echo "no state yet (a fresh clone): $(FEDGEN) render examples/federation.yaml --repo . --new-root-ca"; \
+		$(FEDGEN) render examples/federation.yaml --repo . --new-root-ca; \
+	fi
 	@for root in clusters/*/; do \
 		echo "kubectl kustomize $$root"; \
 		kubectl kustomize --load-restrictor=LoadRestrictionsNone "$$root" > /dev/null || exit 1; \
