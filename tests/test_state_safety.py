@@ -220,6 +220,7 @@ def test_workload_buckets_name_every_bucket_the_rendered_tree_reaches(write_spec
         data["spec"]["server"]["externalAddress"] = "203.0.113.10"
 
     for edit in (None, variant):
+        shutil.rmtree(tmp_path / "repo", ignore_errors=True)  # each variant its own repo and state
         spec = write_spec(edit)
         (spec.parent / "hosp-a.pem").write_bytes(generate_development_keypair(common_name="hosp-a")[1])
         assert _render(spec).exit_code == 0

@@ -8,8 +8,9 @@ federation's rendered files (its ledger, .fedgen/owned/<federation>.json, plus t
 the current spec). A missing or different root is an InputError naming both fingerprints and the way out;
 `--new-root-ca` (and `fedgen rotate --root-ca`) start over deliberately.
 
-The repository may be hostile (a PR can edit the ledger): only plain files inside the repo are read (no
-absolute paths, no '..', no symbolic link on the way), each at most MAX_BYTES. The worst a forged file can do
+The repository may be hostile (a PR can edit the ledger): only paths fedgen may touch are read
+(fedgen.write.guard: relative, inside the output folders, no symbolic link on the way), plain files of at
+most MAX_BYTES each. The worst a forged file can do
 is make this check refuse a render, never steer where a key goes.
 """
 
@@ -18,13 +19,14 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fedgen.enroll.inspect import fingerprint
 from fedgen.enroll.rootca import ROOTCA_ITEM, configmap_path, from_document
 from fedgen.errors import InputError
 from fedgen.spec.model import Federation
 from fedgen.state.document import StateDocument
+from fedgen.write.guard import path_problem, refuse_symlinks
 from fedgen.write.ledger import read_ledgers
 
 # Kubernetes caps a ConfigMap at 1 MiB; a file of several of them stays well below this.
@@ -70,21 +72,16 @@ def require_committed_root(committed: dict[str, str], document: StateDocument, w
 
 
 def _read_plain(repo: Path, rel: str) -> bytes | None:
-    """The bytes of repo/rel when it is a plain file inside the repo reached without symbolic links."""
-    parts = PurePosixPath(rel).parts
-    if not parts or PurePosixPath(rel).is_absolute() or any(p in ("", ".", "..") for p in parts) or "\\" in rel:
+    """The bytes of repo/rel when fedgen may read it (fedgen.write.guard) and it is a plain file."""
+    if path_problem(rel) is not None:
         return None
-    path = repo
     try:
-        for part in parts:
-            path = path / part
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                return None
+        refuse_symlinks(repo, rel)
+        st = os.lstat(repo / rel)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
             return None
-        return path.read_bytes()
-    except OSError:
+        return (repo / rel).read_bytes()
+    except (InputError, OSError):
         return None
 
 
