@@ -9,10 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedgen.errors import InputError
-from fedgen.render import site as site_render
-from fedgen.render.layout import key_secret_name
 from fedgen.render.shared import contributions, shared_files
-from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_secret_path
+from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_keys
 from fedgen.seal import parse_fingerprint
 from fedgen.sealing import CertificateChange, SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
@@ -150,29 +148,15 @@ def _forget_certificates(document: StateDocument, names: Collection[str], new_ro
 
 
 def _secrets(fed: Federation, kits: dict[str, dict[str, bytes]]) -> list[SecretToSeal]:
-    """The server key for the server cluster, and each site cluster's client key for that cluster."""
-    out = [
+    return [
         SecretToSeal(
-            namespace=fed.server.tenant,
-            name=key_secret_name(fed),
-            data={"server.key": kits[fed.server.name]["startup/server.key"]},
-            certificate=fed.sealing.certificate,
-            cluster=fed.server.cluster,
+            namespace=k.namespace,
+            name=k.name,
+            data={k.key: kits[k.participant][k.kit_path]},
+            certificate=k.certificate,
+            cluster=k.cluster,
             scope=fed.sealing.scope,
-            repo_path=sealed_secret_path(fed),
+            repo_path=k.repo_path,
         )
+        for k in sealed_keys(fed)
     ]
-    for s in fed.cluster_sites:
-        assert s.cluster is not None
-        out.append(
-            SecretToSeal(
-                namespace=s.namespace,
-                name=site_render.key_secret_name(s),
-                data={"client.key": kits[s.name][site_render.CLIENT_KEY]},
-                certificate=fed.cluster(s.cluster).sealing_certificate,
-                cluster=s.cluster,
-                scope=fed.sealing.scope,
-                repo_path=f"{site_render.site_dir(s)}/sealed-secret.yaml",
-            )
-        )
-    return out

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fedgen.render.layout import CONFIG_SYNC_NAMESPACE, MANAGED_BY, ROOT_SYNC_NAME, cluster_dir
-from fedgen.render.serialize import dump_documents, dump_yaml
+from fedgen.render.serialize import Document, dump_file
 
 Obj = dict[str, Any]
 
@@ -15,11 +15,15 @@ def kustomization(resources: list[str], **extra: Any) -> Obj:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(resources), **extra}
 
 
-def folder_files(folder: str, objects: Mapping[str, list[Obj]], spec_name: str, **extra: Any) -> dict[str, bytes]:
+def folder_documents(folder: str, objects: Mapping[str, list[Obj]], **extra: Any) -> dict[str, Document]:
     """One YAML file per entry plus the kustomization.yaml listing them."""
-    out = {f"{folder}/{name}": dump_documents(objs, spec_name=spec_name) for name, objs in objects.items()}
-    out[f"{folder}/kustomization.yaml"] = dump_yaml(kustomization(list(objects), **extra), spec_name=spec_name)
+    out: dict[str, Document] = {f"{folder}/{name}": list(objs) for name, objs in objects.items()}
+    out[f"{folder}/kustomization.yaml"] = kustomization(list(objects), **extra)
     return out
+
+
+def folder_files(folder: str, objects: Mapping[str, list[Obj]], spec_name: str, **extra: Any) -> dict[str, bytes]:
+    return {path: dump_file(doc, spec_name=spec_name) for path, doc in folder_documents(folder, objects, **extra).items()}
 
 
 def root_sync(gitops: Mapping[str, str], cluster: str) -> Obj:

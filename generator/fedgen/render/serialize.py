@@ -58,6 +58,14 @@ def dump_yaml(obj: Mapping[str, Any], *, spec_name: str) -> bytes:
     return out.getvalue().encode()
 
 
+# What a rendered YAML file holds: a list of objects (one document each) or one mapping (a kustomization).
+Document = list[Mapping[str, Any]] | Mapping[str, Any]
+
+
+def dump_file(document: Document, *, spec_name: str) -> bytes:
+    return dump_documents(document, spec_name=spec_name) if isinstance(document, list) else dump_yaml(document, spec_name=spec_name)
+
+
 def dump_json(obj: Any) -> bytes:
     """JSON with sorted keys and a trailing newline (JSON has no comments: no header)."""
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()

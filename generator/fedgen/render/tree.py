@@ -5,12 +5,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from fedgen.render import mesh, server, site, tenant
-from fedgen.render.gitops import folder_files, kustomization
+from fedgen.render.gitops import folder_documents, kustomization
 from fedgen.render.layout import MANAGED_BY, ingress_dir, key_secret_name, server_base_dir, tenant_base_dir, tenant_overlay_dir
 from fedgen.seal import sealed_secret_manifest
-from fedgen.render.serialize import dump_yaml
+from fedgen.render.serialize import Document, dump_file
 from fedgen.spec.model import Federation
 
 SEALED_SECRET_FILE = "sealed-secret.yaml"
@@ -30,6 +31,35 @@ def sealed_secret_path(fed: Federation) -> str:
     return f"{server_base_dir(fed)}/{SEALED_SECRET_FILE}"
 
 
+@dataclass(frozen=True)
+class SealedKey:
+    """A private key of a kit that the tree holds only sealed: RenderInput.sealed[(namespace, name)][key]."""
+
+    namespace: str
+    name: str  # the SealedSecret's (and the Secret's) name
+    key: str  # its data key
+    participant: str
+    kit_path: str  # the key's file in the participant's kit
+    cluster: str  # whose controller unseals it
+    certificate: Path | None  # that controller's certificate, from the spec (None: a development key)
+    repo_path: str
+
+
+def sealed_keys(fed: Federation) -> tuple[SealedKey, ...]:
+    """The server key for the server cluster, and each site cluster's client key for that cluster."""
+    out = [
+        SealedKey(fed.server.tenant, key_secret_name(fed), "server.key", fed.server.name, server.SERVER_KEY, fed.server.cluster,
+                  fed.sealing.certificate, sealed_secret_path(fed))
+    ]
+    for s in fed.cluster_sites:
+        assert s.cluster is not None
+        out.append(
+            SealedKey(s.namespace, site.key_secret_name(s), "client.key", s.name, site.CLIENT_KEY, s.cluster,
+                      fed.cluster(s.cluster).sealing_certificate, f"{site.site_dir(s)}/{SEALED_SECRET_FILE}")
+        )
+    return tuple(out)
+
+
 def _rel(from_dir: str, to_dir: str) -> str:
     return posixpath.relpath(to_dir, from_dir)
 
@@ -44,10 +74,15 @@ def owned_folders(fed: Federation) -> list[str]:
 
 def render_tree(inp: RenderInput) -> dict[str, bytes]:
     """The files this federation owns alone; shared.py makes the files several federations feed."""
-    fed, spec_name = inp.federation, inp.spec_name
-    files: dict[str, bytes] = {}
+    return {path: dump_file(doc, spec_name=inp.spec_name) for path, doc in render_documents(inp).items()}
 
-    files.update(folder_files(tenant_base_dir(fed.server.tenant), tenant.tenant_objects(fed.server.tenant), spec_name))
+
+def render_documents(inp: RenderInput) -> dict[str, Document]:
+    """What render_tree serializes: the objects of each file (validate reads them without serializing)."""
+    fed = inp.federation
+    files: dict[str, Document] = {}
+
+    files.update(folder_documents(tenant_base_dir(fed.server.tenant), tenant.tenant_objects(fed.server.tenant)))
 
     sealed_key = inp.sealed[(fed.server.tenant, key_secret_name(fed))]
     configmaps = server.kit_configmaps(fed, inp.kits[fed.server.name])
@@ -65,23 +100,20 @@ def render_tree(inp: RenderInput) -> dict[str, bytes]:
     else:
         server_objects["authorization-policies.yaml"] = server.gateway_only_authorization(fed)
         server_objects["network-policy.yaml"] = [server.gateway_only_network_policy(fed)]
-    files.update(folder_files(server_base_dir(fed), server_objects, spec_name))
+    files.update(folder_documents(server_base_dir(fed), server_objects))
 
     overlay = tenant_overlay_dir(fed)
-    files[f"{overlay}/kustomization.yaml"] = dump_yaml(
-        kustomization(
-            [_rel(overlay, tenant_base_dir(fed.server.tenant)), _rel(overlay, server_base_dir(fed))],
-            labels=[{"pairs": {"fedgen.dev/cluster": fed.server.cluster, "fedgen.dev/federation": fed.name}}],
-        ),
-        spec_name=spec_name,
+    files[f"{overlay}/kustomization.yaml"] = kustomization(
+        [_rel(overlay, tenant_base_dir(fed.server.tenant)), _rel(overlay, server_base_dir(fed))],
+        labels=[{"pairs": {"fedgen.dev/cluster": fed.server.cluster, "fedgen.dev/federation": fed.name}}],
     )
 
     if not server.is_bypass(fed):
-        files.update(folder_files(ingress_dir(fed), mesh.ingress_objects(fed), spec_name))
+        files.update(folder_documents(ingress_dir(fed), mesh.ingress_objects(fed)))
     for s in fed.cluster_sites:
         encrypted = inp.sealed[(s.namespace, site.key_secret_name(s))]
         sealed = sealed_secret_manifest(
             name=site.key_secret_name(s), namespace=s.namespace, scope=fed.sealing.scope, encrypted_data=encrypted, labels=dict(MANAGED_BY)
         )
-        files.update(folder_files(site.site_dir(s), site.site_objects(fed, s, inp.kits[s.name], sealed), spec_name))
+        files.update(folder_documents(site.site_dir(s), site.site_objects(fed, s, inp.kits[s.name], sealed)))
     return files
