@@ -319,21 +319,10 @@ def _run_workers(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     main guard would run again, or fail), and 'fork' is unsafe in a process with threads. A request (which
     holds the root CA key) goes over the worker's stdin, never to disk; the stdin stays open while the worker
     runs, and its end tells the worker that this process is gone (it then removes its temporary root)."""
-    import fedgen
-
-    env = dict(os.environ)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fedgen.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for request in requests:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "fedgen.provision.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
-            )
+            proc = spawn_worker()
             procs.append(proc)
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -367,6 +356,46 @@ def _run_workers(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 proc.wait()
             if proc.stdout:
                 proc.stdout.close()
+
+
+def spawn_worker() -> subprocess.Popen[bytes]:
+    """A `python -m fedgen.provision.worker` process (see that module for the protocol); raises OSError."""
+    import fedgen
+
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fedgen.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedgen.provision.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def preload_nvflare() -> None:
+    """Import what provisioning uses, so a worker started early does it while its caller prepares the request."""
+    import nvflare.lighter.impl.static_file  # noqa: F401
+    import nvflare.lighter.provisioner  # noqa: F401
+
+
+def static_request(federation: Federation) -> dict[str, Any]:
+    """What static_kits needs for the server's and the site-cluster sites' kits: only those in the roster,
+    since neither kit depends on the other participants (tested), so the request is a stable cache key."""
+    _check_names(federation)
+    sites = federation.cluster_sites
+    members = tuple(("client", s.name, s.org, None) for s in sites)
+    roster = _Roster(project=federation.name, server=_Roster.of(federation).server, members=members)
+    return {"roster": _roster_json(roster), "names": [federation.server.name, *(s.name for s in sites)]}
+
+
+def static_kits(request: Mapping[str, Any]) -> dict[str, dict[str, bytes]]:
+    """NVFlare's kit files that need no key (StaticFileBuilder's alone: no CA, no certificate, no state)."""
+    roster = _roster_from_json(request["roster"])
+    names = [str(n) for n in request["names"]]
+    _, kits = _run_nvflare(roster, names, {}, names, with_certs=False)
+    return {name: {path: f.data for path, f in kit.items()} for name, kit in kits.items()}
 
 
 def issue_group(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -482,11 +511,18 @@ def _quiet() -> Iterator[None]:
 
 
 def _run_nvflare(
-    roster: _Roster, in_project: list[str], seed: dict[str, Any], kit_names: list[str], *, with_kits: bool = True
+    roster: _Roster,
+    in_project: list[str],
+    seed: dict[str, Any],
+    kit_names: list[str],
+    *,
+    with_kits: bool = True,
+    with_certs: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Mapping[str, KitFile]]]:
     """Run NVFlare's Provisioner in a private temporary root; return the new cert.json and the kits.
 
-    with_kits=False runs only the builders certificates depend on (no kit files are built or read)."""
+    with_kits=False runs only the builders certificates depend on (no kit files are built or read);
+    with_certs=False only those that need no key (no cert.json: {} is returned for it)."""
     global current_root
     with root_lock:
         root = scratch.make_dir("provision")  # mode 0700; removed on SIGINT/SIGTERM too, swept after a SIGKILL
@@ -499,7 +535,7 @@ def _run_nvflare(
 
         with _quiet():
             try:
-                ctx = _provision_in(root, roster, in_project, with_kits=with_kits)
+                ctx = _provision_in(root, roster, in_project, with_kits=with_kits, with_certs=with_certs)
             except Exception as exc:  # NVFlare raises for some errors (names, missing server, ...)
                 raise ExternalError(f"{_FAILED}: {_one_line(str(exc) or type(exc).__name__)}") from exc
         _crash_pause("provision")  # test hook: every key of this run is on disk here
@@ -512,8 +548,10 @@ def _run_nvflare(
             raise ExternalError(f"{_FAILED}: {_reason(errors)}")
 
         try:
-            with open(os.path.join(state_dir, _CERT_JSON), "rb") as f:
-                new_cert = json.loads(f.read())
+            new_cert: Any = {}
+            if with_certs:
+                with open(os.path.join(state_dir, _CERT_JSON), "rb") as f:
+                    new_cert = json.loads(f.read())
             kits = {name: _read_kit(os.path.join(location, name)) for name in kit_names}
         except (OSError, ValueError) as exc:
             raise ExternalError(f"{_FAILED}: cannot read the result: {_one_line(str(exc))}") from exc
@@ -525,7 +563,7 @@ def _run_nvflare(
         current_root = None
 
 
-def _provision_in(root: str, roster: _Roster, in_project: list[str], *, with_kits: bool) -> Any:
+def _provision_in(root: str, roster: _Roster, in_project: list[str], *, with_kits: bool, with_certs: bool = True) -> Any:
     """Build the NVFlare project (only the participants in `in_project`) and provision it under `root`."""
     from nvflare.lighter.constants import ParticipantType, PropKey
     from nvflare.lighter.entity import Participant, Project
@@ -563,9 +601,10 @@ def _provision_in(root: str, roster: _Roster, in_project: list[str], *, with_kit
     builders: list[Any] = [WorkspaceBuilder()]
     if with_kits:
         builders.append(StaticFileBuilder(config_folder="config", scheme="grpc"))
-    builders.append(CertBuilder())
-    if with_kits:
-        builders.append(SignatureBuilder())
+    if with_certs:
+        builders.append(CertBuilder())
+        if with_kits:
+            builders.append(SignatureBuilder())
     return Provisioner(root, builders).provision(project, logger=_SilentLogger())
 
 

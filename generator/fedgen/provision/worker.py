@@ -1,18 +1,23 @@
-"""A worker process of parallel certificate issuance (see fedgen.provision.core): `python -m fedgen.provision.worker`.
+"""A worker process of NVFlare provisioning: `python -m fedgen.provision.worker`.
 
-Protocol: one JSON request line on stdin ({"roster", "group", "base"}), one JSON reply on stdout
-({"entries": {name: cert.json entry}} or {"error": message}). The caller keeps stdin open while the worker
-runs: the end of stdin before the reply means the caller is gone, and the worker removes its temporary
-provisioning root (key material) and exits at once.
+It imports NVFlare first, then reads one JSON request line on stdin and writes one JSON reply on stdout:
+- parallel certificate issuance (see fedgen.provision.core): {"roster", "group", "base"} ->
+  {"entries": {name: cert.json entry}} or {"error": message};
+- the kit files that need no key, for validate (see fedgen.provision.static): {"task": "static-kits",
+  "requests": [...]} -> {"kits": [{name: {path: base64}} or {"error": message}, ...]}.
+The caller keeps stdin open while the worker runs: the end of stdin before the reply means the caller is
+gone, and the worker removes its temporary provisioning root (key material) and exits at once.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import sys
 import threading
+from typing import Any
 
 
 # Set once the reply is out: the end of stdin after that is the caller's normal goodbye, not its death.
@@ -47,18 +52,38 @@ def _read_line(fd: int) -> bytes:
             return b"".join(chunks).split(b"\n", 1)[0]
 
 
+def _static_kits(requests: list[Any]) -> list[dict[str, Any]]:
+    from fedgen.errors import FedgenError
+    from fedgen.provision.core import static_kits
+
+    out: list[dict[str, Any]] = []
+    for request in requests:
+        try:
+            kits = static_kits(request)
+            out.append({name: {path: base64.b64encode(data).decode() for path, data in kit.items()} for name, kit in kits.items()})
+        except FedgenError as exc:
+            out.append({"error": str(exc)})
+    return out
+
+
 def main() -> int:
     # The reply goes to the original stdout; anything else that writes to fd 1 lands on stderr instead.
     reply_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    from fedgen.errors import FedgenError
+    from fedgen.provision.core import issue_group, preload_nvflare
+
+    preload_nvflare()
     line = _read_line(0)
     _exit_when_caller_is_gone(0)
 
-    from fedgen.errors import FedgenError
-    from fedgen.provision.core import issue_group
-
     try:
-        reply: dict[str, object] = {"entries": issue_group(json.loads(line))}
+        request = json.loads(line)
+        reply: dict[str, object]
+        if isinstance(request, dict) and request.get("task") == "static-kits":
+            reply = {"kits": _static_kits(list(request["requests"]))}
+        else:
+            reply = {"entries": issue_group(request)}
     except FedgenError as exc:
         reply = {"error": str(exc)}
     except Exception as exc:  # reported to the caller as one line
