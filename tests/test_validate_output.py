@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from fedgen.cli import main
 from fedgen.report import render_json, render_sarif, render_text
 from fedgen.validate.engine import validate
-from tests.validate.support import SERVER_DIR, container, edit_obj, fresh, restamp
+from tests.validate.support import SERVER_DIR, TENANT, WORKLOAD, container, edit_obj, fresh, restamp
 
 OPEN_SERVICE = "Service/istio-ingress/nvflare-fl-1"
 
@@ -56,7 +56,8 @@ def test_warnings_alone_exit_0_and_print_grouped_text(tmp_path: Path) -> None:
 def test_errors_exit_1(tmp_path: Path) -> None:
     result = run("--repo", str(planted_error(tmp_path)), "--format", "json")
     assert result.exit_code == 1
-    assert [f["rule"] for f in json.loads(result.output)["findings"]] == ["FG703"]
+    # The hand edit itself differs from what the spec renders (FG120), whatever the re-stamped ledger says.
+    assert [f["rule"] for f in json.loads(result.output)["findings"]] == ["FG120", "FG703"]
 
 
 @pytest.mark.parametrize(
@@ -115,8 +116,9 @@ def test_sarif_is_valid_deterministic_and_relative(tmp_path: Path) -> None:
     run_ = doc["runs"][0]
     rules = run_["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == sorted(r["id"] for r in rules)
-    [result] = run_["results"]
-    assert result["ruleId"] == "FG703" and rules[result["ruleIndex"]]["id"] == "FG703"
+    assert sorted(r["ruleId"] for r in run_["results"]) == ["FG120", "FG703"]
+    [result] = [r for r in run_["results"] if r["ruleId"] == "FG703"]
+    assert rules[result["ruleIndex"]]["id"] == "FG703"
     assert result["level"] == "error"
     location = result["locations"][0]["physicalLocation"]
     assert location["artifactLocation"] == {"uri": f"{SERVER_DIR}/deployment.yaml", "uriBaseId": "%SRCROOT%"}
@@ -175,11 +177,73 @@ def test_allowlist_unknown_rule_is_bad_input(tmp_path: Path) -> None:
 
 def test_allowlist_does_not_silence_other_objects_and_reports_unused_entries(tmp_path: Path) -> None:
     repo = planted_error(tmp_path)
-    (repo / ".fedgen" / "allowlist.yaml").write_text("allow:\n  - rule: FG703\n    object: Deployment/other/*\n    reason: not this one\n")
+    (repo / ".fedgen" / "allowlist.yaml").write_text("allow:\n  - rule: FG703\n    object: Deployment/other/x\n    reason: not this one\n")
     report = validate(repo=repo)
-    assert sorted(f.rule for f in report.findings) == ["FG108", "FG703"]
+    assert sorted(f.rule for f in report.findings) == ["FG108", "FG120", "FG703"]
     [unused] = [f for f in report.findings if f.rule == "FG108"]
-    assert unused.severity == "warning" and unused.path == ".fedgen/allowlist.yaml" and unused.line == 2
+    assert unused.severity == "error" and unused.path == ".fedgen/allowlist.yaml" and unused.line == 2
+
+
+PLANTED = f"Deployment/{TENANT}/{WORKLOAD}"
+
+
+def _allow(repo: Path, *entries: tuple[str, str], path: str | None = None, into: Path | None = None) -> Path:
+    lines = ["allow:"]
+    for rule, obj in entries:
+        lines += [f"  - rule: {rule}", f"    object: '{obj}'", "    reason: accepted"]
+        if path is not None:
+            lines.append(f"    path: '{path}'")
+    target = into or repo / ".fedgen" / "allowlist.yaml"
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def test_globs_never_silence_errors(tmp_path: Path) -> None:
+    """The attack of a pull request: an entry with object "*" for every rule. The privileged container
+    stays an error, and every entry that silences nothing is an error too."""
+    from fedgen.validate.rules import REGISTRY
+
+    repo = planted_error(tmp_path)
+    _allow(repo, *[(rule.id, "*") for rule in REGISTRY])
+    report = validate(repo=repo)
+    assert report.exit_code == 1 and {"FG120", "FG703"} <= {f.rule for f in report.findings}
+    unused = [f for f in report.findings if f.rule == "FG108"]
+    assert len(unused) == len(REGISTRY) and {f.severity for f in unused} == {"error"}
+    assert "globs match warnings only" in unused[0].message
+    _allow(repo, ("FG703", PLANTED), ("FG120", PLANTED), path=f"{SERVER_DIR}/*")
+    assert {f.rule for f in validate(repo=repo).findings} == {"FG108", "FG120", "FG703"}  # a glob path is no exact file
+
+
+def test_an_exact_entry_silences_an_error(tmp_path: Path) -> None:
+    repo = planted_error(tmp_path)
+    _allow(repo, ("FG703", PLANTED), ("rendered-file-differs", PLANTED), path=f"{SERVER_DIR}/deployment.yaml")
+    report = validate(repo=repo)
+    assert report.findings == () and report.exit_code == 0
+    assert sorted(s.finding.rule for s in report.suppressed) == ["FG120", "FG703"]
+
+
+def test_globs_still_silence_warnings(tmp_path: Path) -> None:
+    repo = fresh("example", tmp_path)
+    _allow(repo, ("FG709", "Service/istio-ingress/*"), path="clusters/*")
+    report = validate(repo=repo)
+    assert report.findings == () and [s.finding.rule for s in report.suppressed] == ["FG709"]
+
+
+def test_allowlist_option_replaces_the_repos_own(tmp_path: Path) -> None:
+    """CI passes the base branch's allowlist: what the pull request adds to the repo's own is not read."""
+    repo = planted_error(tmp_path)
+    _allow(repo, ("FG703", PLANTED), ("FG120", PLANTED))
+    assert run("--repo", str(repo)).exit_code == 0
+    base = tmp_path / "base-allowlist.yaml"
+    base.write_text("")  # the base branch has none
+    result = run("--repo", str(repo), "--allowlist", str(base), "--format", "json")
+    assert result.exit_code == 1
+    assert [f["rule"] for f in json.loads(result.output)["findings"]] == ["FG120", "FG703"]
+    _allow(repo, ("FG703", "Deployment/*/*"), into=base)
+    found = json.loads(run("--repo", str(repo), "--allowlist", str(base), "--format", "json").output)["findings"]
+    assert [(f["rule"], f["path"], f["line"]) for f in found if f["rule"] == "FG108"] == [("FG108", str(base), 2)]
+    missing = run("--repo", str(repo), "--allowlist", str(tmp_path / "nowhere.yaml"))
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1 and "--allowlist is not a file" in missing.output
 
 
 def test_this_repository_validates(tmp_path: Path) -> None:

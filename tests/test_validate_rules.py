@@ -3,7 +3,8 @@
 Each plant copies a fresh render (made once per test process), edits the rendered YAML by hand, re-stamps the
 ledger (so only the plant differs from a render, unless the plant is about the ledger) and runs the real
 validation: kubectl kustomize, kubeconform on the offline schemas, every rule. It asserts that the planted
-rule fires, and that nothing else fires beyond the collateral the plant declares.
+rule fires, and that nothing else fires beyond the collateral the plant declares and the findings of a hand
+edit, which validate sees whatever the ledger says (HAND_EDIT: it renders the spec again).
 """
 
 from __future__ import annotations
@@ -285,10 +286,33 @@ STALE = (
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stale\n  namespace: fl-genomics\ndata:\n  a: b\n"
 )
 PLAINTEXT_SECRET = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: fl-genomics\nstringData:\n  password: hunter2\n"
+LEDGER = f".fedgen/owned/{FEDERATION}.json"
+CLUSTER_ADMIN = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding",
+    "metadata": {"name": "fl-ksa-cluster-admin"},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+    "subjects": [{"kind": "ServiceAccount", "name": "fl-ksa", "namespace": TENANT}],
+}
+
+
+def _ledger(change: Callable[[dict[str, Any]], None]) -> Edit:
+    def run(repo: Path) -> None:
+        data = json.loads((repo / LEDGER).read_text())
+        change(data)
+        (repo / LEDGER).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    return run
+
+
+def _copy_ledger(repo: Path) -> None:
+    shutil.copy(repo / LEDGER, repo / ".fedgen/owned/copy.json")
 
 # ------------------------------------------------------------------------------------------------ plants
 
 SHARED_EDIT = frozenset({"FG102"})
+# A hand edit of a rendered file or folder differs from what the spec renders, re-stamped ledger or not.
+HAND_EDIT = frozenset({"FG120", "FG121", "FG122", "FG123", "FG124"})
 
 PLANTS: tuple[Plant, ...] = (
     # FG1xx spec and drift
@@ -315,6 +339,13 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG113", "site enrolls by bundle", _enroll_site(lambda s: s.pop("enrollment")), base="enrolled"),
     Plant("FG113", "request for another project", _both(_enrolled(ENROLL_REQUEST, lambda e: e.other_project_request), _delete(ENROLL_SIGNED)), base="enrolled"),
     Plant("FG114", "signed zip without its request", _delete(ENROLL_REQUEST), base="enrolled"),
+    # Hand edits that re-stamp the ledger (as every restamped plant does): validate renders the spec again.
+    Plant("FG120", "replicas edited", _deployment(lambda d: d["spec"].__setitem__("replicas", 2))),
+    Plant("FG121", "contribution forged", _ledger(lambda d: d["contributions"][0]["tfvars"].__setitem__("platform_name", "forged")), also=SHARED_EDIT),
+    Plant("FG122", "file no ledger lists in a tenant folder", _write(f"{SERVER_DIR}/notes.txt", "kept here by hand\n")),
+    Plant("FG123", "cluster-admin binding in a tenant folder", _add_object(BASE_DIR, "rbac.yaml", CLUSTER_ADMIN)),
+    Plant("FG124", "image from another registry", _container(lambda c: c.__setitem__("image", "registry.example.net/x/nvflare:2.9.0"))),
+    Plant("FG125", "two ledgers render one federation", _copy_ledger),
     # FG2xx schema (kubeconform, real schemas)
     Plant("FG201", "typo field", _deployment(lambda d: d["spec"].__setitem__("replcas", 1))),
     Plant("FG201", "wrong type", _deployment(lambda d: d["spec"].__setitem__("replicas", "one"))),
@@ -423,7 +454,7 @@ def test_planted_defect_fires_its_rule(plant: Plant, tmp_path: Path) -> None:
     report = validate(repo=repo)
     fired = rules_of(report)
     assert plant.rule in fired, [(f.rule, f.path, f.message) for f in report.findings]
-    unexpected = fired - {plant.rule} - plant.also
+    unexpected = fired - {plant.rule} - plant.also - HAND_EDIT
     assert not unexpected, [(f.rule, f.path, f.line, f.object, f.message) for f in report.findings if f.rule in unexpected]
     for f in report.findings:
         assert f.path and f.message and "\n" not in f.message and f.remediation

@@ -28,7 +28,7 @@ def _list_rules() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool) -> None:
+def _run(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool, allowlist: Path | None) -> None:
     if list_rules:
         click.echo(_list_rules(), nl=False)
         return
@@ -38,7 +38,7 @@ def _run(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool)
     try:
         from fedgen.validate.engine import validate as run_validation
 
-        report = run_validation(repo=repo, kubernetes_version=kubernetes_version)
+        report = run_validation(repo=repo, kubernetes_version=kubernetes_version, allowlist=allowlist)
         from fedgen.report import FORMATS
 
         text = FORMATS[fmt](report, colour=_colour(sys.stdout))
@@ -53,15 +53,23 @@ def _run(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool)
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help="Rendered GitOps repository to check.")
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="text", show_default=True, help="text (grouped by file), json, or sarif (SARIF 2.1.0 for code scanning).")
 @click.option("--kubernetes-version", metavar="X.Y", default=None, help="Kubernetes minor version whose schemas to use (default: GKE regular channel's).")
+@click.option(
+    "--allowlist",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Allowlist to apply instead of the repo's .fedgen/allowlist.yaml (a PR check passes the base branch's).",
+)
 @click.option("--list-rules", is_flag=True, help="Print the rules as a Markdown table and exit.")
-def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool) -> None:
+def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: bool, allowlist: Path | None) -> None:
     """Check a rendered repo before Config Sync applies it (the PR check).
 
     \b
     Builds each clusters/<cluster>/ sync root with kubectl kustomize as Config Sync does, validates every
-    object offline against strict schemas (kubeconform), then checks mesh, secrets, GitOps layout,
-    cross-object consistency and hardening rules. Needs no state, no network and no credentials.
-    Silence a finding with an entry (rule, object, reason) in .fedgen/allowlist.yaml.
+    object offline against strict schemas (kubeconform), renders each ledger's spec again (without the
+    state) to compare with the rendered files, then checks mesh, secrets, GitOps layout, cross-object
+    consistency and hardening rules. Needs no state, no network and no credentials.
+    Silence a finding with an entry (rule, object, reason) in .fedgen/allowlist.yaml: an error only by
+    its exact object, globs match warnings only.
 
     \b
     Exit codes: 0 no errors (warnings are printed but do not fail), 1 error findings,
@@ -69,4 +77,4 @@ def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: b
     """
     from fedgen.cli import handle_errors
 
-    handle_errors(_run)(repo, fmt, kubernetes_version, list_rules)
+    handle_errors(_run)(repo, fmt, kubernetes_version, list_rules, allowlist)

@@ -2,11 +2,15 @@
 
     allow:
       - rule: FG709                                  # rule id or slug
-        object: Service/istio-ingress/nvflare-fl-1   # Kind/namespace/name (Kind/name if cluster-scoped); globs ok
-        path: clusters/*                              # optional glob on the finding's file
+        object: Service/istio-ingress/nvflare-fl-1   # Kind/namespace/name (Kind/name if cluster-scoped)
+        path: clusters/acp-dev/istio-ingress/fl-1/service.yaml   # optional: the finding's file
         reason: sites connect from changing addresses; NVFlare's mutual TLS authenticates them
 
-An entry without a reason, with an unknown rule, or a file that is not this shape is invalid input (exit 2).
+An error can be silenced only by an entry naming its one object exactly (and its file exactly, when path is
+given); globs (*, ?, [...]) in object or path match warnings only. A pull request can add entries, so the PR
+check should read the allowlist from the base branch (fedgen validate --allowlist). An entry without a
+reason, with an unknown rule, or a file that is not this shape is invalid input (exit 2); an entry that
+silences nothing is an error finding (FG108).
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from fedgen.errors import InputError
-from fedgen.validate.finding import Finding, Suppressed
+from fedgen.validate.finding import ERROR, Finding, Suppressed
 from fedgen.validate.rule import Registry
 from fedgen.validate.yamlsource import parse_yaml
 
 ALLOWLIST_PATH = ".fedgen/allowlist.yaml"
 FIELDS = ("rule", "object", "path", "reason")
+GLOB_CHARACTERS = "*?["
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,15 @@ class Entry:
     reason: str
     line: int
 
+    @property
+    def is_glob(self) -> bool:
+        return any(c in field for field in (self.object, self.path or "") for c in GLOB_CHARACTERS)
+
     def matches(self, finding: Finding, slug: str) -> bool:
         if self.rule not in (finding.rule, slug) or finding.object is None:
             return False
+        if finding.severity == ERROR:  # one exact object (and file): a glob never silences an error
+            return finding.object == self.object and self.path in (None, finding.path)
         if not fnmatchcase(finding.object, self.object):
             return False
         return self.path is None or fnmatchcase(finding.path, self.path)
@@ -68,10 +79,10 @@ def parse_allowlist(text: str, *, origin: str, registry: Registry) -> tuple[Entr
             raise InputError(f"{where}: rule {rule!r} is not a known rule id or slug (fedgen validate --list-rules)")
         obj = item.get("object")
         if not isinstance(obj, str) or not obj.strip():
-            raise InputError(f"{where} needs an object: Kind/namespace/name (or Kind/name), globs allowed")
+            raise InputError(f"{where} needs an object: Kind/namespace/name (or Kind/name); globs match warnings only")
         path = item.get("path")
         if path is not None and not isinstance(path, str):
-            raise InputError(f"{where}: path must be a glob string")
+            raise InputError(f"{where}: path must be a string (the finding's file; globs match warnings only)")
         entries.append(Entry(rule=slugs.get(rule, rule), object=obj.strip(), path=path, reason=reason.strip(), line=line))
     return tuple(entries)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError, FedgenError
 from fedgen.tools import find_tool
@@ -39,6 +39,9 @@ from fedgen.validate.model import (
 )
 from fedgen.validate.scan import list_files, read_text
 from fedgen.validate.yamlsource import YamlDoc, load_all_plain, parse_file
+
+if TYPE_CHECKING:
+    from fedgen.provision.static import StaticKits
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 OWNED_DIR = ".fedgen/owned"
@@ -128,6 +131,7 @@ def _ledger(rel: str, doc: Mapping[str, Any], **extra: Any) -> Ledger:
         {str(k): str(v) for k, v in doc["files"].items()},
         extra.pop("actual", {}),
         shared=tuple(sorted(str(p) for p in doc.get("shared", []))),
+        contributions=tuple(_contributions(doc)),
         **extra,
     )
 
@@ -593,6 +597,34 @@ def read_enrollment(repo: Path, paths: Iterable[str], specs: Mapping[str, SpecIn
 # ------------------------------------------------------------------------------------------------- model
 
 
+def _spec_hint(repo: Path, spec: str) -> str:
+    """What identifies a spec's NVFlare input before it is loaded: its bytes (see StaticKits)."""
+    try:
+        path = (repo / spec).resolve()
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_relative_to(repo) else f"outside {spec}"
+    except OSError:
+        return f"unreadable {spec}"
+
+
+def _static_kits(kits: StaticKits, repo: Path, specs: Mapping[str, SpecInfo]) -> dict[str, Any]:
+    """spec path -> NVFlare's static kit files for its federation, or one line saying why there are none."""
+    from fedgen.provision.core import static_request
+
+    out: dict[str, Any] = {}
+    asked: list[tuple[str, str, dict[str, Any]]] = []
+    for path, info in sorted(specs.items()):
+        if info.federation is not None:
+            try:
+                asked.append((path, _spec_hint(repo, path), static_request(info.federation)))
+            except FedgenError as exc:
+                out[path] = str(exc)
+    try:
+        out.update(zip([a[0] for a in asked], kits.get([(hint, request) for _, hint, request in asked])))
+    except ExternalError as exc:
+        out.update((a[0], str(exc)) for a in asked)
+    return out
+
+
 def _quick_engine(repo: Path, spec: str) -> str | None:
     """spec.gitops.engine read without the full spec load, to start the builds early."""
     try:
@@ -629,6 +661,11 @@ class ModelBuild:
         engines = {ledger.spec: _quick_engine(repo, ledger.spec) for ledger in early_ledgers if ledger.spec}
         quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
         self.cluster_dirs = cluster_folders(repo)
+        self.static: StaticKits | None = None
+        if engines:  # NVFlare's import takes longest: its worker starts first (see validate/rerender.py)
+            from fedgen.provision.static import StaticKits
+
+            self.static = StaticKits(_spec_hint(repo, spec) for spec in engines)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedgen-kustomize")
         self.builder = Builder(repo, self.pool)
         self.schema: SchemaCheck | None = None
@@ -664,6 +701,10 @@ class ModelBuild:
         builds = self.builder.results()
         roots = assemble_roots(repo, plan, files, builds)
         objects = [o for r in roots for o in r.objects]
+        verdicts = self.schema.verdicts(objects)
+        from fedgen.validate.rerender import rerender
+
+        rendered = rerender(files, ledgers, specs, _static_kits(self.static, repo, specs) if self.static else {})
         interrupted = tuple(m for m in INTERRUPT_MARKERS if (repo / m).exists())
         model = Model(
             files=files,
@@ -675,10 +716,13 @@ class ModelBuild:
             sync_dirs=tuple(folders),
             now=self.now or dt.datetime.now(dt.timezone.utc),
             enrollment=enrollment,
+            rerender=rendered,
         )
-        return PendingModel(model, self.schema.verdicts(objects))
+        return PendingModel(model, verdicts)
 
     def close(self) -> None:
+        if self.static is not None:
+            self.static.close()
         self.pool.shutdown(wait=True)
         if self.schema is not None:
             self.schema.close()

@@ -91,31 +91,48 @@ def run_rules(model: Model, registry: Registry) -> list[Finding]:
     return sorted(_findings(model, registry).values(), key=lambda f: f.sort_key)
 
 
-def unused_entries(entries: Iterable[Entry], registry: Registry) -> list[Finding]:
+def _unused_message(entry: Entry) -> str:
+    message = f"allowlist entry for {entry.rule} {entry.object} matches no finding; remove it"
+    if entry.is_glob:
+        message += " (globs match warnings only: an error is silenced only by naming its exact object)"
+    return message
+
+
+def unused_entries(entries: Iterable[Entry], registry: Registry, origin: str = ALLOWLIST_PATH) -> list[Finding]:
     rule = registry.get(UNUSED_ALLOWLIST_RULE)
-    hits = [
-        Hit(message=f"allowlist entry for {e.rule} {e.object} matches no finding; remove it", path=ALLOWLIST_PATH, line=e.line, pointer=f"/allow/{e.rule}/{e.object}")
-        for e in entries
-    ]
+    hits = [Hit(message=_unused_message(e), path=origin, line=e.line, pointer=f"/allow/{e.rule}/{e.object}") for e in entries]
     return [locate(rule, h) for h in hits]
 
 
-def load_allowlist(repo: Path, registry: Registry) -> tuple[Entry, ...]:
-    path = repo / ALLOWLIST_PATH
-    if not path.is_file():
-        return ()
+@dataclass(frozen=True)
+class Allowlist:
+    entries: tuple[Entry, ...] = ()
+    origin: str = ALLOWLIST_PATH  # how findings name the file: repo-relative, or as given
+
+
+def load_allowlist(repo: Path, registry: Registry, path: Path | None = None) -> Allowlist:
+    """The repo's .fedgen/allowlist.yaml (when there is one), or the file given (which must exist)."""
+    if path is None:
+        path, origin = repo / ALLOWLIST_PATH, ALLOWLIST_PATH
+        if not path.is_file():
+            return Allowlist()
+    else:
+        inside = path.resolve().is_relative_to(repo.resolve())
+        origin = path.resolve().relative_to(repo.resolve()).as_posix() if inside else str(path)
+        if not path.is_file():
+            raise InputError(f"{origin}: --allowlist is not a file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{ALLOWLIST_PATH}: cannot read ({exc})") from None
-    return parse_allowlist(text, origin=ALLOWLIST_PATH, registry=registry)
+        raise InputError(f"{origin}: cannot read ({exc})") from None
+    return Allowlist(parse_allowlist(text, origin=origin, registry=registry), origin)
 
 
-def report_for(model: Model, registry: Registry, findings: list[Finding], entries: tuple[Entry, ...] = ()) -> Report:
+def report_for(model: Model, registry: Registry, findings: list[Finding], allowlist: Allowlist = Allowlist()) -> Report:
     """Pure: the report for a model and the findings of its rules (allowlist, unused entries)."""
-    kept, suppressed, unused = apply_allowlist(findings, entries, registry)
+    kept, suppressed, unused = apply_allowlist(findings, allowlist.entries, registry)
     if UNUSED_ALLOWLIST_RULE in registry:
-        kept.extend(unused_entries(unused, registry))
+        kept.extend(unused_entries(unused, registry, allowlist.origin))
     return Report(
         findings=tuple(sorted(kept, key=lambda f: f.sort_key)),
         suppressed=tuple(sorted(suppressed, key=lambda s: s.finding.sort_key)),
@@ -127,9 +144,9 @@ def report_for(model: Model, registry: Registry, findings: list[Finding], entrie
     )
 
 
-def evaluate(model: Model, registry: Registry, entries: tuple[Entry, ...] = ()) -> Report:
+def evaluate(model: Model, registry: Registry, allowlist: Allowlist = Allowlist()) -> Report:
     """Pure: the report for a model (rules, allowlist, unused entries)."""
-    return report_for(model, registry, run_rules(model, registry), entries)
+    return report_for(model, registry, run_rules(model, registry), allowlist)
 
 
 @contextmanager
@@ -151,8 +168,12 @@ def validate(
     kubernetes_version: str | None = None,
     registry: Registry | None = None,
     now: dt.datetime | None = None,
+    allowlist: Path | None = None,
 ) -> Report:
     """Validate a rendered repository: no state, no network, no credentials. Never prints.
+
+    allowlist: the allowlist file to apply (default: the repo's .fedgen/allowlist.yaml, when present); a PR
+    check passes the base branch's, so that a pull request cannot silence its own findings.
 
     The report is evaluate(build_model(...))'s. For speed, kubectl kustomize starts before the rules are
     even imported, kubeconform starts as soon as the builds are done, and the rules that do not read its
@@ -171,9 +192,9 @@ def validate(
             from fedgen.validate.rules import REGISTRY
 
             registry = REGISTRY
-        entries = load_allowlist(repo, registry)
+        allowed = load_allowlist(repo, registry, allowlist)
         pending = started.finish()
         found = _findings(pending.model, [r for r in registry if not r.uses_schema])
         model = pending.complete()
         found.update(_findings(model, [r for r in registry if r.uses_schema]))
-        return report_for(model, registry, sorted(found.values(), key=lambda f: f.sort_key), entries)
+        return report_for(model, registry, sorted(found.values(), key=lambda f: f.sort_key), allowed)

@@ -149,6 +149,7 @@ class Ledger:
     shared: tuple[str, ...] = ()  # files it feeds together with other federations
     # sha256 of each shared file recomputed from every ledger's recorded contributions (absent: unknown)
     shared_expected: Mapping[str, str] = field(default_factory=dict)
+    contributions: tuple[Any, ...] = ()  # as recorded (JSON), unchecked
 
     @property
     def owned(self) -> frozenset[str]:
@@ -190,6 +191,30 @@ class SpecInfo:
 
 
 @dataclass(frozen=True)
+class LedgerExpectation:
+    """What a ledger should record, according to its spec."""
+
+    federation: str
+    files: tuple[str, ...]  # the files the spec renders for this federation alone
+    contributions: tuple[Any, ...]  # what it feeds the shared files (JSON, as render records it)
+    shared: tuple[str, ...]  # the shared files its own contributions feed
+
+
+@dataclass(frozen=True)
+class Rerender:
+    """The tree the committed specs render, without the state (see fedgen.validate.rerender)."""
+
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # owned and shared files
+    ledgers: Mapping[str, LedgerExpectation] = field(default_factory=dict)  # by ledger path
+    errors: Mapping[str, str] = field(default_factory=dict)  # ledger path -> why its spec could not be rendered
+    folders: tuple[str, ...] = ()  # tenants/<t> and clusters/<c> folders fedgen owns (ledgers and specs)
+    # Folders whose every federation was rendered again: there kinds and images can be judged.
+    checked_folders: tuple[str, ...] = ()
+    kinds: frozenset[tuple[str, str]] = frozenset()  # (group, kind) of every object the specs render
+    images: frozenset[str] = frozenset()  # the specs' container images
+
+
+@dataclass(frozen=True)
 class EnrollmentZip:
     """A file under enrollment/: where it sits, and what fedgen.enroll's pure checks make of its bytes."""
 
@@ -226,6 +251,7 @@ class Model:
     sync_dirs: tuple[str, ...] = ()  # clusters/<c> folders and folders sync objects name, built or not
     now: Any = None  # datetime used for expiry checks (injected, so rules stay pure)
     enrollment: tuple[EnrollmentZip, ...] = ()  # every file under enrollment/, sorted by path
+    rerender: Rerender = field(default_factory=Rerender)  # what the specs render, to check the tree against
 
     @property
     def sync_roots(self) -> tuple[SyncRoot, ...]:

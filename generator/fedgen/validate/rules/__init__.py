@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fedgen.validate.rule import Registry
-from fedgen.validate.rules import consistency, enrollment, gitops, hardening, ledger, mesh, schema, secrets
+from fedgen.validate.rules import consistency, enrollment, gitops, hardening, ledger, mesh, rerender, schema, secrets
 
 REGISTRY = Registry(
     [
@@ -15,6 +15,7 @@ REGISTRY = Registry(
         *consistency.RULES,
         *hardening.RULES,
         *enrollment.RULES,  # FG109-FG114, FG408, FG614-FG615: files under enrollment/
+        *rerender.RULES,  # FG120-FG125: the tree against what its specs render
     ]
 )
 
