@@ -18,7 +18,10 @@ def show(value: Any) -> str:
     """A value as one short line of JSON (escaped, so nothing of it can break a report)."""
     if isinstance(value, str) and value.startswith(STAND_IN):
         return "a certificate, key or ciphertext (from the state)"
-    text = json.dumps(value, sort_keys=True, ensure_ascii=True, default=str)
+    try:
+        text = json.dumps(value, sort_keys=True, ensure_ascii=True, default=str)
+    except (RecursionError, ValueError):
+        return "a value nested too deeply to show"
     return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
 
 

@@ -110,19 +110,20 @@ def owned_folder_kind_foreign(model: Model) -> Iterator[Hit]:
             yield at(doc.path, doc.line, f"a {show(kind)} in a folder fedgen owns: no spec here renders that kind", ref=ref_of(doc.data))
 
 
-def _images(value: Any, ptr: str) -> Iterator[tuple[str, Any]]:
-    """(pointer, image) of every container of any pod spec inside an object."""
-    if isinstance(value, dict):
-        for key, item in value.items():
+def _images(value: Any) -> Iterator[tuple[str, Any]]:
+    """(pointer, image) of every container of any pod spec inside an object (a walk without recursion:
+    repo files may nest deeply)."""
+    todo: list[tuple[Any, str]] = [(value, "")]
+    while todo:
+        node, ptr = todo.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, item in items:
             child = f"{ptr}/{escape(key)}"
             if key in CONTAINER_LISTS and isinstance(item, list):
                 for i, c in enumerate(item):
                     if isinstance(c, dict) and "image" in c:
                         yield f"{child}/{i}/image", c["image"]
-            yield from _images(item, child)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _images(item, f"{ptr}/{i}")
+            todo.append((item, child))
 
 
 def image_not_from_spec(model: Model) -> Iterator[Hit]:
@@ -133,7 +134,7 @@ def image_not_from_spec(model: Model) -> Iterator[Hit]:
         ref = ref_of(doc.data)
         if identity(doc.data)[1] == "Kustomization" and doc.data.get("images"):
             yield at(doc.path, doc.line_of("/images"), "overrides container images; fedgen's images come from spec.nvflare.image", pointer="/images", ref=ref)
-        for ptr, image in _images(doc.data, ""):
+        for ptr, image in sorted(_images(doc.data)):
             if image not in images:
                 yield at(doc.path, doc.line_of(ptr), f"image {show(image)} is not the spec's ({', '.join(sorted(images))})", pointer=ptr, ref=ref)
 
