@@ -199,6 +199,9 @@ def test_old_ledgers_and_broken_specs_are_findings_not_crashes(tmp_path: Path) -
     (repo / SPEC).write_text((repo / SPEC).read_text().replace("fl: 9102", "fl: nine"))
     report = validate(repo=repo)
     assert "FG106" in _rules(report) and not _rules(report) & {"FG120", "FG125"}
+    forged = {**ledger["contributions"][0], "gitops": {}}  # the shared files cannot be made from it
+    (repo / LEDGER).write_text(json.dumps({**ledger, "contributions": [forged]}))
+    assert "FG106" in _rules(validate(repo=repo))
     (repo / LEDGER).write_text('{"files": ["not", "a", "mapping"]}')
     assert _rules(validate(repo=repo)) >= {"FG104"}
 

@@ -147,7 +147,6 @@ def _kinds(files: Mapping[str, bytes]) -> frozenset[tuple[str, str]]:
 
 def rerender(files: Mapping[str, RepoFile], ledgers: tuple[Ledger, ...], specs: Mapping[str, SpecInfo], static: Mapping[str, Kits | str]) -> Rerender:
     """Render every ledger's spec again (static: NVFlare's static kits per spec path, or why there are none)."""
-    from fedgen.errors import FedgenError
     from fedgen.render.shared import contributions, shared_files
 
     rendered: dict[str, bytes] = {}
@@ -191,7 +190,7 @@ def rerender(files: Mapping[str, RepoFile], ledgers: tuple[Ledger, ...], specs: 
         )
     try:
         rendered.update(shared_files(feeds))
-    except FedgenError as exc:
+    except Exception as exc:  # noqa: BLE001 - colliding specs (InputError) or a forged record of a broken one
         for path in expected:
             errors[path] = f"the shared files cannot be recomputed from the specs: {' '.join(str(exc).split())}"
         unchecked |= {f for f in folders if f.startswith("clusters/")}
