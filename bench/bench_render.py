@@ -49,7 +49,7 @@ def spec_document(sites: int) -> dict[str, Any]:
             "nvflare": {"version": "2.9.0", "image": "us-east4-docker.pkg.dev/bench-proj/fl/nvflare:2.9.0"},
             "gitops": {"engine": "config-sync", "repo": "https://github.com/example/bench-gitops.git", "revision": "main"},
             "sealing": {"certificate": "sealing.pem", "scope": "strict"},
-            "clusters": [{"name": "bench-gke", "projectId": "bench-proj", "region": "us-east4"}],
+            "clusters": [{"name": "bench-gke", "projectId": "bench-proj", "projectNumber": "123456789012", "region": "us-east4"}],
             "platform": {"resourceNamePrefix": "acp", "platformName": "dev"},
             "workspace": {"bucket": "nvf-ws"},
             "server": {

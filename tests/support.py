@@ -15,17 +15,20 @@ from fedgen.tools import find_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Deliberately unlike examples/federation.yaml: other project, server, tenant, cluster, ports, names.
+# Deliberately unlike examples/federation.yaml: other project, server, tenant, cluster, ports, names, a
+# digest-pinned image, and a standalone cluster (fedgen renders the tenant baseline itself; the example
+# runs on the reference architecture).
+OTHER_IMAGE = "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare@sha256:" + "0123456789abcdef" * 4
 OTHER_SPEC: dict[str, Any] = {
     "apiVersion": "fedgen/v1",
     "kind": "Federation",
     "metadata": {"name": "genomics"},
     "spec": {
-        "nvflare": {"version": "2.9.0", "image": "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare:2.9.0"},
+        "nvflare": {"version": "2.9.0", "image": OTHER_IMAGE},
         "gitops": {"engine": "config-sync", "repo": "https://git.example.org/fl/genomics-gitops.git", "revision": "release"},
         "sealing": {"certificate": "sealing.pem", "scope": "strict"},
         "clusters": [{"name": "gke-eu", "projectId": "gen-proj", "region": "europe-west4", "projectNumber": "123456789012"}],
-        "platform": {"resourceNamePrefix": "gx", "platformName": "prod"},
+        "platform": {"kind": "standalone", "resourceNamePrefix": "gx", "platformName": "prod"},
         "workspace": {"bucket": "flws"},
         "server": {
             "name": "flserver",

@@ -16,6 +16,10 @@ from tests.support import kustomize_build, tree_snapshot
 SpecWriter = Callable[..., Path]
 
 
+def _on_platform(d: dict[str, Any]) -> None:
+    d["spec"]["platform"]["kind"] = "reference-architecture"
+
+
 def _imaging(d: dict[str, Any]) -> None:
     d["metadata"]["name"] = "imaging"
     d["spec"]["server"].update(name="imgserver", tenant="fl-imaging", ports={"fl": 9202, "admin": 9203}, hostNames=["imgserver"])
@@ -35,11 +39,11 @@ def _tree(repo: Path) -> dict[str, bytes]:
 
 
 def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWriter) -> None:
-    genomics = write_spec()
+    genomics = write_spec(_on_platform)
     repo = genomics.parent.parent
     assert _render(genomics).exit_code == 0
     alone = _tree(repo)
-    imaging = write_spec(_imaging, name="imaging.yaml")
+    imaging = write_spec(lambda d: (_on_platform(d), _imaging(d)), name="imaging.yaml")
     result = _render(imaging)
     assert result.exit_code == 0, result.output
     both = _tree(repo)
@@ -53,7 +57,7 @@ def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWri
         "clusters/gke-eu/kustomization.yaml",
         "clusters/gke-eu/bootstrap/kustomization.yaml",
         "clusters/gke-eu/bootstrap/root-sync.yaml",
-        "terraform/fedgen.auto.tfvars.json",
+        "terraform/gke-eu/uc_federated_learning.auto.tfvars.json",
     }
     assert b"from spec/federation.yaml, spec/imaging.yaml" in both["clusters/gke-eu/bootstrap/root-sync.yaml"]
     root = YAML(typ="safe", pure=True).load(both["clusters/gke-eu/kustomization.yaml"])
@@ -66,9 +70,9 @@ def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWri
     built = [d for d in YAML(typ="safe", pure=True).load_all(kustomize_build(repo / "clusters/gke-eu")) if d]
     deployments = sorted(d["metadata"]["name"] for d in built if d["kind"] == "Deployment")
     assert deployments == ["nvflare-flserver", "nvflare-imgserver"]
-    tfvars = json.loads(both["terraform/fedgen.auto.tfvars.json"])
+    tfvars = json.loads(both["terraform/gke-eu/uc_federated_learning.auto.tfvars.json"])
     assert tfvars["federated_learning_tenant_names"] == ["fl-genomics", "fl-imaging"]
-    assert not any(k.startswith("federated_learning_nvidia_flare_tff_example_") for k in tfvars)
+    assert [b["bucket_name"] for b in tfvars["federated_learning_cloud_storage_buckets_iam_bindings"]] == ["flws", "flws"]
     # Re-rendering genomics now leaves every file as it is.
     assert _render(genomics).exit_code == 0
     assert _tree(repo) == both
@@ -88,6 +92,7 @@ def test_conflicting_federations_are_refused_naming_both_specs(write_spec: SpecW
         (lambda d: (_imaging(d), d["spec"]["server"].__setitem__("name", "flserver")), "both name their server 'flserver'"),
         (lambda d: (_imaging(d), d["spec"]["server"].__setitem__("ports", {"fl": 9103, "admin": 9300})), "ingress gateway port(s) [9103]"),
         (lambda d: (_imaging(d), d["spec"]["gitops"].__setitem__("revision", "main")), "disagree on spec.gitops"),
+        (lambda d: (_imaging(d), _on_platform(d)), "disagree on the platform of cluster 'gke-eu'"),
     ]
     for edit, message in cases:
         imaging = write_spec(edit, name="imaging.yaml")

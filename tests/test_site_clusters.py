@@ -87,14 +87,14 @@ def test_site_cluster_gets_its_own_sync_root(write_spec: Callable[..., Path], si
     assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "site-a"
     bootstrap = _docs(kustomize_build(repo / "clusters/gke-hosp-a/bootstrap"))
     assert bootstrap[0]["spec"]["git"]["dir"] == "clusters/gke-hosp-a"
-    tfvars = json.loads((repo / "terraform/sites/gke-hosp-a/fedgen.auto.tfvars.json").read_text())
-    assert tfvars["platform_default_project_id"] == "hosp-a-proj" and tfvars["federated_learning_tenant_names"] == ["nvflare-site-a"]
+    # Standalone clusters: no Terraform variables (tests/test_platform.py renders a site on the reference architecture).
+    assert not (repo / "terraform").exists()
     # The server cluster's sync root holds nothing of the site.
     assert not any(d["metadata"].get("namespace") == "nvflare-site-a" for d in _docs(kustomize_build(repo / "clusters/gke-eu")))
     # Dropping the site's cluster removes every file of it again.
     write_spec()
     assert CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)]).exit_code == 0
-    assert not any(p.startswith(("clusters/gke-hosp-a", "terraform/sites")) for p in tree_snapshot(repo))
+    assert not any(p.startswith("clusters/gke-hosp-a") for p in tree_snapshot(repo))
 
 
 def test_site_on_the_server_cluster_is_refused(write_spec: Callable[..., Path]) -> None:

@@ -36,9 +36,9 @@ spec:
     engine: config-sync
     repo: https://github.com/example/fl-gitops.git
   clusters:
-    - name: acp-dev
-      projectId: my-project
-      region: us-east4
+    - {name: acp-dev, projectId: my-project,
+       projectNumber: "123456789012",
+       region: us-east4}
   workspace:
     bucket: nvf-ws
   server:

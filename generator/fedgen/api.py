@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedgen.errors import InputError
+from fedgen.render.platform_fit import platform_warnings
 from fedgen.render.shared import contributions, shared_files
 from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_keys
 from fedgen.seal import parse_fingerprint
@@ -100,6 +101,7 @@ def render(
         files = render_tree(RenderInput(federation=fed, spec_name=spec_name, kits=kits, sealed=sealed.encrypted))
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")
+        warnings.extend(platform_warnings(fed))
         if check:
             return RenderResult(fed, _plan(repo, fed, spec_name, files), result.issued, tuple(warnings), False, tuple(notes), sealed.untrusted)
         # The plan reads every federation's ledger (shared files): made and written under the repo's write

@@ -54,6 +54,7 @@ E2E_SPEC: dict[str, Any] = {
         "gitops": {"engine": "config-sync", "repo": "https://git.example.org/fl/oncology-gitops.git", "revision": "main"},
         "sealing": {"certificate": "sealing.pem", "scope": "strict"},
         "clusters": [{"name": "gke-onc", "projectId": "onc-proj", "region": "europe-west1"}],
+        "platform": {"kind": "standalone"},  # runs from the rendered namespace baseline, no platform around it
         "workspace": {"bucket": "onc-ws"},
         "server": {
             "name": "onc-server",

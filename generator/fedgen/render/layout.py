@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from fedgen import refarch
 from fedgen.spec.model import Federation
 
-GATEWAY_NAMESPACE = "istio-ingress"
+GATEWAY_NAMESPACE = refarch.GATEWAY_NAMESPACE
 # Labels of the reference architecture's ingress gateway pods.
 GATEWAY_POD_LABELS = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
 TENANT_NODE_LABEL = "federated-learning-tenant"
-KSA_NAME = "fl-ksa"
+KSA_NAME = refarch.TENANT_KSA
 CONFIG_SYNC_NAMESPACE = "config-management-system"
 ROOT_SYNC_NAME = "fedgen"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fedgen"}

@@ -4,7 +4,8 @@ its bootstrap objects, and the Terraform variables.
 Each render records its contribution in its ledger (.fedgen/owned/<federation>.json), so the shared files
 can be recomputed from every federation's record, by any render or by `fedgen remove`, without the other
 specs or their state. Two federations that would collide (one tenant, one server name, one gateway port
-on a cluster; different GitOps settings for one cluster; different platform variables) are refused.
+on a cluster; different GitOps settings or platform kinds for one cluster; different platform variables)
+are refused.
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fedgen.errors import InputError
+from fedgen.refarch import REFERENCE_ARCHITECTURE
 from fedgen.render import argocd
 from fedgen.render.gitops import folder_files, kustomization, root_sync
 from fedgen.render.layout import GATEWAY_NAMESPACE, bootstrap_dir, cluster_dir, ingress_dir, tenant_overlay_dir
 from fedgen.render.site import site_dir
 from fedgen.render.serialize import dump_json, dump_yaml
-from fedgen.render.tfvars import EXAMPLE_VARIABLES, LIST_VARIABLES, MAP_VARIABLES, site_cluster_tfvars, tfvars
+from fedgen.render.tfvars import LIST_VARIABLES, MAP_VARIABLES, Variables, server_cluster_tfvars, site_cluster_tfvars
 from fedgen.spec.model import Federation
 
-TFVARS_PATH = "terraform/fedgen.auto.tfvars.json"
+
+def tfvars_path(cluster: str, group: str) -> str:
+    """Each cluster is its own platform (project, region, tenants): one folder per cluster, one values file
+    per variable group, named after upstream's shared values file of that group."""
+    return f"terraform/{cluster}/{group}.auto.tfvars.json"
 
 
-def site_tfvars_path(cluster: str) -> str:
-    """A site cluster is its own platform, so its variables go to a Terraform folder of its own."""
-    return f"terraform/sites/{cluster}/fedgen.auto.tfvars.json"
+def _files(cluster: str, variables: Variables) -> dict[str, dict[str, Any]]:
+    return {tfvars_path(cluster, group): values for group, values in variables.items()}
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,8 @@ class Contribution:
     namespaces: tuple[str, ...]  # namespaces the federation's objects live in on this cluster
     gateway_ports: tuple[int, ...]  # ports taken on the shared ingress gateway (passthrough mode)
     gitops: dict[str, str]
-    tfvars_file: str
-    tfvars: dict[str, Any]
+    platform: str  # what the cluster runs on (fedgen.refarch.PLATFORM_KINDS)
+    tfvars: dict[str, dict[str, Any]]  # values file -> variables (none on a standalone cluster)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,9 +69,18 @@ class Contribution:
             namespaces=tuple(doc["namespaces"]),
             gateway_ports=tuple(int(p) for p in doc["gateway_ports"]),
             gitops={str(k): str(v) for k, v in doc["gitops"].items()},
-            tfvars_file=str(doc["tfvars_file"]),
-            tfvars=dict(doc["tfvars"]),
+            platform=str(doc.get("platform", REFERENCE_ARCHITECTURE)),
+            tfvars=_recorded_tfvars(doc),
         )
+
+
+def _recorded_tfvars(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Ledgers written before the per-group split recorded one file (tfvars_file) and its variables: read
+    as that one file, so the shared files those federations feed are recomputed as they were written
+    (and removed once each has rendered again)."""
+    if "tfvars_file" in doc:
+        return {str(doc["tfvars_file"]): dict(doc["tfvars"])}
+    return {str(path): dict(values) for path, values in doc["tfvars"].items()}
 
 
 def contributions(fed: Federation, spec_name: str) -> list[Contribution]:
@@ -88,8 +102,8 @@ def contributions(fed: Federation, spec_name: str) -> list[Contribution]:
             namespaces=tuple(sorted({fed.server.tenant} | ({GATEWAY_NAMESPACE} if gateway else set()))),
             gateway_ports=(fed.server.fl_port, fed.server.admin_port) if gateway else (),
             gitops=gitops,
-            tfvars_file=TFVARS_PATH,
-            tfvars=tfvars(fed),
+            platform=fed.server_cluster.platform,
+            tfvars=_files(fed.server.cluster, server_cluster_tfvars(fed)),
         )
     ]
     for cluster in sorted({s.cluster for s in fed.cluster_sites if s.cluster}):
@@ -105,8 +119,8 @@ def contributions(fed: Federation, spec_name: str) -> list[Contribution]:
                 namespaces=tuple(sorted(s.namespace for s in sites)),
                 gateway_ports=(),
                 gitops=gitops,
-                tfvars_file=site_tfvars_path(cluster),
-                tfvars=site_cluster_tfvars(fed, cluster),
+                platform=fed.cluster(cluster).platform,
+                tfvars=_files(cluster, site_cluster_tfvars(fed, cluster)),
             )
         )
     return out
@@ -131,16 +145,15 @@ def _check_cluster(members: list[Contribution]) -> None:
                 raise _conflict(a, b, f"both need ingress gateway port(s) {shared_ports} on cluster {a.cluster!r}; change server.ports of one")
             if a.gitops != b.gitops:
                 raise _conflict(a, b, f"disagree on spec.gitops for cluster {a.cluster!r} (one sync root has one source)")
+            if a.platform != b.platform:
+                raise _conflict(a, b, f"disagree on the platform of cluster {a.cluster!r} ({a.platform} and {b.platform}); set the same platform kind in both specs")
 
 
-def _merge_tfvars(members: list[Contribution]) -> dict[str, Any]:
+def _merge_tfvars(path: str, members: list[Contribution]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     owner: dict[str, Contribution] = {}
-    federations = {c.federation for c in members}
     for c in members:
-        for name, value in c.tfvars.items():
-            if name in EXAMPLE_VARIABLES and len(federations) > 1:
-                continue  # the reference's single-workload example variables describe one federation only
+        for name, value in c.tfvars[path].items():
             if name in LIST_VARIABLES:
                 items = {json.dumps(v, sort_keys=True): v for v in merged.get(name, []) + list(value)}
                 merged[name] = [items[k] for k in sorted(items)]
@@ -175,9 +188,10 @@ def shared_files(contributions: Iterable[Contribution]) -> dict[str, bytes]:
         files.update(_bootstrap(cluster, group, specs))
     by_tfvars: dict[str, list[Contribution]] = defaultdict(list)
     for c in members:
-        by_tfvars[c.tfvars_file].append(c)
+        for path in c.tfvars:
+            by_tfvars[path].append(c)
     for path, group in sorted(by_tfvars.items()):
-        files[path] = dump_json(_merge_tfvars(group))
+        files[path] = dump_json(_merge_tfvars(path, group))
     return files
 
 

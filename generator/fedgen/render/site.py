@@ -2,7 +2,9 @@
 
 Its workload lands in that cluster's sync root: a namespace, a ServiceAccount without token, the kit's
 public files as ConfigMaps, the client key as a SealedSecret sealed with that cluster's certificate, a
-hardened Deployment, and NetworkPolicies allowing DNS and the server's fl port and nothing else.
+hardened Deployment, and NetworkPolicies allowing DNS and the server's fl port and nothing else. On a
+cluster running the reference architecture the site's namespace is one of the platform's tenants: the
+namespace, default deny and DNS egress come from the platform and are not rendered.
 """
 
 from __future__ import annotations
@@ -54,20 +56,29 @@ def site_objects(fed: Federation, site: Site, kit: Mapping[str, bytes], sealed_k
     ns = site.namespace
     startup = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("startup/") and p != CLIENT_KEY and p not in UNUSED_KIT_FILES}
     local = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("local/")}
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": dict(MANAGED_BY)}}
+    platform = _on_platform(fed, site)
     service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("nvflare-client", site), "automountServiceAccountToken": False}
     configmaps = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"nvflare-{site.name}-startup", site, **_labels(site)), "data": startup},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"nvflare-{site.name}-local", site, **_labels(site)), "data": local},
     ]
-    return {
-        "namespace.yaml": [namespace],
+    objects = {
         "service-account.yaml": [service_account],
         "configmaps.yaml": configmaps,
         "sealed-secret.yaml": [sealed_key],
         "deployment.yaml": [_deployment(fed, site)],
         "network-policies.yaml": _network_policies(fed, site),
     }
+    if not platform:  # the reference architecture creates the namespace of each tenant it knows (refarch)
+        objects["namespace.yaml"] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": dict(MANAGED_BY)}}]
+    return objects
+
+
+def _on_platform(fed: Federation, site: Site) -> bool:
+    """The site's cluster runs the reference architecture: its namespace is one of the platform's tenants
+    (namespace, default-deny and DNS policies, mesh sidecar injection come from the platform)."""
+    assert site.cluster is not None
+    return fed.cluster(site.cluster).on_reference_architecture
 
 
 def _deployment(fed: Federation, site: Site) -> Obj:
@@ -112,6 +123,11 @@ def _deployment(fed: Federation, site: Site) -> Obj:
     ip = _server_ip(fed)
     if ip:  # the certificate's CN is the server name, so the client must dial that name: map it here
         pod["hostAliases"] = [{"ip": ip, "hostnames": [fed.server.default_host]}]
+    template: Obj = {"labels": {**MANAGED_BY, **_labels(site)}}
+    if _on_platform(fed, site):
+        # The platform injects a mesh sidecar and its mesh lets pods reach registered hosts only
+        # (REGISTRY_ONLY): NVFlare's own mutual TLS to the server goes around the sidecar.
+        template["annotations"] = {"traffic.sidecar.istio.io/excludeOutboundPorts": str(fed.server.fl_port)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -120,7 +136,7 @@ def _deployment(fed: Federation, site: Site) -> Obj:
             "replicas": 1,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": _labels(site)},
-            "template": {"metadata": {"labels": {**MANAGED_BY, **_labels(site)}}, "spec": pod},
+            "template": {"metadata": template, "spec": pod},
         },
     }
 
@@ -128,6 +144,19 @@ def _deployment(fed: Federation, site: Site) -> Obj:
 def _network_policies(fed: Federation, site: Site) -> list[Obj]:
     ip = _server_ip(fed)
     server_peer = [{"ipBlock": {"cidr": f"{ip}/32" if ":" not in ip else f"{ip}/128"}}] if ip else [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+    server_egress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("allow-egress-nvflare-server", site),
+        "spec": {
+            "podSelector": {"matchLabels": _labels(site)},
+            "policyTypes": ["Egress"],
+            # Clients dial only the fl port; the admin port is for admins.
+            "egress": [{"to": server_peer, "ports": [{"protocol": "TCP", "port": fed.server.fl_port}]}],
+        },
+    }
+    if _on_platform(fed, site):  # default deny and DNS egress are the platform's baseline of the tenant
+        return [server_egress]
     return [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta("default-deny-all", site), "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
         {
@@ -140,15 +169,5 @@ def _network_policies(fed: Federation, site: Site) -> list[Obj]:
                 "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
             },
         },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": _meta("allow-egress-nvflare-server", site),
-            "spec": {
-                "podSelector": {"matchLabels": _labels(site)},
-                "policyTypes": ["Egress"],
-                # Clients dial only the fl port; the admin port is for admins.
-                "egress": [{"to": server_peer, "ports": [{"protocol": "TCP", "port": fed.server.fl_port}]}],
-            },
-        },
+        server_egress,
     ]

@@ -1,5 +1,6 @@
 """The tenant namespace baseline of the reference architecture, hardened: namespace, KSA, baseline
-NetworkPolicies, same-namespace AuthorizationPolicy, node-pool mutators, the storage ServiceEntry."""
+NetworkPolicies, same-namespace AuthorizationPolicy, node-pool mutators (rendered on standalone clusters
+only: the reference architecture provides them), and the storage ServiceEntry (rendered everywhere)."""
 
 from __future__ import annotations
 
@@ -173,13 +174,22 @@ def node_pool_mutators(tenant: str) -> list[Obj]:
     ]
 
 
-def tenant_objects(tenant: str) -> dict[str, list[Obj]]:
-    """File name (in the tenant base) -> objects."""
-    return {
-        "namespace.yaml": [namespace(tenant)],
-        "service-account.yaml": [service_account(tenant)],
-        "network-policies.yaml": network_policies(tenant),
-        "authorization-policy.yaml": [same_namespace_authorization(tenant)],
-        "service-entries.yaml": [storage_service_entry(tenant)],
-        "mutators.yaml": node_pool_mutators(tenant),
-    }
+def tenant_objects(tenant: str, *, on_reference_architecture: bool) -> dict[str, list[Obj]]:
+    """File name (in the tenant base) -> objects.
+
+    On the reference architecture its own Config Sync already manages the namespace, the KSA, the baseline
+    policies and the mutators of every tenant it creates (fedgen.refarch.tenant_objects): declaring them
+    again would make two managers fight over them (KNV1060), so only what the platform lacks is rendered.
+    """
+    objects = {"service-entries.yaml": [storage_service_entry(tenant)]}
+    if not on_reference_architecture:
+        objects.update(
+            {
+                "namespace.yaml": [namespace(tenant)],
+                "service-account.yaml": [service_account(tenant)],
+                "network-policies.yaml": network_policies(tenant),
+                "authorization-policy.yaml": [same_namespace_authorization(tenant)],
+                "mutators.yaml": node_pool_mutators(tenant),
+            }
+        )
+    return objects

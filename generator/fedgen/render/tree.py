@@ -82,7 +82,8 @@ def render_documents(inp: RenderInput) -> dict[str, Document]:
     fed = inp.federation
     files: dict[str, Document] = {}
 
-    files.update(folder_documents(tenant_base_dir(fed.server.tenant), tenant.tenant_objects(fed.server.tenant)))
+    baseline = tenant.tenant_objects(fed.server.tenant, on_reference_architecture=fed.server_cluster.on_reference_architecture)
+    files.update(folder_documents(tenant_base_dir(fed.server.tenant), baseline))
 
     sealed_key = inp.sealed[(fed.server.tenant, key_secret_name(fed))]
     configmaps = server.kit_configmaps(fed, inp.kits[fed.server.name])

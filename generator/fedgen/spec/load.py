@@ -21,7 +21,8 @@ from fedgen.spec.model import (
     Workspace,
 )
 from fedgen.spec.schema import schema_errors
-from fedgen.spec.semantic import derived_bucket_name, semantic_problems
+from fedgen.refarch import REFERENCE_ARCHITECTURE
+from fedgen.spec.semantic import derived_bucket_name, platform_bucket_name, semantic_problems
 from fedgen.spec.yamlsafe import forbidden_character, load_yaml_file
 
 DEFAULT_FL_PORT = 8002
@@ -88,6 +89,7 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
     )
     p = spec.get("platform", {})
     platform = Platform(
+        kind=str(p.get("kind", REFERENCE_ARCHITECTURE)),
         resource_name_prefix=str(p.get("resourceNamePrefix", "acp")),
         platform_name=str(p.get("platformName", "dev")),
     )
@@ -106,11 +108,16 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
                 region=str(c["region"]),
                 project_number=_opt(c.get("projectNumber")),
                 sealing_certificate=(spec_dir / str(c["sealing"]["certificate"])).resolve() if "sealing" in c else None,
+                platform=str(c.get("platform", {}).get("kind", platform.kind)),
             )
             for c in spec["clusters"]
         ),
         platform=platform,
-        workspace=Workspace(bucket=str(spec["workspace"]["bucket"]), bucket_name=bucket_name),
+        workspace=Workspace(
+            bucket=str(spec["workspace"]["bucket"]),
+            bucket_name=bucket_name,
+            platform_bucket=bucket_name == platform_bucket_name(spec),
+        ),
         server=server,
         sites=tuple(
             Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster")), enrollment=str(x.get("enrollment", "bundle")))

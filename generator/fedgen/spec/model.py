@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedgen.refarch import REFERENCE_ARCHITECTURE
 from fedgen.sizing import NVFLARE_MAX_JOBS
 
 DEFAULT_RESOURCE_NAME_PREFIX = "acp"
@@ -22,6 +23,12 @@ class Cluster:
     region: str
     project_number: str | None = None
     sealing_certificate: Path | None = None  # site clusters: their own controller's certificate
+    platform: str = REFERENCE_ARCHITECTURE  # reference-architecture | standalone (spec.platform.kind unless overridden)
+
+    @property
+    def on_reference_architecture(self) -> bool:
+        """The platform's own Config Sync provides the tenant baseline, gateway and mesh; its Terraform takes our variables."""
+        return self.platform == REFERENCE_ARCHITECTURE
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class Sealing:
 
 @dataclass(frozen=True)
 class Platform:
+    kind: str = REFERENCE_ARCHITECTURE  # the default for every cluster (see Cluster.platform)
     resource_name_prefix: str = DEFAULT_RESOURCE_NAME_PREFIX
     platform_name: str = DEFAULT_PLATFORM_NAME
 
@@ -103,6 +111,9 @@ class Platform:
 class Workspace:
     bucket: str
     bucket_name: str  # the real GCS bucket name
+    # The bucket is the one the reference architecture's cloud_storage module creates for the key `bucket`
+    # (<project>-<prefix>-<platform>-<bucket>), not one named outright elsewhere by workspace.bucketName.
+    platform_bucket: bool = True
 
 
 @dataclass(frozen=True)

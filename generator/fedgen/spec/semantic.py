@@ -12,6 +12,7 @@ from typing import Any
 
 from fedgen.errors import InputError
 from fedgen.provision.version import installed_nvflare_version
+from fedgen.refarch import REFERENCE_ARCHITECTURE
 from fedgen.spec.yamlsafe import LoadedYaml
 
 Path_ = list[str | int]
@@ -59,6 +60,7 @@ def semantic_problems(doc: LoadedYaml, spec_dir: Path, *, now: datetime | None =
         *_revision(spec),
         *_server(spec),
         *_workspace(spec),
+        *_project_number(spec),
         *_nvflare_version(spec),
         *_sealing(spec, spec_dir, now or datetime.now(timezone.utc)),
     ]
@@ -208,13 +210,41 @@ def derived_bucket_name(spec: dict[str, Any]) -> str | None:
     ws = spec["workspace"]
     if "bucketName" in ws:
         return str(ws["bucketName"])
-    cluster = next((c for c in spec["clusters"] if c["name"] == spec["server"]["cluster"]), None)
+    return platform_bucket_name(spec)
+
+
+def platform_bucket_name(spec: dict[str, Any]) -> str | None:
+    """The bucket the reference architecture's cloud_storage module creates for the key workspace.bucket."""
+    cluster = _server_cluster(spec)
     if cluster is None:
         return None
     platform = spec.get("platform", {})
     prefix = platform.get("resourceNamePrefix", "acp")
     name = platform.get("platformName", "dev")
-    return f"{cluster['projectId']}-{prefix}-{name}-{ws['bucket']}"
+    return f"{cluster['projectId']}-{prefix}-{name}-{spec['workspace']['bucket']}"
+
+
+def _server_cluster(spec: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in spec["clusters"] if c["name"] == spec["server"]["cluster"]), None)
+
+
+def _platform_kind(spec: dict[str, Any], cluster: dict[str, Any]) -> str:
+    return str(cluster.get("platform", {}).get("kind", spec.get("platform", {}).get("kind", REFERENCE_ARCHITECTURE)))
+
+
+def _project_number(spec: dict[str, Any]) -> Iterator[Problem]:
+    """On the reference architecture the workspace bucket's IAM binding names the tenant's Workload Identity
+    principal by project number; without the binding the server's gcsfuse mount is refused."""
+    cluster = _server_cluster(spec)
+    if cluster is None or "projectNumber" in cluster or _platform_kind(spec, cluster) != REFERENCE_ARCHITECTURE:
+        return
+    i = spec["clusters"].index(cluster)
+    yield (
+        ["spec", "clusters", i],
+        f"server cluster {cluster['name']!r} needs projectNumber (the workspace bucket's IAM binding names the server's "
+        f"Workload Identity principal by it; get it with: gcloud projects describe {cluster['projectId']} --format='value(projectNumber)')",
+        False,
+    )
 
 
 def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:
