@@ -199,13 +199,16 @@ def _encoded_key(d: dict[str, Any]) -> None:
     d["data"]["debug.key"] = base64.b64encode(pem_key(rsa_key())).decode()
 
 
+EXAMPLE_TFVARS = "terraform/acp-dev/platform.auto.tfvars.json"  # the example runs on the reference architecture
+
+
 def _copy_tfvars(repo: Path) -> None:
-    shutil.copy(repo / "terraform" / "fedgen.auto.tfvars.json", repo / CLUSTER_DIR / "fedgen.auto.tfvars.json")
+    shutil.copy(repo / EXAMPLE_TFVARS, repo / "clusters/acp-dev/platform.auto.tfvars.json")
 
 
 def _tfvars(change: Callable[[dict[str, Any]], None]) -> Edit:
     def run(repo: Path) -> None:
-        path = repo / "terraform" / "fedgen.auto.tfvars.json"
+        path = repo / EXAMPLE_TFVARS
         data = json.loads(path.read_text())
         change(data)
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -313,13 +316,15 @@ def _copy_ledger(repo: Path) -> None:
 SHARED_EDIT = frozenset({"FG102"})
 # A hand edit of a rendered file or folder differs from what the spec renders, re-stamped ledger or not.
 HAND_EDIT = frozenset({"FG120", "FG121", "FG122", "FG123", "FG124"})
+# The example's own warning: no loadBalancerSourceRanges (FG709).
+EXAMPLE_WARNINGS = frozenset({"FG709"})
 
 PLANTS: tuple[Plant, ...] = (
     # FG1xx spec and drift
     Plant("FG101", "owned file deleted", _delete(f"{BASE_DIR}/service-entries.yaml"), restamp=False, also=frozenset({"FG502"})),
-    Plant("FG101", "shared tfvars deleted", _delete("terraform/fedgen.auto.tfvars.json"), restamp=False),
+    Plant("FG101", "shared tfvars deleted", _delete(EXAMPLE_TFVARS), base="example", restamp=False, also=EXAMPLE_WARNINGS),
     Plant("FG102", "owned file edited by hand", _service(lambda d: d["metadata"]["labels"].__setitem__("hand", "edit")), restamp=False),
-    Plant("FG102", "shared tfvars edited by hand", _tfvars(lambda d: d.__setitem__("platform_name", "edited")), restamp=False),
+    Plant("FG102", "shared tfvars edited by hand", _tfvars(lambda d: d.__setitem__("platform_name", "edited")), base="example", restamp=False, also=EXAMPLE_WARNINGS),
     Plant("FG103", "interrupted render journal", _write(".fedgen/journal.json", "{}\n")),
     Plant("FG104", "unreadable ledger", _write(".fedgen/owned/broken.json", "not json\n")),
     Plant("FG105", "spec not in the repo", lambda r: (r / SPEC).unlink()),
@@ -385,7 +390,7 @@ PLANTS: tuple[Plant, ...] = (
     # Plants that edit a shared file (sync root kustomization, bootstrap) are also drift: FG102 (or FG101).
     Plant("FG501", "sync root without kustomization", _delete(f"{CLUSTER_DIR}/kustomization.yaml"), also=frozenset({"FG101"})),
     Plant("FG502", "sync root does not build", lambda r: add_resource(r, CLUSTER_DIR, "missing.yaml"), also=SHARED_EDIT),
-    Plant("FG503", "tfvars in a sync root", _copy_tfvars),
+    Plant("FG503", "tfvars in a sync root", _copy_tfvars, base="example", also=EXAMPLE_WARNINGS),
     Plant("FG504", "namespaced object without namespace", _set(f"{BASE_DIR}/network-policies.yaml", "NetworkPolicy", lambda d: d["metadata"].pop("namespace"), name="allow-egress-to-private-google-apis")),
     Plant("FG505", "namespace on a cluster-scoped object", _set(f"{BASE_DIR}/namespace.yaml", "Namespace", lambda d: d["metadata"].__setitem__("namespace", "default"))),
     Plant("FG506", "reserved label prefix", _deployment(lambda d: d["metadata"]["labels"].__setitem__("configsync.gke.io/owner", "me"))),
@@ -406,6 +411,12 @@ PLANTS: tuple[Plant, ...] = (
         "namespaceResourceBlacklist", [{"group": "apps", "kind": "*"}])), base="argocd", also=SHARED_EDIT),
     Plant("FG516", "Application names a project the repo lacks", _set(f"{BOOTSTRAP_DIR}/apps/application.yaml", "Application",
         lambda d: d["spec"].__setitem__("project", "nowhere")), base="argocd", also=SHARED_EDIT),
+    # The example runs on the reference architecture: its own Config Sync manages tenant fl-1's baseline.
+    Plant("FG517", "tenant namespace declared on the platform", _add_object("tenants/fl-1/base", "namespace.yaml",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fl-1"}}), base="example", also=EXAMPLE_WARNINGS),
+    Plant("FG517", "platform's mutator declared again", _add_object("tenants/fl-1/base", "mutators.yaml", {"apiVersion": "mutations.gatekeeper.sh/v1", "kind": "Assign",
+        "metadata": {"name": "mutator-add-toleration-fl-1"}, "spec": {"applyTo": [{"groups": [""], "kinds": ["Pod"], "versions": ["v1"]}],
+        "location": "spec.tolerations", "parameters": {"assign": {"value": []}}}}), base="example", also=EXAMPLE_WARNINGS),
     # FG6xx consistency
     Plant("FG601", "service selects nothing", _service(lambda d: d["spec"].__setitem__("selector", {"run": "nothing"})), also=frozenset({"FG604"})),
     Plant("FG602", "deployment selector mismatch", _deployment(lambda d: d["spec"]["selector"]["matchLabels"].__setitem__("run", "other")), also=frozenset({"FG601"})),
@@ -442,6 +453,9 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG709", "gateway open to any address", _service(lambda d: d["spec"].pop("loadBalancerSourceRanges"), f"{INGRESS_DIR}/service.yaml")),
     Plant("FG710", "server memory limit below the estimate", _container(lambda c: c["resources"]["limits"].__setitem__("memory", "256Mi"))),
     Plant("FG709", "bypass load balancer open", _service(lambda d: d["spec"].__setitem__("loadBalancerSourceRanges", ["0.0.0.0/0"])), base="bypass"),
+    Plant("FG710", "server image by tag", _container(lambda c: c.__setitem__("image", "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare:2.9.0"))),
+    Plant("FG710", "site-cluster image by tag", _set(f"{SITE_DIR}/deployment.yaml", "Deployment",
+        lambda d: container(d).__setitem__("image", "nvflare:latest")), base="sites"),
 )
 
 
@@ -478,7 +492,8 @@ def test_rendered_tree_with_source_ranges_has_no_findings(base: str, tmp_path: P
 
 def test_rendered_example_has_only_the_open_ranges_warning(tmp_path: Path) -> None:
     """examples/federation.yaml leaves loadBalancerSourceRanges empty on purpose: that is one warning
-    (FG709) and nothing else; warnings do not fail the check."""
+    (FG709) and nothing else; warnings do not fail the check. It runs on the reference architecture: the
+    fl-ksa its server uses is the platform's (no FG611), and it declares nothing the platform manages."""
     report = validate(repo=fresh("example", tmp_path))
     assert [(f.rule, f.severity, f.object) for f in report.findings] == [("FG709", "warning", "Service/istio-ingress/nvflare-fl-1")]
     assert report.errors == 0 and report.exit_code == 0

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fedgen import refarch
 from fedgen.validate.yamlsource import YamlDoc
 
 if TYPE_CHECKING:
@@ -286,6 +287,25 @@ class Model:
         """The loaded spec of a federation rendered here (None when unknown or its spec is missing)."""
         ledger = self.ledger_of(federation)
         return self.specs.get(ledger.spec) if ledger is not None and ledger.spec else None
+
+    def platform_objects(self, cluster: str) -> dict[refarch.ObjectId, str]:
+        """What the reference architecture's own Config Sync manages on this cluster (object -> whose), as
+        the specs rendered here say: the tenants fedgen feeds to its Terraform, and the gateway and mesh.
+        Empty when no spec puts the cluster on the reference architecture (or no spec loads)."""
+        tenants: set[str] = set()
+        on_platform = False
+        for info in self.specs.values():
+            fed = info.federation
+            if fed is None:
+                continue
+            for c in fed.clusters:
+                if c.name != cluster or not c.on_reference_architecture:
+                    continue
+                on_platform = True
+                if fed.server.cluster == cluster:
+                    tenants.add(fed.server.tenant)
+                tenants.update(s.namespace for s in fed.cluster_sites if s.cluster == cluster)
+        return refarch.managed_objects(tenants) if on_platform else {}
 
     def spec_for(self, path: str) -> SpecInfo | None:
         ledger = self.owner_of(path)

@@ -276,11 +276,13 @@ def _references(t: PodTemplate) -> Iterator[tuple[str, str, str, list[str], bool
 
 
 def referenced_object_missing(model: Model) -> Iterator[Hit]:
-    for objects in _roots(model):
+    for root in model.sync_roots:
+        objects = list(root.objects)
+        platform = model.platform_objects(root.cluster)  # e.g. the tenant's fl-ksa on the reference architecture
         for t in pod_templates(objects):
             providers = _providers(objects, t.namespace)
             for ptr, kind, name, keys, optional in _references(t):
-                if optional:
+                if optional or ("", kind, t.namespace, name) in platform:
                     continue
                 if (kind, name) not in providers:
                     yield on(t.owner, ptr, f"needs {kind} {name!r} in {t.namespace}, which the sync root does not provide")
@@ -363,7 +365,7 @@ RULES = (
          "Re-render so server.crt and rootCA.pem come from the same provisioning state.", certificate_chain),
     Rule("FG610", "certificate-expired", ERROR, "The server certificate and the root CA are within their validity period.",
          "Re-issue the certificates (NVFlare leaf and root validity default to 360 days) and re-render.", certificate_expired),
-    Rule("FG611", "referenced-object-missing", ERROR, "ConfigMaps, Secrets (or SealedSecrets) and ServiceAccounts a pod needs are in its sync root.",
+    Rule("FG611", "referenced-object-missing", ERROR, "ConfigMaps, Secrets (or SealedSecrets) and ServiceAccounts a pod needs are in its sync root (or the reference architecture provides them).",
          "Add the missing object, or fix the reference.", referenced_object_missing),
     Rule("FG612", "fed-server-json-invalid", ERROR, "fed_server.json in the server's ConfigMap is readable and names its target and ports.",
          "Re-render the kit ConfigMap from the provisioning state.", fed_server_json_invalid),

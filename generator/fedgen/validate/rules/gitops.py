@@ -4,7 +4,8 @@ Mirrors the nomos vet rules that bite fedgen's layout: a kustomization directly 
 every .yaml/.yml/.json in a sync root is an object, namespaced objects carry a namespace (Config Sync would
 put them in default), cluster-scoped ones do not, no reserved metadata or server-set fields, no duplicates,
 and RootSync/RepoSync/Application objects consistent with the repo and the spec. For Argo CD, every object an
-Application syncs must be allowed by its AppProject, as Argo CD's own checks decide it.
+Application syncs must be allowed by its AppProject, as Argo CD's own checks decide it. On the reference
+architecture nothing its own Config Sync already manages is declared again (KNV1060).
 """
 
 from __future__ import annotations
@@ -115,6 +116,16 @@ def reserved_namespace(model: Model) -> Iterator[Hit]:
         for obj in root.objects:
             if obj.namespace in RESERVED_NAMESPACES and (obj.group, obj.kind) not in (("configsync.gke.io", "RootSync"), ("", "Secret")):
                 yield on(obj, "/metadata/namespace", f"{obj.namespace} is reserved for Config Sync itself")
+
+
+def platform_managed_object(model: Model) -> Iterator[Hit]:
+    for root in model.roots:
+        managed = model.platform_objects(root.cluster)
+        for obj in root.objects:
+            owner = managed.get(obj.identity)
+            if owner is not None:
+                yield on(obj, "", f"{obj.ref} is managed by the reference architecture's own Config Sync on cluster {root.cluster} ({owner}): "
+                         "declaring it here makes two managers fight over it (KNV1060)")
 
 
 def duplicate_object(model: Model) -> Iterator[Hit]:
@@ -344,4 +355,6 @@ RULES = (
          "Fix the syntax at the line given.", config_file_unparsable),
     Rule("FG516", "argocd-project-denies", ERROR, "Every object an Argo CD Application syncs is allowed by its AppProject (source repo, kinds, destination namespaces).",
          "Render again (fedgen's AppProject lists every kind and namespace it renders), or add the kind or namespace to the AppProject.", argocd_project_denies),
+    Rule("FG517", "platform-managed-object", ERROR, "Sync roots declare nothing the reference architecture's own Config Sync manages on that cluster (tenant baselines, gateway, mesh).",
+         "Remove the object (fedgen render leaves these out on the reference architecture), or set the cluster's platform kind to standalone if the platform does not run there.", platform_managed_object),
 )

@@ -152,6 +152,14 @@ def server_memory_below_estimate(model: Model) -> Iterator[Hit]:
                              f"with {sites} sites and {jobs} jobs at once: the kernel kills it, and every running job, when it runs out")
 
 
+def image_not_pinned(model: Model) -> Iterator[Hit]:
+    for t in _templates(model):
+        for ptr, c in _regular(t):
+            image = c.get("image")
+            if isinstance(image, str) and "@sha256:" not in image:
+                yield on(t.owner, f"{ptr}/image", f"container {c.get('name')!r} runs {image!r} by a mutable tag: the same commit can run other code tomorrow")
+
+
 RULES = (
     Rule("FG701", "run-as-root", ERROR, "Containers run as non-root (runAsNonRoot true, never uid 0).",
          "Set securityContext.runAsNonRoot: true and a non-zero runAsUser.", run_as_root),
@@ -175,4 +183,6 @@ RULES = (
          "The NVFlare server's memory limit covers the estimate for the federation's sites and concurrent jobs (docs/sizing.md).",
          "Drop server.resources.memory from the spec to let fedgen size it, or raise it (or lower server.maxJobs), and re-render.",
          server_memory_below_estimate),
+    Rule("FG711", "image-not-pinned", WARNING, "Containers (the NVFlare server and site-cluster clients) run an image pinned by digest.",
+         "Set nvflare.image in the spec to name@sha256:<digest> (docker buildx imagetools inspect or gcloud artifacts docker images describe prints it) and re-render.", image_not_pinned),
 )
