@@ -28,6 +28,9 @@ command -v kubectl >/dev/null 2>&1 || die "kubectl (with Kustomize v5) is requir
 kubectl kustomize --help >/dev/null 2>&1 || die "kubectl has no kustomize subcommand"
 command -v go >/dev/null 2>&1 || die "Go is required to install kubeconform and kubeseal"
 command -v git >/dev/null 2>&1 || die "git is required (client-bundle asks it whether a path is ignored; tests check ref names with it)"
+# The tests plan the rendered variables against the reference architecture's declarations (offline).
+command -v terraform >/dev/null 2>&1 || die "terraform is required: tests/test_terraform.py plans the rendered Terraform variables with it (preinstalled at /usr/local/bin/terraform on the project's machines)"
+terraform version >/dev/null 2>&1 || die "terraform does not run (terraform version failed)"
 
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || die "$PYTHON is not Python 3.11"
