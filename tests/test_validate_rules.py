@@ -453,8 +453,8 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG709", "gateway open to any address", _service(lambda d: d["spec"].pop("loadBalancerSourceRanges"), f"{INGRESS_DIR}/service.yaml")),
     Plant("FG710", "server memory limit below the estimate", _container(lambda c: c["resources"]["limits"].__setitem__("memory", "256Mi"))),
     Plant("FG709", "bypass load balancer open", _service(lambda d: d["spec"].__setitem__("loadBalancerSourceRanges", ["0.0.0.0/0"])), base="bypass"),
-    Plant("FG710", "server image by tag", _container(lambda c: c.__setitem__("image", "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare:2.9.0"))),
-    Plant("FG710", "site-cluster image by tag", _set(f"{SITE_DIR}/deployment.yaml", "Deployment",
+    Plant("FG711", "server image by tag", _container(lambda c: c.__setitem__("image", "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare:2.9.0"))),
+    Plant("FG711", "site-cluster image by tag", _set(f"{SITE_DIR}/deployment.yaml", "Deployment",
         lambda d: container(d).__setitem__("image", "nvflare:latest")), base="sites"),
 )
 
