@@ -35,8 +35,13 @@ from tests.validate.support import (
 )
 
 LEDGER = f".fedgen/owned/{FEDERATION}.json"
-TFVARS = "terraform/fedgen.auto.tfvars.json"
+# The example is on the reference architecture, so it has Terraform variables (a standalone cluster has none).
+EXAMPLE_LEDGER = ".fedgen/owned/example_project.json"
+EXAMPLE_TENANT = "fl-1"
+TFVARS = "terraform/acp-dev/uc_federated_learning.auto.tfvars.json"
 IMAGE = OTHER_SPEC["spec"]["nvflare"]["image"]
+# Pinned by digest like the spec's, so only the registry differs (a mutable tag would add FG711).
+FOREIGN_IMAGE = "registry.example.net/x/nvflare:2.9.0@sha256:" + "ab" * 32
 CLUSTER_ADMIN = """apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
@@ -59,12 +64,12 @@ def _replace(repo: Path, path: str, old: str, new: str) -> None:
     (repo / path).write_text(text.replace(old, new, 1))
 
 
-def _forge_ledger(repo: Path, change: Callable[[dict[str, Any]], None] = lambda d: None) -> None:
+def _forge_ledger(repo: Path, change: Callable[[dict[str, Any]], None] = lambda d: None, ledger_path: str = LEDGER) -> None:
     """What a pull request can do to the ledger: change it, then record every listed file's digest."""
-    ledger = json.loads((repo / LEDGER).read_text())
+    ledger = json.loads((repo / ledger_path).read_text())
     change(ledger)
     ledger["files"] = {p: hashlib.sha256((repo / p).read_bytes()).hexdigest() for p in sorted(ledger["files"])}
-    (repo / LEDGER).write_text(json.dumps(ledger, indent=2, sort_keys=True) + "\n")
+    (repo / ledger_path).write_text(json.dumps(ledger, indent=2, sort_keys=True) + "\n")
 
 
 def _found(report: Report) -> list[tuple[str, str, str | None, str]]:
@@ -103,7 +108,7 @@ def test_the_same_binding_in_an_unlisted_file_is_found(tmp_path: Path) -> None:
 
 def test_a_server_image_from_another_registry_is_found(tmp_path: Path) -> None:
     repo = fresh("ranged", tmp_path)
-    _replace(repo, f"{SERVER_DIR}/deployment.yaml", f"image: {IMAGE}", "image: registry.example.net/x/nvflare:2.9.0")
+    _replace(repo, f"{SERVER_DIR}/deployment.yaml", f"image: {IMAGE}", f"image: {FOREIGN_IMAGE}")
     _forge_ledger(repo)
     report = validate(repo=repo)
     assert not _rules(report) & {"FG101", "FG102"}
@@ -115,29 +120,30 @@ def test_a_server_image_from_another_registry_is_found(tmp_path: Path) -> None:
     ]
     first = report.findings[0]
     lines = (repo / SERVER_DIR / "deployment.yaml").read_text().splitlines()
-    assert lines[first.line - 1].strip() == "image: registry.example.net/x/nvflare:2.9.0"
-    assert f'"registry.example.net/x/nvflare:2.9.0" here, where the spec renders "{IMAGE}"' in first.message
+    assert lines[first.line - 1].strip() == f"image: {FOREIGN_IMAGE}"
+    assert f'"{FOREIGN_IMAGE}" here, where the spec renders' in first.message
 
 
 def test_a_forged_contribution_is_found(tmp_path: Path) -> None:
     """The shared tfvars are recomputed from the ledgers' contributions (FG102): forge both consistently."""
     from fedgen.render.shared import Contribution, shared_files
 
-    repo = fresh("ranged", tmp_path)
+    repo = fresh("example", tmp_path)
     opened = "federated_learning_external_services_allowed_namespaces"
 
     def forge(ledger: dict[str, Any]) -> None:
-        ledger["contributions"][0]["tfvars"][opened] = [TENANT]
+        ledger["contributions"][0]["tfvars"][TFVARS][opened] = [EXAMPLE_TENANT]
         forged = shared_files([Contribution.from_json(c) for c in ledger["contributions"]])
         (repo / TFVARS).write_bytes(forged[TFVARS])
 
-    _forge_ledger(repo, forge)
-    assert json.loads((repo / TFVARS).read_text())[opened] == [TENANT]
+    _forge_ledger(repo, forge, EXAMPLE_LEDGER)
+    assert json.loads((repo / TFVARS).read_text())[opened] == [EXAMPLE_TENANT]
     report = validate(repo=repo)
     assert not _rules(report) & {"FG101", "FG102"}
-    assert sorted(_found(report)) == [
+    escaped = TFVARS.replace("/", "~1")
+    assert sorted((f.rule, f.path, f.object, f.pointer) for f in report.findings if f.severity == "error") == [
         ("FG120", TFVARS, None, f"/{opened}/0"),
-        ("FG121", LEDGER, None, f"/contributions/0/tfvars/{opened}/0"),
+        ("FG121", EXAMPLE_LEDGER, None, f"/contributions/0/tfvars/{escaped}/{opened}/0"),
     ]
 
 

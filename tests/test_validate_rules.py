@@ -349,7 +349,7 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG121", "contribution forged", _ledger(lambda d: d["contributions"][0]["tfvars"].__setitem__("platform_name", "forged")), also=SHARED_EDIT),
     Plant("FG122", "file no ledger lists in a tenant folder", _write(f"{SERVER_DIR}/notes.txt", "kept here by hand\n")),
     Plant("FG123", "cluster-admin binding in a tenant folder", _add_object(BASE_DIR, "rbac.yaml", CLUSTER_ADMIN)),
-    Plant("FG124", "image from another registry", _container(lambda c: c.__setitem__("image", "registry.example.net/x/nvflare:2.9.0"))),
+    Plant("FG124", "image from another registry", _container(lambda c: c.__setitem__("image", "registry.example.net/x/nvflare:2.9.0@sha256:" + "ab" * 32))),
     Plant("FG125", "two ledgers render one federation", _copy_ledger),
     # FG2xx schema (kubeconform, real schemas)
     Plant("FG201", "typo field", _deployment(lambda d: d["spec"].__setitem__("replcas", 1))),
