@@ -87,7 +87,8 @@ def phases(repo: Path, version: str) -> dict[str, float]:
         timer.add("list, read and parse repo files", time.perf_counter() - start)
         start = time.perf_counter()
         ledgers = build.read_ledgers(repo)
-        specs = {ledger.spec: build.read_spec(repo, ledger.spec) for ledger in ledgers if ledger.spec}
+        guard = build.Guard(repo, frozenset(paths))
+        specs = {ledger.spec: build.read_spec(repo, ledger.spec, guard) for ledger in ledgers if ledger.spec}
         enrollment, specs = build.read_enrollment(repo, paths, specs, ledgers)
         timer.add("ledgers, spec and enrollment files", time.perf_counter() - start)
         start = time.perf_counter()

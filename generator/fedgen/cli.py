@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from fedgen.api import RenderResult
 
 F = TypeVar("F", bound=Callable[..., Any])
+INTERNAL_EXIT = 3  # a bug or an interrupt: the documented codes are 0-3 only
+ERROR_LINE_LIMIT = 2000
 
 
 def _err(message: str) -> None:
@@ -29,7 +31,8 @@ def _err(message: str) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """One line per error on stderr and the error's exit code; a traceback only with --debug."""
+    """One line per error on stderr and the error's exit code; a traceback only with --debug. Nothing leaves
+    with a code outside 0-3: a bug or an interrupt is exit 3."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,21 +40,27 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except FedgenError as exc:
+            from fedgen.validate.finding import printable
+
             if debug:
                 traceback.print_exc()
-            # Positioned spec errors already read FILE:LINE:COL: message, one per line.
-            _err(str(exc) if isinstance(exc, SpecErrors) else f"error: {exc}")
+            # Positioned spec errors already read FILE:LINE:COL: message, one per line. Messages may quote
+            # hostile input: control characters are shown escaped.
+            lines = [printable(line, ERROR_LINE_LIMIT) for line in str(exc).split("\n")]
+            _err("\n".join(lines) if isinstance(exc, SpecErrors) else f"error: {' '.join(lines)}")
             sys.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click reports usage errors itself (exit 2)
         except KeyboardInterrupt:
             _err("interrupted")
-            sys.exit(130)
+            sys.exit(INTERNAL_EXIT)
         except Exception as exc:  # a bug: say so in one line, details with --debug
+            from fedgen.validate.finding import printable
+
             if debug:
                 traceback.print_exc()
-            _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
-            sys.exit(70)
+            _err(f"internal error: {printable(f'{type(exc).__name__}: {exc}', ERROR_LINE_LIMIT)} (a bug; rerun with --debug)")
+            sys.exit(INTERNAL_EXIT)
 
     return wrapper  # type: ignore[return-value]
 

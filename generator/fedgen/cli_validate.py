@@ -1,7 +1,8 @@
 """`fedgen validate`: the PR check. Parses flags, calls fedgen.validate.engine.validate, prints a format.
 
 Exit codes: 0 no errors (warnings are printed but do not fail), 1 at least one error finding, 2 invalid
-input (flags, an allowlist entry without a reason), 3 a required tool (kubectl, kubeconform) is missing.
+input (flags, an allowlist entry without a reason), 3 a required tool (kubectl, kubeconform) is missing, a bug
+or an interrupt.
 """
 
 from __future__ import annotations
@@ -71,9 +72,13 @@ def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: b
     Silence a finding with an entry (rule, object, reason) in .fedgen/allowlist.yaml: an error only by
     its exact object, globs match warnings only.
 
+    Safe on untrusted pull requests: a kustomization naming a URL, an absolute path, a path out of the
+    repo or through a symbolic link, helm or a plugin is an error (FG518) and is not built; kustomize runs
+    without the runner's environment, HOME or network.
+
     \b
     Exit codes: 0 no errors (warnings are printed but do not fail), 1 error findings,
-    2 invalid input (flags, allowlist), 3 kubectl or kubeconform missing.
+    2 invalid input (flags, allowlist), 3 kubectl or kubeconform missing (or a bug, an interrupt).
     """
     from fedgen.cli import handle_errors
 

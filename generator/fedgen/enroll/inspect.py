@@ -16,7 +16,6 @@ import binascii
 import hashlib
 import io
 import ipaddress
-import json
 import re
 import stat
 import zipfile
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from fedgen.errors import InputError
+from fedgen.untrusted import check_yaml_depth, loads_json
 
 # Size caps. A 2.9 request zip is about 1.5 KB and a signed zip about 4 KB.
 MAX_ZIP_BYTES = 64 * 1024
@@ -233,7 +233,7 @@ def _expect_members(members: Mapping[str, bytes], expected: set[str], what: str)
 
 def _json_object(data: bytes, member: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = loads_json(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _fail(what, f"{member} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -246,7 +246,9 @@ def _yaml_mapping(data: bytes, member: str, what: str) -> dict[str, Any]:
     from ruamel.yaml.error import YAMLError
 
     try:
-        value = YAML(typ="safe", pure=True).load(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        check_yaml_depth(text)
+        value = YAML(typ="safe", pure=True).load(text)
     except (UnicodeDecodeError, YAMLError, ValueError) as exc:
         raise _fail(what, f"{member} is not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if not isinstance(value, dict):

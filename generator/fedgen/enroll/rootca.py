@@ -17,6 +17,7 @@ from fedgen.errors import ExternalError, InputError
 from fedgen.render.layout import server_base_dir, startup_configmap_name
 from fedgen.spec.model import Federation
 from fedgen.state.document import StateDocument
+from fedgen.untrusted import check_yaml_depth
 
 ROOT_CERT = "root_cert"  # NVFlare's cert.json keys, as the state keeps them
 ROOT_KEY = "root_pri_key"
@@ -63,8 +64,9 @@ def from_repo(repo: Path, fed: Federation) -> tuple[bytes, str] | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{rel}: cannot be read ({exc})") from None
     try:
+        check_yaml_depth(text)
         docs = [d for d in YAML(typ="safe", pure=True).load_all(text) if isinstance(d, dict)]
-    except YAMLError as exc:
+    except (YAMLError, ValueError) as exc:
         raise InputError(f"{rel}: not valid YAML ({str(exc).splitlines()[0]})") from None
     name = startup_configmap_name(fed)
     for doc in docs:

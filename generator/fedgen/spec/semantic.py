@@ -256,12 +256,17 @@ def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:
         yield (["spec", "nvflare", "version"], f"nvflare.version {wanted} does not match the installed nvflare {installed} (major.minor must agree: kits provisioned by one are run by the other)", False)
 
 
-def _sealing(spec: dict[str, Any], spec_dir: Path, now: datetime) -> Iterator[Problem]:
+def certificate_paths(spec: dict[str, Any]) -> list[tuple[Path_, str]]:
+    """(position, path as written) of every sealing certificate a schema-valid spec names."""
     certs: list[tuple[Path_, str]] = []
     if "certificate" in spec.get("sealing", {}):
         certs.append((["spec", "sealing", "certificate"], spec["sealing"]["certificate"]))
     certs += [(["spec", "clusters", i, "sealing", "certificate"], c["sealing"]["certificate"]) for i, c in enumerate(spec["clusters"]) if "sealing" in c]
-    for path, cert in certs:
+    return certs
+
+
+def _sealing(spec: dict[str, Any], spec_dir: Path, now: datetime) -> Iterator[Problem]:
+    for path, cert in certificate_paths(spec):
         yield from _sealing_certificate(path, cert, spec_dir, now)
 
 

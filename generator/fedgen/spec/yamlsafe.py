@@ -168,7 +168,10 @@ def _precheck(text: str, origin: str) -> None:
     except pyyaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecErrors([f"{origin}:{line}:{col}: {_one_line(exc.problem or exc.context or 'not valid YAML')}"]) from None
+        problem = _one_line(exc.problem or exc.context or "not valid YAML")
+        if "nesting depth" in problem:  # libyaml reads ahead and can meet its own bound (1000) first
+            problem = f"nested deeper than {MAX_DEPTH} levels"
+        raise SpecErrors([f"{origin}:{line}:{col}: {problem}"]) from None
     except pyyaml.YAMLError:
         return
     finally:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedgen.errors import InputError
+from fedgen.untrusted import loads_json
 
 FORMAT = 1
 
@@ -63,7 +64,7 @@ class StateDocument:
     @classmethod
     def from_bytes(cls, data: bytes, origin: str) -> StateDocument:
         try:
-            doc = json.loads(data)
+            doc = loads_json(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{origin}: state is not valid JSON ({exc})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from fedgen.errors import ExternalError
 from fedgen.holder import describe_holder, holder_record, on_this_host, pid_alive
 from fedgen.state.document import StateDocument
+from fedgen.untrusted import loads_json
 
 if TYPE_CHECKING:  # imported lazily at run time: google-cloud-storage is slow to import
     from google.cloud.storage import Bucket, Client
@@ -88,7 +89,7 @@ def _iso(moment: datetime | None) -> str:
 
 def _parse_record(data: bytes) -> dict[str, Any] | None:
     try:
-        rec = json.loads(data)
+        rec = loads_json(data)
     except (ValueError, UnicodeDecodeError):
         return None
     return rec if isinstance(rec, dict) else None

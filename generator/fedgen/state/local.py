@@ -22,6 +22,7 @@ from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FE
 from fedgen.errors import ExternalError, InputError
 from fedgen.holder import describe_holder, holder_record
 from fedgen.state.document import StateDocument
+from fedgen.untrusted import loads_json
 
 DOCUMENT = "state.json"
 LOCK = "lock"
@@ -141,7 +142,7 @@ class LocalStore:
 def read_holder(lock_path: Path) -> dict[str, object] | None:
     """The holder record a lock file names (None when unreadable or not a record)."""
     try:
-        rec = json.loads(lock_path.read_bytes())
+        rec = loads_json(lock_path.read_bytes())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return rec if isinstance(rec, dict) else None

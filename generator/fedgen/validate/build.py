@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import json
 import posixpath
-import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError, FedgenError
 from fedgen.tools import find_tool
+from fedgen.untrusted import MAX_DEPTH, TooDeep, loads_json
+from fedgen.validate.keyscan import scan_bytes, scan_path
+from fedgen.validate.kustomization import Guard, RootCheck
 from fedgen.validate.model import (
     BOOTSTRAP,
     SYNC,
@@ -37,7 +39,8 @@ from fedgen.validate.model import (
     identity,
     is_object,
 )
-from fedgen.validate.scan import list_files, read_text
+from fedgen.validate.sandbox import run_sandboxed
+from fedgen.validate.scan import MAX_BYTES, as_text, list_files, read_small
 from fedgen.validate.yamlsource import YamlDoc, load_all_plain, parse_file
 
 if TYPE_CHECKING:
@@ -47,6 +50,8 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 OWNED_DIR = ".fedgen/owned"
 INTERRUPT_MARKERS = (".fedgen/journal.json", ".fedgen/journal.json.tmp", ".fedgen/tmp")
 KUSTOMIZE_TIMEOUT = 120
+MAX_BUILD_BYTES = 256 * 1024 * 1024
+MAX_LEDGER_BYTES = 64 * 1024 * 1024  # a ledger of 5000 sites' files is a few MiB
 SYNC_KINDS = {("configsync.gke.io", "RootSync"), ("configsync.gke.io", "RepoSync"), ("argoproj.io", "Application")}
 
 
@@ -60,16 +65,26 @@ def kustomization_in(folder: Path) -> Path | None:
 # ----------------------------------------------------------------------------------------------- files
 
 
+def read_file(repo: Path, rel: str) -> RepoFile:
+    """One file: its keys (every file, any size), its text, and its documents when it is YAML/JSON."""
+    path = repo / rel
+    data = read_small(path)
+    found = scan_bytes(data) if data is not None else scan_path(path)
+    text = as_text(data)
+    if not rel.endswith((".yaml", ".yml", ".json")):
+        return RepoFile(rel, text, keys=found.keys, uninspectable=found.uninspectable)
+    if data is None:
+        too_large = found.uninspectable or f"larger than {MAX_BYTES // (1024 * 1024)} MiB, too large to parse"
+        return RepoFile(rel, None, keys=found.keys, uninspectable=too_large)
+    if text is None:
+        return RepoFile(rel, None, keys=found.keys, uninspectable=found.uninspectable)
+    parsed = parse_file(rel, text)
+    problem = found.uninspectable or (str(TooDeep(MAX_DEPTH)) if parsed.too_deep else None)
+    return RepoFile(rel, text, parsed.docs, parsed.error, parsed.error_line, found.keys, problem)
+
+
 def read_files(repo: Path, paths: Iterable[str] | None = None) -> dict[str, RepoFile]:
-    out: dict[str, RepoFile] = {}
-    for rel in list_files(repo) if paths is None else paths:
-        text = read_text(repo / rel)
-        if text is not None and rel.endswith((".yaml", ".yml", ".json")):
-            parsed = parse_file(rel, text)
-            out[rel] = RepoFile(rel, text, parsed.docs, parsed.error, parsed.error_line)
-        else:
-            out[rel] = RepoFile(rel, text)
-    return out
+    return {rel: read_file(repo, rel) for rel in (list_files(repo) if paths is None else paths)}
 
 
 def _digest(path: Path) -> str | None:
@@ -104,13 +119,21 @@ ParsedLedger = tuple[str, dict[str, Any] | None, str | None]  # (path, document,
 def parse_ledgers(repo: Path) -> list[ParsedLedger]:
     """Every .fedgen/owned/*.json as (path, document or None, error or None); cheap (no digests)."""
     folder = repo / OWNED_DIR
+    if (repo / ".fedgen").is_symlink() or folder.is_symlink():
+        return [(OWNED_DIR, None, "a symbolic link; no ledger is read through it")]
     if not folder.is_dir():
         return []
     parsed: list[ParsedLedger] = []
     for path in sorted(folder.glob("*.json")):
         rel = path.relative_to(repo).as_posix()
         try:
-            doc = json.loads(path.read_text())
+            if path.is_symlink() or not path.is_file():
+                raise ValueError("a symbolic link or not a regular file; not read")
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_LEDGER_BYTES + 1)
+            if len(raw) > MAX_LEDGER_BYTES:
+                raise ValueError(f"larger than {MAX_LEDGER_BYTES // (1024 * 1024)} MiB")
+            doc = loads_json(raw)
             files = doc["files"]
             if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
                 raise TypeError("files is not a mapping of path to digest")
@@ -141,8 +164,9 @@ def preliminary_ledgers(parsed: list[ParsedLedger]) -> tuple[Ledger, ...]:
     return tuple(Ledger(rel, None, None, {}, {}, error=error) if doc is None else _ledger(rel, doc) for rel, doc, error in parsed)
 
 
-def finish_ledgers(repo: Path, parsed: list[ParsedLedger]) -> tuple[Ledger, ...]:
-    """Ledgers with the digest of every recorded file now and the expected digests of shared files."""
+def finish_ledgers(repo: Path, parsed: list[ParsedLedger], listed: frozenset[str]) -> tuple[Ledger, ...]:
+    """Ledgers with the digest of every recorded file now and the expected digests of shared files. Only
+    files validate lists are read (a ledger may name anything: ../../etc/passwd is simply missing)."""
     shared_digests = expected_shared([doc for _, doc, _ in parsed if doc is not None])
     out = []
     for rel, doc, error in parsed:
@@ -151,13 +175,13 @@ def finish_ledgers(repo: Path, parsed: list[ParsedLedger]) -> tuple[Ledger, ...]
             continue
         files = {str(k) for k in doc["files"]}
         shared = tuple(sorted(str(p) for p in doc.get("shared", [])))
-        actual = {p: _digest(repo / p) for p in sorted({*files, *shared})}
+        actual = {p: _digest(repo / p) if p in listed else None for p in sorted({*files, *shared})}
         out.append(_ledger(rel, doc, actual=actual, shared_expected={p: shared_digests[p] for p in shared if p in shared_digests}))
     return tuple(out)
 
 
 def read_ledgers(repo: Path) -> tuple[Ledger, ...]:
-    return finish_ledgers(repo, parse_ledgers(repo))
+    return finish_ledgers(repo, parse_ledgers(repo), frozenset(list_files(repo)))
 
 
 def _key_bytes(path: Path | None) -> tuple[int | None, str | None]:
@@ -172,13 +196,50 @@ def _key_bytes(path: Path | None) -> tuple[int | None, str | None]:
     return (cert.key_size + 7) // 8, None
 
 
-def read_spec(repo: Path, spec: str) -> SpecInfo:
-    """Load a ledger's spec like render does (no state needed) and read its sealing certificates."""
+def _read_spec_head(repo: Path, spec: str) -> Any:
+    """The spec's first document as plain data (libyaml, at most the spec loader's size), or None."""
+    from fedgen.spec.yamlsafe import MAX_BYTES as SPEC_MAX_BYTES
+
+    try:
+        with (repo / spec).open("rb") as fh:
+            docs = load_all_plain(fh.read(SPEC_MAX_BYTES).decode("utf-8"))
+        return docs[0] if docs else None
+    except Exception:  # noqa: BLE001 - the full load reports what is wrong with the spec
+        return None
+
+
+def _outside(repo: Path, spec: str, guard: Guard) -> str | None:
+    """Why validate may not read the spec or a sealing certificate it names (a hostile repo's spec may
+    point anywhere), or None. The spec loader reads certificates only for specs its schema accepts, and for
+    those libyaml reads the same paths."""
+    problem = guard.file_problem(spec)
+    if problem is not None:
+        return f"spec {problem}"
+    from fedgen.spec.semantic import certificate_paths
+
+    try:
+        certificates = certificate_paths(_read_spec_head(repo, spec)["spec"])
+    except Exception:  # noqa: BLE001 - not a schema-valid spec: the loader stops before any certificate
+        return None
+    folder = posixpath.dirname(spec) or "."
+    for _, cert in certificates:
+        problem = guard.file_problem(cert, folder)
+        if problem is not None:
+            return f"sealing certificate {problem}"
+    return None
+
+
+def read_spec(repo: Path, spec: str, guard: Guard) -> SpecInfo:
+    """Load a ledger's spec like render does (no state needed) and read its sealing certificates; nothing
+    outside the repository (or behind a symbolic link) is read."""
     from fedgen.spec import load_federation
 
-    path = (repo / spec).resolve()
+    path = repo / spec
     if not path.is_file():
         return SpecInfo(path=spec, exists=False)
+    outside = _outside(repo, spec, guard)
+    if outside is not None:
+        return SpecInfo(path=spec, exists=True, error=f"{outside}: not read")
     try:
         fed = load_federation(path)
     except FedgenError as exc:
@@ -210,65 +271,23 @@ def read_spec(repo: Path, spec: str) -> SpecInfo:
 # ------------------------------------------------------------------------------------------ sync roots
 
 
-def _local(entry: object) -> bool:
-    return isinstance(entry, str) and "://" not in entry and not entry.startswith(("git@", "github.com/", "oci:"))
-
-
-def reachable_files(repo: Path, folder: str, seen: set[str] | None = None) -> set[str]:
-    """Repo files a kustomization folder pulls in through resources/bases/components (recursively)."""
-    seen = seen if seen is not None else set()
-    if folder in seen:
-        return set()
-    seen.add(folder)
-    kfile = kustomization_in(repo / folder)
-    if kfile is None:
-        return set()
-    out = {kfile.relative_to(repo).as_posix()}
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        doc = YAML(typ="safe", pure=True).load(kfile.read_text())
-    except (OSError, YAMLError, ValueError):
-        return out
-    if not isinstance(doc, dict):
-        return out
-    for key in ("resources", "bases", "components"):
-        entries = doc.get(key) or []
-        for entry in entries if isinstance(entries, list) else []:
-            if not _local(entry):
-                continue
-            rel = posixpath.normpath(posixpath.join(folder, str(entry)))
-            if rel.startswith(".."):
-                continue
-            target = repo / rel
-            if target.is_dir():
-                out |= reachable_files(repo, rel, seen)
-            elif target.is_file():
-                out.add(rel)
-    return out
-
-
 def _build_text(repo: Path, folder: str, load_restrictor: bool) -> tuple[bytes, str | None]:
-    """Run kubectl kustomize like the applier: (stdout, None) or (b"", first error line)."""
+    """Run kubectl kustomize like the applier, sandboxed: (stdout, None) or (b"", first error line)."""
     kubectl = find_tool("kubectl")
     command = [str(kubectl), "kustomize"]
     if load_restrictor:
         command.append("--load-restrictor=LoadRestrictionsNone")
     command.append(folder)
-    try:
-        proc = subprocess.run(  # noqa: S603 - fixed argument list
-            command, cwd=repo, capture_output=True, timeout=KUSTOMIZE_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
+    ran = run_sandboxed(command, cwd=repo, timeout=KUSTOMIZE_TIMEOUT, max_stdout=MAX_BUILD_BYTES)
+    if ran.timed_out:
         return b"", f"kubectl kustomize did not finish within {KUSTOMIZE_TIMEOUT}s"
-    except OSError as exc:
-        raise ExternalError(f"kubectl could not be started ({kubectl}): {exc}") from None
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        detail = lines[0] if lines else f"exit {proc.returncode}"
+    if ran.too_large:
+        return b"", f"kubectl kustomize printed more than {MAX_BUILD_BYTES // (1024 * 1024)} MiB"
+    if ran.returncode != 0:
+        lines = [ln.strip() for ln in ran.stderr.splitlines() if ln.strip()]
+        detail = lines[0] if lines else f"exit {ran.returncode}"
         return b"", detail.removeprefix("error: ").replace(str(repo) + "/", "")
-    return proc.stdout, None
+    return ran.stdout, None
 
 
 def _parse_build(repo: Path, text: bytes, error: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -329,17 +348,23 @@ def _build(repo: Path, folder: str, load_restrictor: bool) -> Build:
 
 
 class Builder:
-    """Runs kubectl kustomize for many folders at once and parses what each prints (threads wait on the
-    subprocesses, so reading the repo in the meantime overlaps with the builds)."""
+    """Checks each folder's kustomizations (kustomization.py) and runs kubectl kustomize for those that pass,
+    many at once, parsing what each prints (threads wait on the subprocesses, so reading the repo in the
+    meantime overlaps with the builds). A folder with a refusal is never built."""
 
-    def __init__(self, repo: Path, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, repo: Path, pool: ThreadPoolExecutor, listed: Iterable[str]) -> None:
         self.repo = repo
         self.pool = pool
+        self.guard = Guard(repo, frozenset(listed))
+        self.checks: dict[str, RootCheck] = {}
         self.futures: dict[str, Future[Build]] = {}
 
     def start(self, folder: str, *, load_restrictor: bool) -> None:
-        if folder not in self.futures and kustomization_in(self.repo / folder) is not None:
-            find_tool("kubectl")  # missing tool: exit 3 before any thread starts
+        if folder in self.checks or kustomization_in(self.repo / folder) is None:
+            return
+        find_tool("kubectl")  # missing tool: exit 3 before any thread starts
+        self.checks[folder] = check = self.guard.check(folder)
+        if check.buildable:
             self.futures[folder] = self.pool.submit(_build, self.repo, folder, load_restrictor)
 
     def results(self) -> dict[str, Build]:
@@ -368,18 +393,18 @@ def build_roots(repo: Path, files: Mapping[str, RepoFile], specs: Mapping[str, S
     folders = sorted(set(cluster_dirs) | {d for d in _sync_dirs(files) if (repo / d).is_dir()})
     plan = plan_roots(repo, folders, cluster_dirs)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        builder = Builder(repo, pool)
+        builder = Builder(repo, pool, files)
         for folder, _ in plan:
             kfile = kustomization_in(repo / folder)
             if kfile is not None:
                 builder.start(folder, load_restrictor=_engine(kfile.relative_to(repo).as_posix(), specs, ledgers) != "argocd")
         builds = builder.results()
-    return assemble_roots(repo, plan, files, builds), tuple(folders)
+    return assemble_roots(repo, plan, files, builds, builder.checks), tuple(folders)
 
 
-def assemble_roots(repo: Path, plan: list[tuple[str, str]], files: Mapping[str, RepoFile], builds: Mapping[str, Build]) -> tuple[SyncRoot, ...]:
+def assemble_roots(repo: Path, plan: list[tuple[str, str]], files: Mapping[str, RepoFile], builds: Mapping[str, Build], checks: Mapping[str, RootCheck]) -> tuple[SyncRoot, ...]:
     index = SourceIndex(doc for f in files.values() for doc in f.docs)
-    return tuple(_root(repo, folder, role, files, index, builds.get(folder)) for folder, role in plan)
+    return tuple(_root(repo, folder, role, files, index, builds.get(folder), checks.get(folder)) for folder, role in plan)
 
 
 def _engine(kustomization: str, specs: Mapping[str, SpecInfo], ledgers: tuple[Ledger, ...]) -> str:
@@ -390,9 +415,9 @@ def _engine(kustomization: str, specs: Mapping[str, SpecInfo], ledgers: tuple[Le
     return "config-sync"
 
 
-def _root(repo: Path, folder: str, role: str, files: Mapping[str, RepoFile], index: SourceIndex, build: tuple[list[dict[str, Any]], str | None] | None) -> SyncRoot:
+def _root(repo: Path, folder: str, role: str, files: Mapping[str, RepoFile], index: SourceIndex, build: Build | None, check: RootCheck | None) -> SyncRoot:
     kfile = kustomization_in(repo / folder)
-    if kfile is None or build is None:
+    if kfile is None or check is None:
         if role == BOOTSTRAP:  # plain files, applied by hand
             objects: list[KObject] = []
             for path in sorted(p for p in files if posixpath.dirname(p) == folder):
@@ -402,10 +427,11 @@ def _root(repo: Path, folder: str, role: str, files: Mapping[str, RepoFile], ind
             return SyncRoot(folder, role, None, tuple(objects))
         return SyncRoot(folder, role, None)
     kustomization = kfile.relative_to(repo).as_posix()
-    reachable = frozenset(reachable_files(repo, folder))
+    if build is None:  # refused: not built
+        return SyncRoot(folder, role, kustomization, (), None, check.reachable, check.refusals)
     built, error = build
-    objects_t = tuple(KObject(data, folder, i, index.find(data, reachable), kustomization) for i, data in enumerate(built))
-    return SyncRoot(folder, role, kustomization, objects_t, error, reachable)
+    objects_t = tuple(KObject(data, folder, i, index.find(data, check.reachable), kustomization) for i, data in enumerate(built))
+    return SyncRoot(folder, role, kustomization, objects_t, error, check.reachable)
 
 
 # ----------------------------------------------------------------------------------------------- schemas
@@ -625,12 +651,12 @@ def _static_kits(kits: StaticKits, repo: Path, specs: Mapping[str, SpecInfo]) ->
     return out
 
 
-def _quick_engine(repo: Path, spec: str) -> str | None:
+def _quick_engine(repo: Path, spec: str, guard: Guard) -> str | None:
     """spec.gitops.engine read without the full spec load, to start the builds early."""
+    if guard.file_problem(spec) is not None:
+        return None
     try:
-        docs = load_all_plain((repo / spec).read_text(encoding="utf-8"))
-        engine = docs[0]["spec"]["gitops"]["engine"]
-        return str(engine)
+        return str(_read_spec_head(repo, spec)["spec"]["gitops"]["engine"])
     except Exception:  # noqa: BLE001 - the full load reports what is wrong with the spec
         return None
 
@@ -656,9 +682,12 @@ class ModelBuild:
         self.repo = repo
         self.kubernetes_version = kubernetes_version
         self.now = now
+        self.paths = list_files(repo)  # what kustomize may read, and what is read below
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedgen-kustomize")
+        self.builder = Builder(repo, self.pool, self.paths)
         self.parsed = parse_ledgers(repo)
         early_ledgers = preliminary_ledgers(self.parsed)
-        engines = {ledger.spec: _quick_engine(repo, ledger.spec) for ledger in early_ledgers if ledger.spec}
+        engines = {ledger.spec: _quick_engine(repo, ledger.spec, self.builder.guard) for ledger in early_ledgers if ledger.spec}
         quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
         self.cluster_dirs = cluster_folders(repo)
         self.static: StaticKits | None = None
@@ -666,8 +695,6 @@ class ModelBuild:
             from fedgen.provision.static import StaticKits
 
             self.static = StaticKits(_spec_hint(repo, spec) for spec in engines)
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedgen-kustomize")
-        self.builder = Builder(repo, self.pool)
         self.schema: SchemaCheck | None = None
         self.error: FedgenError | None = None
         try:
@@ -690,16 +717,16 @@ class ModelBuild:
             raise self.error
         assert self.schema is not None
         repo = self.repo
-        paths = list_files(repo)
+        paths = self.paths
         files = read_files(repo, paths)
-        ledgers = finish_ledgers(repo, self.parsed)
-        specs = {ledger.spec: read_spec(repo, ledger.spec) for ledger in ledgers if ledger.spec}
+        ledgers = finish_ledgers(repo, self.parsed, self.builder.guard.listed)
+        specs = {ledger.spec: read_spec(repo, ledger.spec, self.builder.guard) for ledger in ledgers if ledger.spec}
         folders = sorted(set(self.cluster_dirs) | {d for d in _sync_dirs(files) if (repo / d).is_dir()})
         plan = plan_roots(repo, folders, self.cluster_dirs)
         self._start(plan, specs, ledgers)
         enrollment, specs = read_enrollment(repo, paths, specs, ledgers)
         builds = self.builder.results()
-        roots = assemble_roots(repo, plan, files, builds)
+        roots = assemble_roots(repo, plan, files, builds, self.builder.checks)
         objects = [o for r in roots for o in r.objects]
         verdicts = self.schema.verdicts(objects)
         from fedgen.validate.rerender import rerender

@@ -6,13 +6,13 @@ import datetime as dt
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fedgen.errors import InputError
 from fedgen.validate.allowlist import ALLOWLIST_PATH, Entry, apply_allowlist, parse_allowlist
-from fedgen.validate.finding import ERROR, WARNING, Finding, Suppressed, fingerprint
+from fedgen.validate.finding import ERROR, NAME_LIMIT, WARNING, Finding, Suppressed, fingerprint, printable
 from fedgen.validate.model import Model
 from fedgen.validate.rule import Hit, Registry, Rule
 
@@ -66,12 +66,12 @@ def locate(rule: Rule, hit: Hit) -> Finding:
         rule=rule.id,
         slug=rule.slug,
         severity=rule.severity,
-        path=path,
+        path=printable(path, NAME_LIMIT),
         line=line,
-        object=obj,
-        message=" ".join(hit.message.split()),
+        object=None if obj is None else printable(obj, NAME_LIMIT),
+        message=printable(hit.message),
         remediation=rule.remediation,
-        pointer=hit.pointer,
+        pointer=printable(hit.pointer, NAME_LIMIT),
         fingerprint=fingerprint(rule.id, path, obj, hit.pointer),
     )
 
@@ -104,6 +104,9 @@ def unused_entries(entries: Iterable[Entry], registry: Registry, origin: str = A
     return [locate(rule, h) for h in hits]
 
 
+MAX_ALLOWLIST_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Allowlist:
     entries: tuple[Entry, ...] = ()
@@ -111,9 +114,12 @@ class Allowlist:
 
 
 def load_allowlist(repo: Path, registry: Registry, path: Path | None = None) -> Allowlist:
-    """The repo's .fedgen/allowlist.yaml (when there is one), or the file given (which must exist)."""
+    """The repo's .fedgen/allowlist.yaml (when there is one; never through a symbolic link), or the file
+    given (which must exist)."""
     if path is None:
         path, origin = repo / ALLOWLIST_PATH, ALLOWLIST_PATH
+        if any(p.is_symlink() for p in (repo / ".fedgen", path)):
+            raise InputError(f"{origin}: a symbolic link; validate reads nothing outside the repository")
         if not path.is_file():
             return Allowlist()
     else:
@@ -122,7 +128,11 @@ def load_allowlist(repo: Path, registry: Registry, path: Path | None = None) -> 
         if not path.is_file():
             raise InputError(f"{origin}: --allowlist is not a file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_ALLOWLIST_BYTES + 1)
+        if len(raw) > MAX_ALLOWLIST_BYTES:
+            raise InputError(f"{origin}: larger than {MAX_ALLOWLIST_BYTES // 1024} KiB")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{origin}: cannot read ({exc})") from None
     return Allowlist(parse_allowlist(text, origin=origin, registry=registry), origin)
@@ -135,7 +145,7 @@ def report_for(model: Model, registry: Registry, findings: list[Finding], allowl
         kept.extend(unused_entries(unused, registry, allowlist.origin))
     return Report(
         findings=tuple(sorted(kept, key=lambda f: f.sort_key)),
-        suppressed=tuple(sorted(suppressed, key=lambda s: s.finding.sort_key)),
+        suppressed=tuple(sorted((replace(s, reason=printable(s.reason)) for s in suppressed), key=lambda s: s.finding.sort_key)),
         rules=tuple(registry),
         kubernetes_version=model.kubernetes_version,
         objects=sum(len(r.objects) for r in model.roots),

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 ERROR = "error"
 WARNING = "warning"
 SEVERITIES = (ERROR, WARNING)
+
+# What a finding quotes comes from a hostile repository: control characters (ANSI escapes, newlines that
+# forge log lines), invisible and bidirectional-override characters are shown escaped, and length is capped.
+MESSAGE_LIMIT = 500
+NAME_LIMIT = 300  # path and object
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """text with unsafe characters escaped (a newline as \\n, ESC as \\x1b), at most limit characters."""
+    out = _UNSAFE.sub(_escape, text)
+    return out if len(out) <= limit else out[: limit - 1] + "\u2026"
 
 
 def fingerprint(rule: str, path: str, obj: str | None, pointer: str) -> str:

@@ -18,9 +18,7 @@ object), so nothing is parsed twice.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from collections.abc import Sequence
 from fedgen.errors import ExternalError, InputError
 from fedgen.paths import SCHEMAS_DIR
 from fedgen.tools import find_tool
+from fedgen.validate.sandbox import run_sandboxed
 
 # The Kubernetes version GKE's Regular channel (the default channel for new clusters) runs in late 2026:
 # 1.35.8-gke.1036000 became the Regular channel's default version for cluster creation on 2026-09-17 (GKE Regular
@@ -59,8 +58,8 @@ _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$")
 # One error in kubeconform's msg: "- at '<JSON pointer>': <message>", up to the next one.
 _MSG_ITEM = re.compile(r"- at '([^']*)': (.*?)(?=\s+- at '|$)")
 _GROUP_HEADER = "validation failed"
-# Any network access kubeconform might attempt goes to a closed local port and fails at once.
-_NO_NETWORK_PROXY = "http://127.0.0.1:9"
+# kubeconform runs sandboxed (sandbox.py: no environment of the runner, no network) with its report capped.
+MAX_REPORT_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -302,27 +301,19 @@ def _run(binary: Path, schemas: Path, version: str, folder: Path) -> dict[str, A
         f"{schemas}/kubernetes/v{version}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
         str(folder),  # kubeconform reads every .yaml file in it
     ]
-    env = dict(os.environ)
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env[var] = _NO_NETWORK_PROXY
-    env.pop("NO_PROXY", None)
-    env.pop("no_proxy", None)
+    ran = run_sandboxed(command, cwd=folder, timeout=TIMEOUT_SECONDS, max_stdout=MAX_REPORT_BYTES)
+    if ran.timed_out:
+        raise ExternalError(f"kubeconform did not finish within {TIMEOUT_SECONDS}s")
+    if ran.too_large:
+        raise ExternalError(f"kubeconform printed more than {MAX_REPORT_BYTES // (1024 * 1024)} MiB")
     try:
-        proc = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-            command, capture_output=True, env=env, timeout=TIMEOUT_SECONDS, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ExternalError(f"kubeconform did not finish within {TIMEOUT_SECONDS}s") from exc
-    except OSError as exc:
-        raise ExternalError(f"kubeconform could not be started ({binary}): {exc}") from exc
-    try:
-        report = json.loads(proc.stdout)
+        report = json.loads(ran.stdout)
         if not isinstance(report, dict) or not isinstance(report.get("resources"), list):
             raise ValueError("no 'resources' list")
     except ValueError as exc:
-        detail = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip().splitlines()
+        detail = (ran.stderr or ran.stdout.decode("utf-8", "replace")).strip().splitlines()
         raise ExternalError(
-            f"kubeconform (exit {proc.returncode}) gave no JSON report: {detail[0] if detail else exc}"
+            f"kubeconform (exit {ran.returncode}) gave no JSON report: {detail[0] if detail else exc}"
         ) from exc
     return report
 

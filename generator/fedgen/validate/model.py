@@ -14,6 +14,8 @@ from fedgen.validate.yamlsource import YamlDoc
 
 if TYPE_CHECKING:
     from fedgen.enroll import RequestInfo, SignedInfo
+    from fedgen.validate.keyscan import KeyFound
+    from fedgen.validate.kustomization import Refusal
     from fedgen.spec import Federation
 
 SYNC = "sync"  # a directory Config Sync / Argo CD applies
@@ -119,6 +121,8 @@ class SyncRoot:
     objects: tuple[KObject, ...] = ()
     error: str | None = None  # kustomize's complaint when the build failed
     reachable: frozenset[str] = frozenset()  # repo files the kustomization pulls in
+    # paths its kustomizations name that kustomize may not read (kustomization.py); a refused root is not built
+    refusals: tuple[Refusal, ...] = ()
 
     @property
     def cluster(self) -> str:
@@ -133,6 +137,8 @@ class RepoFile:
     docs: tuple[YamlDoc, ...] = ()  # for .yaml/.yml/.json files
     parse_error: str | None = None
     parse_error_line: int | None = None
+    keys: tuple[KeyFound, ...] = ()  # private keys in its bytes (keyscan.py: PEM, DER, inside archives)
+    uninspectable: str | None = None  # why it could not be inspected completely (size, nesting, an archive bomb)
 
     @property
     def is_config(self) -> bool:

@@ -7,11 +7,11 @@ project name, not the server's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fedgen.untrusted import loads_json
 from fedgen.validate.k8s import PodTemplate, as_dict, as_list, pod_templates, to_int
 from fedgen.validate.model import KObject, Model
 
@@ -75,7 +75,7 @@ def mounted_configmaps(template: PodTemplate) -> list[str]:
 def parse_fed_server(text: Any) -> tuple[dict[str, Any], str | None]:
     """(fields, error): fields has name, admin_server, fl_port, admin_port when readable."""
     try:
-        doc = json.loads(str(text))
+        doc = loads_json(str(text))
     except ValueError as exc:
         return {}, f"fed_server.json is not JSON ({exc})"
     servers = as_list(as_dict(doc).get("servers"))
@@ -125,7 +125,7 @@ def find_servers(objects: Sequence[KObject]) -> list[NvflareServer]:
 
 def _servers0(text: Any) -> dict[str, Any]:
     try:
-        doc = json.loads(str(text))
+        doc = loads_json(str(text))
     except ValueError:
         return {}
     servers = as_list(as_dict(doc).get("servers"))
@@ -134,7 +134,7 @@ def _servers0(text: Any) -> dict[str, Any]:
 
 def _max_jobs(text: Any) -> int | None:
     try:
-        doc = json.loads(str(text))
+        doc = loads_json(str(text))
     except ValueError:
         return None
     for component in as_list(as_dict(doc).get("components")):
@@ -186,7 +186,7 @@ class NvflareClient:
 
 def parse_fed_client(text: Any) -> dict[str, Any]:
     try:
-        doc = json.loads(str(text))
+        doc = loads_json(str(text))
     except ValueError:
         return {}
     servers = as_list(as_dict(doc).get("servers"))
@@ -211,7 +211,7 @@ def find_clients(objects: Sequence[KObject]) -> list[NvflareClient]:
 
 def project_of(server: NvflareServer) -> str | None:
     try:
-        doc = json.loads(str(as_dict(server.config.data.get("data")).get(FED_SERVER)))
+        doc = loads_json(str(as_dict(server.config.data.get("data")).get(FED_SERVER)))
         return str(as_list(as_dict(doc).get("servers"))[0].get("name"))
     except (ValueError, IndexError, AttributeError, TypeError):
         return None

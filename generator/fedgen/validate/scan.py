@@ -14,7 +14,7 @@ SKIP_DIRS = frozenset(
 )
 # Never read, tracked or not: the state holds every private key, tmp holds a render in progress.
 NEVER = (".fedgen/state", ".fedgen/tmp")
-MAX_BYTES = 8 * 1024 * 1024
+MAX_BYTES = 8 * 1024 * 1024  # read whole, as text and parsed; larger files are only streamed for keys
 
 
 def _skipped(rel: str) -> bool:
@@ -66,14 +66,19 @@ def list_files(repo: Path) -> list[str]:
     return out
 
 
-def read_text(path: Path) -> str | None:
-    """The file as text; None for binary (a NUL byte) or oversized files."""
+def read_small(path: Path) -> bytes | None:
+    """The whole file when it has at most MAX_BYTES (larger files are only streamed); None when larger or
+    unreadable."""
     try:
-        if path.stat().st_size > MAX_BYTES:
-            return None
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError:
         return None
-    if b"\0" in data:
+    return data if len(data) <= MAX_BYTES else None
+
+
+def as_text(data: bytes | None) -> str | None:
+    """The file as text; None for binary (a NUL byte) or unread files."""
+    if data is None or b"\0" in data:
         return None
     return data.decode("utf-8", "replace")

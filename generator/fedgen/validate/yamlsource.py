@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from fedgen.untrusted import MAX_DEPTH, TooDeep, loads_json
 
 try:  # libyaml through PyYAML (installed with nvflare): ~40x faster than pure-Python parsing, same YAML 1.1
     # reading Kubernetes' own sigs.k8s.io/yaml applies. Without it, ruamel.yaml's safe loader is used
@@ -70,6 +71,7 @@ class ParsedFile:
     docs: tuple[YamlDoc, ...]
     error: str | None = None  # one line, when the file does not parse
     error_line: int | None = None
+    too_deep: bool = False  # refused for its nesting: its values cannot be inspected
 
 
 def _scalar(value: Any) -> Any:
@@ -90,12 +92,15 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
-def _clean(value: Any) -> Any:
-    """Constructed YAML -> JSON-like plain values (dates as ISO strings, binary as base64)."""
+def _clean(value: Any, depth: int = 0) -> Any:
+    """Constructed YAML -> JSON-like plain values (dates as ISO strings, binary as base64); TooDeep past
+    MAX_DEPTH levels."""
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        raise TooDeep(MAX_DEPTH)
     if isinstance(value, dict):
-        return {(_scalar(k) if not isinstance(k, (dict, list)) else str(k)): _clean(v) for k, v in value.items()}
+        return {(_scalar(k) if not isinstance(k, (dict, list)) else str(k)): _clean(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [_clean(v, depth + 1) for v in value]
     return _scalar(value)
 
 
@@ -130,11 +135,14 @@ class _Walk:
             raise _ExcessiveAliasing(node.start_mark.line + 1)
 
 
-def _lines(node: Any, ptr: str, out: dict[str, int], walk: _Walk | None = None) -> None:
+def _lines(node: Any, ptr: str, out: dict[str, int], walk: _Walk | None = None, depth: int = 0) -> None:
     """JSON pointer -> 1-based line of every key and list item under a composed node (PyYAML or ruamel);
-    refuses duplicate keys, which Kubernetes' YAML reader rejects too, and excessive aliasing."""
+    refuses duplicate keys, which Kubernetes' YAML reader rejects too, excessive aliasing, and nesting deeper
+    than MAX_DEPTH."""
     walk = walk or _Walk()
     walk.visit(node)
+    if node.id in ("mapping", "sequence") and depth >= MAX_DEPTH:
+        raise TooDeep(MAX_DEPTH, node.start_mark.line + 1)
     if node.id == "mapping":
         seen: set[str] = set()
         for key, value in node.value:
@@ -145,12 +153,12 @@ def _lines(node: Any, ptr: str, out: dict[str, int], walk: _Walk | None = None) 
                 seen.add(token)
             child = ptr + "/" + escape(token)
             out.setdefault(child, key.start_mark.line + 1)
-            _lines(value, child, out, walk)
+            _lines(value, child, out, walk, depth + 1)
     elif node.id == "sequence":
         for i, item in enumerate(node.value):
             child = f"{ptr}/{i}"
             out.setdefault(child, item.start_mark.line + 1)
-            _lines(item, child, out, walk)
+            _lines(item, child, out, walk, depth + 1)
 
 
 def _nodes(text: str) -> Iterator[tuple[Any, Any]]:
@@ -185,7 +193,7 @@ def _one_line(text: str) -> str:
 def parse_yaml(path: str, text: str) -> ParsedFile:
     docs: list[YamlDoc] = []
     marked, other = _parse_errors()
-    unpositioned: tuple[type[BaseException], ...] = (*other, ValueError, RecursionError)
+    unpositioned: tuple[type[BaseException], ...] = (*other, ValueError)
     try:
         for node, raw in _nodes(text):
             if node is None or raw is None:
@@ -195,9 +203,15 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
             docs.append(YamlDoc(path=path, index=len(docs), line=node.start_mark.line + 1, data=_clean(raw), lines=lines))
     except (_DuplicateKey, _ExcessiveAliasing) as exc:
         return ParsedFile(tuple(docs), f"not valid YAML: {exc}", exc.line)
+    except TooDeep as exc:
+        return ParsedFile(tuple(docs), f"not valid YAML: {exc}", exc.line, too_deep=True)
+    except RecursionError:  # a parser's own recursion, before the walk above could count
+        return ParsedFile(tuple(docs), f"not valid YAML: {TooDeep(MAX_DEPTH)}", None, too_deep=True)
     except marked as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "not valid YAML"
+        if "nesting depth" in problem:  # libyaml's own bound (1000 levels), met before the walk above
+            return ParsedFile(tuple(docs), f"not valid YAML: {TooDeep(MAX_DEPTH)}", mark.line + 1 if mark else None, too_deep=True)
         return ParsedFile(tuple(docs), f"not valid YAML: {_one_line(problem)}", mark.line + 1 if mark else None)
     except unpositioned as exc:
         return ParsedFile(tuple(docs), f"not valid YAML: {_one_line(str(exc))[:200]}", None)
@@ -206,7 +220,9 @@ def parse_yaml(path: str, text: str) -> ParsedFile:
 
 def parse_json(path: str, text: str) -> ParsedFile:
     try:
-        data = json.loads(text)
+        data = loads_json(text)
+    except TooDeep as exc:
+        return ParsedFile((), f"not valid JSON: {exc}", None, too_deep=True)
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         return ParsedFile((), f"not valid JSON: {_one_line(str(exc))}", line)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
 from fedgen.errors import ExternalError, InputError
+from fedgen.untrusted import loads_json
 from fedgen.write.guard import FEDGEN_DIR, path_problem, refuse_symlinks
 from fedgen.write.ledger import is_fedgen_record
 from fedgen.write.plan import Plan
@@ -152,7 +153,7 @@ def _roll_forward(repo: Path) -> None:
     """Idempotent: every step can be repeated after a crash inside this function."""
     journal_path = repo / JOURNAL
     try:
-        journal = json.loads(journal_path.read_text())
+        journal = loads_json(journal_path.read_text())
     except (OSError, ValueError) as exc:
         raise ExternalError(f"{JOURNAL}: unreadable journal of an interrupted render ({exc}); restore the tree from git and delete it") from None
     _check_journal(repo, journal)

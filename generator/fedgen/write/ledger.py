@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fedgen.errors import InputError
+from fedgen.untrusted import loads_json
 from fedgen.write.guard import FEDGEN_DIR, path_problem, refuse_symlinks
 
 OWNED_DIR = f"{FEDGEN_DIR}/owned"
@@ -66,7 +67,7 @@ def read_ledgers(repo: Path) -> dict[str, dict[str, Any]]:
         name = path.relative_to(repo).as_posix()
         refuse_symlinks(repo, name)
         try:
-            doc = json.loads(path.read_text())
+            doc = loads_json(path.read_text())
             if not isinstance(doc, dict) or not isinstance(doc["files"], dict) or not isinstance(doc.get("shared", []), list) or not isinstance(doc.get("contributions", []), list):
                 raise TypeError
         except (OSError, ValueError, KeyError, TypeError):

@@ -314,6 +314,12 @@ def argocd_project_denies(model: Model) -> Iterator[Hit]:
                 yield on(obj, "", f"{obj.ref} is synced by Application {app.name}, but its AppProject {name} refuses it: {why}")
 
 
+def kustomization_reads_outside(model: Model) -> Iterator[Hit]:
+    for root in model.roots:
+        for refusal in root.refusals:
+            yield at(refusal.path, refusal.line, f"{refusal.message}; {root.path} is not built", refusal.pointer)
+
+
 def config_file_unparsable(model: Model) -> Iterator[Hit]:
     reachable = {p for root in model.roots for p in root.reachable}
     folders = _sync_folders(model) + [r.path for r in model.roots if r.role == BOOTSTRAP]
@@ -357,4 +363,7 @@ RULES = (
          "Render again (fedgen's AppProject lists every kind and namespace it renders), or add the kind or namespace to the AppProject.", argocd_project_denies),
     Rule("FG517", "platform-managed-object", ERROR, "Sync roots declare nothing the reference architecture's own Config Sync manages on that cluster (tenant baselines, gateway, mesh).",
          "Remove the object (fedgen render leaves these out on the reference architecture), or set the cluster's platform kind to standalone if the platform does not run there.", platform_managed_object),
+    Rule("FG518", "kustomization-reads-outside", ERROR,
+         "Every path a kustomization names is relative and leads to a file of the repository (no URL or remote base, no absolute path, no way out, no symbolic link), and no kustomization runs helm or a plugin.",
+         "Vendor remote bases and charts into the repository and name files by relative paths inside it; validate does not build a sync root whose kustomizations read anything else.", kustomization_reads_outside),
 )
