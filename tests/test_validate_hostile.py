@@ -125,6 +125,25 @@ def test_specs_certificates_ledgers_and_allowlists_outside_the_repo_are_not_read
         validate(repo=repo)
 
 
+def test_listing_the_repository_starts_no_program_its_git_config_names(tmp_path: Path) -> None:
+    """A checkout validate did not make (an extracted archive, a shared folder) may carry a .git/config whose
+    core.fsmonitor is a command: git would run it on reading the index; validate's listing does not."""
+    from fedgen.validate.scan import list_files
+
+    marker = tmp_path / "ran"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "a.yaml").write_text("a: 1\n")
+    subprocess.run(["git", "-C", str(repo), "add", "a.yaml"], check=True)
+    subprocess.run(["git", "-C", str(repo), "config", "core.fsmonitor", f"touch {marker}; false"], check=True)
+    subprocess.run(["git", "-C", str(repo), "ls-files"], check=True, capture_output=True)
+    assert marker.exists()  # git itself runs it
+    marker.unlink()
+    assert list_files(repo) == ["a.yaml"]
+    assert not marker.exists()
+
+
 # ------------------------------------------------------------------------------------------- network
 
 

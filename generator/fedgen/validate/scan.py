@@ -28,7 +28,8 @@ def _git_files(repo: Path) -> list[str] | None:
         return None
     try:
         proc = subprocess.run(  # noqa: S603 - fixed arguments, read-only query
-            [git, "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            # core.fsmonitor off: reading the index must not start a program a repository's config names
+            [git, "-c", "core.fsmonitor=false", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
             capture_output=True,
             timeout=60,
             check=False,
