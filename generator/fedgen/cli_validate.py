@@ -72,6 +72,7 @@ def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: b
     Silence a finding with an entry (rule, object, reason) in .fedgen/allowlist.yaml: an error only by
     its exact object, globs match warnings only.
 
+    \b
     Safe on untrusted pull requests: a kustomization naming a URL, an absolute path, a path out of the
     repo or through a symbolic link, helm or a plugin is an error (FG518) and is not built; kustomize runs
     without the runner's environment, HOME or network.
