@@ -50,7 +50,7 @@ E2E_SPEC: dict[str, Any] = {
     "kind": "Federation",
     "metadata": {"name": "oncology-e2e"},
     "spec": {
-        "nvflare": {"version": "2.9.0", "image": "europe-west1-docker.pkg.dev/onc-proj/fl/nvflare:2.9.0"},
+        "nvflare": {"version": "2.9.0", "image": "europe-west1-docker.pkg.dev/onc-proj/fl/nvflare:2.9.0@sha256:" + "0f" * 32},
         "gitops": {"engine": "config-sync", "repo": "https://git.example.org/fl/oncology-gitops.git", "revision": "main"},
         "sealing": {"certificate": "sealing.pem", "scope": "strict"},
         "clusters": [{"name": "gke-onc", "projectId": "onc-proj", "region": "europe-west1"}],
