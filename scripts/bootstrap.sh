@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything fedgen's example and tests need, inside the workspace where possible:
 #   .venv/           Python 3.11 virtualenv with fedgen (editable) and the test extras
-#   .tools/bin/      pinned Go tools: kubeconform, kubeseal
+#   .tools/bin/      pinned Go tools: kubeconform, kubeseal, and kube-apiserver + etcd for the cluster tests
 #   .cache/          pip and Go caches (CI may cache this folder)
+# The first run builds kube-apiserver and etcd from source (tools/kube/): about 12 minutes on 2 cores, 1.8 GB
+# RAM peak, 3 GB of Go caches. Every later run finds the pinned binaries and skips the build.
 # Idempotent and loud: a tool that cannot be installed stops the script with a clear message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,8 @@ ROOT=$(pwd)
 
 KUBECONFORM_VERSION=v0.7.0
 KUBESEAL_VERSION=v0.36.6
+KUBERNETES_VERSION=v1.35.4   # also pinned in tools/kube/apiserver/go.mod (tools/kube/generate.sh writes it)
+ETCD_VERSION=v3.6.17         # also pinned in tools/kube/etcd/go.mod
 export PIP_CACHE_DIR="$ROOT/.cache/pip"
 export GOMODCACHE="$ROOT/.cache/go-mod"
 export GOCACHE="$ROOT/.cache/go-build"
@@ -57,4 +61,31 @@ install_go_tool() {  # name module-path cmd-path version
 }
 install_go_tool kubeconform github.com/yannh/kubeconform cmd/kubeconform "$KUBECONFORM_VERSION"
 install_go_tool kubeseal github.com/bitnami-labs/sealed-secrets cmd/kubeseal "$KUBESEAL_VERSION"
-say "ready: .venv, .tools/bin/kubeconform $KUBECONFORM_VERSION, .tools/bin/kubeseal $KUBESEAL_VERSION"
+
+# kube-apiserver and etcd for the tests that apply rendered trees to a real API server. `go install` refuses
+# both (replace directives in their go.mod), so tools/kube/ holds wrapper modules that build them.
+# The version that counts is the wrapped module's (its "mod" line when the command is its own, else a "dep" line).
+wrapped_version() { go version -m "$1" 2>/dev/null | awk -v m="$2" '($1 == "mod" || $1 == "dep") && $2 == m { print $3; exit }'; }
+build_wrapped() {  # name wrapper-dir module package version ldflags
+  local name=$1 dir=$2 module=$3 package=$4 version=$5 ldflags=$6
+  if [ -x ".tools/bin/$name" ] && [ "$(wrapped_version ".tools/bin/$name" "$module")" = "$version" ]; then
+    return
+  fi
+  grep -q "^require .* $version\$" "$dir/go.mod" \
+    || die "$dir/go.mod does not pin $version: run tools/kube/generate.sh $KUBERNETES_VERSION $ETCD_VERSION"
+  say "building $name $version from source (first time only; kube-apiserver takes about 12 minutes on 2 cores)"
+  (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w $ldflags" -o "$ROOT/.tools/bin/$name.new" "$package") \
+    || die "building $name $version failed (see the go output above)"
+  mv -f ".tools/bin/$name.new" ".tools/bin/$name"
+  [ "$(wrapped_version ".tools/bin/$name" "$module")" = "$version" ] || die "$name is not version $version after the build"
+}
+kube_minor=${KUBERNETES_VERSION#v1.}; kube_minor=${kube_minor%%.*}
+build_wrapped kube-apiserver tools/kube/apiserver k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$KUBERNETES_VERSION" \
+  "-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/component-base/version.gitTreeState=clean"
+build_wrapped etcd tools/kube/etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" ""
+# Run each binary once (captured first: grep -q would close the pipe early and pipefail would fail on it).
+reported=$(.tools/bin/kube-apiserver --version 2>&1) || die ".tools/bin/kube-apiserver does not run: $reported"
+grep -qx "Kubernetes $KUBERNETES_VERSION" <<<"$reported" || die ".tools/bin/kube-apiserver reports '$reported', not $KUBERNETES_VERSION"
+reported=$(.tools/bin/etcd --version 2>&1) || die ".tools/bin/etcd does not run: $reported"
+grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$reported" || die ".tools/bin/etcd does not report $ETCD_VERSION: $reported"
+say "ready: .venv, .tools/bin/kubeconform $KUBECONFORM_VERSION, .tools/bin/kubeseal $KUBESEAL_VERSION, kube-apiserver $KUBERNETES_VERSION, etcd $ETCD_VERSION"
