@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.kubeapi.cluster import Kubectl, install_crds
+from tests.kubeapi.server import ApiServer, Etcd
 from tests.support import OTHER_SPEC, dump_yaml
 
 
@@ -43,3 +46,67 @@ def write_spec(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> Callable[.
         return path
 
     return write
+
+
+# ------------------------------------------------------------------------------ a real Kubernetes API server
+
+
+@pytest.fixture(scope="session")
+def kube_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    """One etcd for the session; every API server the tests start is a cluster of its own in it."""
+    etcd = Etcd(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield etcd.start()
+    finally:
+        etcd.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_template(kube_etcd: Etcd, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The etcd prefix of a cluster with the CRDs fedgen's trees use, installed once: every test cluster
+    starts from a copy of it (installing the CRDs takes longer than starting an API server)."""
+    api = ApiServer(f"template-{os.getpid()}", tmp_path_factory.mktemp("kube-template"), kube_etcd)
+    try:
+        api.start()
+        install_crds(Kubectl(api.folder / "kubeconfig"))
+    finally:
+        api.stop()
+    return api.prefix
+
+
+class Clusters:
+    """Starts API servers (each a fresh cluster holding the CRDs) and stops every one of them by PID."""
+
+    def __init__(self, etcd: Etcd, template: str, factory: pytest.TempPathFactory) -> None:
+        self.etcd, self.template, self.factory = etcd, template, factory
+        self.started: list[ApiServer] = []
+
+    def __call__(self, name: str = "cluster") -> ApiServer:
+        api = ApiServer(f"{name}-{len(self.started)}-{os.getpid()}-{id(self):x}", self.factory.mktemp(f"kube-{name}"), self.etcd, template=self.template)
+        self.started.append(api)
+        api.start()
+        return api
+
+    def stop(self) -> None:
+        for api in self.started:
+            api.stop()
+
+
+@pytest.fixture
+def kube_api(kube_etcd: Etcd, kube_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
+    """kube_api(name) -> a fresh kube-apiserver (a cluster with the CRDs); all stopped when the test ends."""
+    clusters = Clusters(kube_etcd, kube_template, tmp_path_factory)
+    try:
+        yield clusters
+    finally:
+        clusters.stop()
+
+
+@pytest.fixture(scope="module")
+def kube_api_module(kube_etcd: Etcd, kube_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
+    """As kube_api, for clusters a whole test module shares."""
+    clusters = Clusters(kube_etcd, kube_template, tmp_path_factory)
+    try:
+        yield clusters
+    finally:
+        clusters.stop()

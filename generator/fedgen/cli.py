@@ -233,3 +233,7 @@ main.add_command(validate)
 
 from fedgen.cli_enroll import enroll  # noqa: E402
 main.add_command(enroll)
+
+from fedgen.cli_cluster import bootstrap, status  # noqa: E402
+main.add_command(status)
+main.add_command(bootstrap)

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 import click
 
 from fedgen.cli import handle_errors, unlock_first
+from fedgen.cli_cluster import kube_options
 
 if TYPE_CHECKING:
     from fedgen.workspace import PushAction
 
 _STATE_HELP = "State folder or gs://bucket/prefix. Default: <repo>/.fedgen/state/<federation>."
 _REPO_HELP = "GitOps repository (where the default state lives)."
+FROM_CLUSTER = "from-cluster"
 
 
 def _err(message: str) -> None:
@@ -32,10 +34,18 @@ def _err(message: str) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Archive to write (not inside a repository unless git ignores it). Default: ~/fedgen-bundles/<federation>/<NAME>.tar.gz.",
 )
-@click.option("--server-address", metavar="HOST_OR_IP", help="The server's external address, written into the run commands.")
+@click.option(
+    "--server-address",
+    metavar="HOST_OR_IP|from-cluster",
+    help="The server's external address, written into the run commands; `from-cluster` reads it from the server "
+    "cluster's LoadBalancer Service (with --kubeconfig/--context, as fedgen status).",
+)
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=".", show_default=True, help=_REPO_HELP)
+@kube_options
 @handle_errors
-def client_bundle(name: str, spec: Path, state: str | None, out: Path | None, server_address: str | None, repo: Path) -> None:
+def client_bundle(
+    name: str, spec: Path, state: str | None, out: Path | None, server_address: str | None, repo: Path, kubeconfig: Path | None, contexts: tuple[str, ...], timeout: float
+) -> None:
     """Write the bundle of site or admin NAME: its startup kit and how to run it.
 
     \b
@@ -58,6 +68,11 @@ def client_bundle(name: str, spec: Path, state: str | None, out: Path | None, se
     """
     from fedgen.bundle import build_bundle, write_bundle
 
+    if server_address == FROM_CLUSTER:
+        from fedgen.status import server_address as cluster_address
+
+        server_address = cluster_address(spec=spec, kubeconfig=kubeconfig, contexts=contexts, timeout=timeout)
+        _err(f"server address from the cluster: {server_address}")
     bundle = build_bundle(spec=spec, name=name, state=state, repo=repo, server_address=server_address)
     written = write_bundle(bundle, out, repo=repo)
     click.echo(str(written.path))

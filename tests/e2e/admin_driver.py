@@ -84,7 +84,7 @@ def main() -> int:
                 # with reconnect attempts and returns anywhere between 0 and 25 s after everything is gone.
                 wait = bool(request.get("wait", False))
                 kwargs = {"timeout": float(request["timeout"])} if wait else {}
-                result = session.shutdown(request.get("target", "all"), wait=wait, **kwargs)
+                result = session.shutdown(request.get("target", "all"), client_names=request.get("clients"), wait=wait, **kwargs)
             else:
                 raise ValueError(f"unknown command {cmd!r}")
             reply: dict[str, Any] = {"ok": True, "result": result}

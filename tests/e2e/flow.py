@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from ruamel.yaml import YAML
 
-from tests.e2e import kube
+from tests.e2e import cluster_status, kube
 from tests.e2e.netns import SERVER_IP, Topology, check_prerequisites
 from tests.e2e.procs import AdminClient, Started, children_of, start_container, stop_all
 
@@ -80,6 +80,7 @@ E2E_SPEC: dict[str, Any] = {
 JOB_ROUNDS = 2
 JOB_INITIAL = [[0.5, 1.5, 2.5], [-1.0, 0.0, 4.0]]
 JOB_DELTAS = {"clinic-north": 1.0, "clinic-south": 4.0, "clinic-east": 2.5}
+STOPPED_SITE = "clinic-south"  # shut down after the job, for fedgen status to name it
 
 TIMEOUTS = {
     "command": 120.0,  # fedgen render / client-bundle / kubectl kustomize
@@ -651,6 +652,11 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
         store = _job_store(rendered, pod, work / "bucket")
         facts["job_store"] = str(store.relative_to(work))
         assert (store / job_id).is_dir(), f"the job store on the bucket ({store}) has no {job_id}: resources.json did not move it"
+
+        if exposure == "gateway":  # issue 16, once: fedgen status --admin, then with one site shut down
+            start = time.monotonic()
+            facts["status"] = cluster_status.status_flow(fed, FEDGEN, work / "bundles" / admin_name / f"{admin_name}.tar.gz", STOPPED_SITE)
+            timings["status"] = time.monotonic() - start
 
         start = time.monotonic()
         down = fed.shutdown(TIMEOUTS["shutdown"])

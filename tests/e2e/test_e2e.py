@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from tests.e2e import flow, kube, netns, procs, results
+from tests.e2e.netns import SERVER_IP
 
 # ---------------------------------------------------------------------------- fast checks of the emulation
 
@@ -153,6 +154,14 @@ def test_federation_runs_end_to_end(exposure: str, e2e_sealing: tuple[bytes, byt
     assert m["service_ports_to_container"] == {ports["fl"]: ports["fl"], ports["admin"]: ports["admin"]}
     fqdn = f"{flow.E2E_SPEC['spec']['server']['name']}.{flow.E2E_SPEC['spec']['server']['tenant']}.svc.cluster.local"
     if exposure == "gateway":
+        # fedgen status --admin from the admin's namespace (issue 16): ready with every site, then one named.
+        status = facts["status"]
+        assert status["ready"]["exit"] == 0 and status["ready"]["ready"] is True, status["ready"]
+        assert status["ready"]["sites"] == {"connected": sorted(sites), "missing": [], "unknown": []}
+        assert status["ready"]["address"]["value"] == SERVER_IP and status["ready"]["address"]["matches"] is True
+        assert status["one_stopped"]["exit"] == 1 and status["one_stopped"]["sites"]["missing"] == [flow.STOPPED_SITE]
+        assert [p["message"] for p in status["one_stopped"]["problems"]] == [f"site {flow.STOPPED_SITE} is not connected to the NVFlare server"]
+        assert status["stopped"] == {"kube-apiserver": "terminated", "etcd": "terminated"}
         assert m["service_type"] == "ClusterIP"
         assert m["exclude_inbound_ports"] is None, "passthrough keeps the sidecar on the NVFlare ports"
         assert m["gateway_routes"] == sorted([(ports["fl"], fqdn, ports["fl"]), (ports["admin"], fqdn, ports["admin"])])
