@@ -131,18 +131,18 @@ def test_address_matches_by_name_resolution_or_equality(federation: Any) -> None
     service = {"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}}
     fed = federation()
     resolves = {"fl.genomics.example.org": ["203.0.113.9"]}
-    check, facts = address_check(fed, service, resolves.get)
+    check, facts = address_check(fed, service, lambda host: resolves.get(host))
     assert check.ok and facts["address"]["value"] == "203.0.113.9" and "fl.genomics.example.org resolves to it" in check.detail
-    wrong, _ = address_check(fed, service, {"fl.genomics.example.org": ["198.51.100.1"]}.get)
+    wrong, _ = address_check(fed, service, lambda host: ["198.51.100.1"])
     assert [p.fix for p in wrong.problems] == ["point the DNS record fl.genomics.example.org at 203.0.113.9"]
-    unresolved, _ = address_check(fed, service, {}.get)
+    unresolved, _ = address_check(fed, service, lambda host: None)
     assert [p.fix for p in unresolved.problems] == ["create the DNS record fl.genomics.example.org -> 203.0.113.9"]
     by_hostname = {"status": {"loadBalancer": {"ingress": [{"hostname": "fl.genomics.example.org"}]}}}
-    assert address_check(fed, by_hostname, {}.get)[0].ok
-    declared, _ = address_check(federation(externalAddress="198.51.100.7"), service, resolves.get)
+    assert address_check(fed, by_hostname, lambda host: None)[0].ok
+    declared, _ = address_check(federation(externalAddress="198.51.100.7"), service, lambda host: resolves.get(host))
     assert [p.message for p in declared.problems] == ["server.externalAddress is 198.51.100.7, the cluster gave 203.0.113.9"]
     lb = federation(exposure="loadbalancer")
-    assert address_check(lb, service, resolves.get)[1]["address"]["service"] == "fl-genomics/flserver"
+    assert address_check(lb, service, lambda host: resolves.get(host))[1]["address"]["service"] == "fl-genomics/flserver"
 
 
 def test_text_table_lists_every_check_then_each_problem_with_its_fix() -> None:

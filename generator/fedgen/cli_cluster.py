@@ -6,7 +6,9 @@ Registered on `fedgen.cli.main` at the bottom of cli.py.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -19,9 +21,11 @@ CONTEXT_HELP = (
     "federation. Default: gke_<projectId>_<region>_<cluster> (what gcloud writes), else a context named like the cluster."
 )
 TIMEOUT_HELP = "Seconds to wait for each request to a cluster or the NVFlare server."
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def kube_options(fn):  # type: ignore[no-untyped-def]
+def kube_options(fn: F) -> F:
+    """--kubeconfig, --context (repeatable) and --timeout, shared by the commands that ask clusters."""
     fn = click.option("--timeout", type=click.FloatRange(min=0.5, max=300), default=DEFAULT_TIMEOUT, show_default=True, help=TIMEOUT_HELP)(fn)
     fn = click.option("--context", "contexts", multiple=True, metavar="[CLUSTER=]CONTEXT", help=CONTEXT_HELP)(fn)
     fn = click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), help=KUBECONFIG_HELP)(fn)

@@ -23,6 +23,7 @@ PHASES = [
     ("server_ready", "server started from the manifests until the admin API logs in", None),
     ("clients_registered", "the three sites started until check_status lists them", None),
     ("job", "submit until FINISHED:COMPLETED (2 rounds)", None),
+    ("status", "fedgen status --admin: a kube-apiserver in the server's namespace, ready, then one site shut down (gateway run)", None),
     ("shutdown", "shutdown('all') until every process exited", None),
     ("total", "the whole flow", "<= 120"),
 ]

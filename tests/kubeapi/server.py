@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -245,7 +246,7 @@ class Etcd:
     def stop(self) -> str:
         return self.process.stop() if self.process else "not started"
 
-    def _call(self, method: str, body: dict[str, object]) -> dict[str, object]:
+    def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(f"{self.url}/v3/{method}", data=json.dumps(body).encode(), method="POST")
         with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback http
             return dict(json.loads(resp.read()))
@@ -262,7 +263,7 @@ class Etcd:
         end = start[:-1] + bytes([start[-1] + 1])
         found = self._call("kv/range", {"key": b64(start), "range_end": b64(end)})
         puts = []
-        for kv in found.get("kvs") or []:  # type: ignore[union-attr]
+        for kv in found.get("kvs") or []:
             key = base64.b64decode(kv["key"])
             puts.append({"requestPut": {"key": b64(target.encode() + key[len(start):]), "value": kv.get("value", "")}})
         for i in range(0, len(puts), 100):  # etcd allows 128 operations per transaction

@@ -8,8 +8,8 @@ fed_admin.json says, as the admin console would; every step is bounded by a time
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import sys
 import tarfile
 import tempfile
 import threading
@@ -111,10 +111,11 @@ def _call(what: str, kit: AdminKit, fn: Any, timeout: float) -> Any:
 
 
 def connected_sites(kit: AdminKit, timeout: float) -> list[str]:
-    """The client names the server lists (check_status); NVFlare's prints go to stderr, not into our output."""
+    """The client names the server lists (check_status). NVFlare's progress prints are dropped: they would
+    land in the report; failures come back as exceptions."""
     from nvflare.fuel.flare_api.flare_api import new_secure_session
 
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(io.StringIO()):
         session = _call("admin login", kit, lambda: new_secure_session(kit.username, str(kit.folder), timeout=timeout), timeout * 2)
         try:
             info = _call("check_status", kit, session.get_system_info, timeout * 2)

@@ -53,11 +53,11 @@ def uncommitted(repo: Path, paths: Sequence[str]) -> list[str]:
 
 def build(repo: Path, folder: str, engine_name: str) -> list[Obj]:
     """The objects of a folder built like the engine builds it (kubectl kustomize)."""
-    from fedgen.validate.build import _build
+    from fedgen.validate.build import build_folder
 
     if not (repo / folder).is_dir():
         raise InputError(f"{repo / folder} does not exist: run fedgen render for this spec into --repo {repo}")
-    built, error = _build(repo, folder, engine_name == "config-sync")
+    built, error = build_folder(repo, folder, load_restrictor=engine_name == "config-sync")
     if error is not None:
         raise InputError(f"kubectl kustomize {folder} failed: {error} (run fedgen validate)")
     return built
@@ -95,18 +95,33 @@ def _live(kube: Kube, built: Sequence[Obj]) -> tuple[dict[objects.Identity, Obj 
     return live, sorted(unserved)
 
 
-def _engine_check(kube: Kube, fed: Federation, repo: Path, cluster: str, head: str) -> tuple[Check, dict[str, Any]]:
-    gitops = fed.gitops
-    if gitops.engine == "config-sync":
+@dataclass(frozen=True)
+class Rendered:
+    """What the repo says one cluster should run: its built sync root and the RootSync's git source."""
+
+    objects: list[Obj]
+    rootsync_git: dict[str, Any]
+    namespaces: tuple[str, ...]  # this federation's namespaces on the cluster
+
+
+def rendered_for(fed: Federation, repo: Path, cluster: str, namespaces: Sequence[str]) -> Rendered:
+    git: dict[str, Any] = {}
+    if fed.gitops.engine == "config-sync":
+        rootsync = next((o for o in build(repo, bootstrap_dir(cluster), fed.gitops.engine) if o.get("kind") == "RootSync"), {})
+        git = (rootsync.get("spec") or {}).get("git") or {}
+    return Rendered(build(repo, cluster_dir(cluster), fed.gitops.engine), git, tuple(namespaces))
+
+
+def _engine_check(kube: Kube, fed: Federation, rendered: Rendered, cluster: str, head: str) -> tuple[Check, dict[str, Any]]:
+    if fed.gitops.engine == "config-sync":
         rootsync = kube.get("configsync.gke.io/v1beta1", "RootSync", CONFIG_SYNC_NAMESPACE, ROOT_SYNC_NAME)
-        rendered = next((o for o in build(repo, bootstrap_dir(cluster), gitops.engine) if o.get("kind") == "RootSync"), {})
-        return engine.config_sync(rootsync, cluster=cluster, head=head, expected_git=(rendered.get("spec") or {}).get("git") or {})
+        return engine.config_sync(rootsync, cluster=cluster, head=head, expected_git=rendered.rootsync_git)
     names = (f"{project_name(cluster)}-root", project_name(cluster))
     apps = {n: kube.get("argoproj.io/v1alpha1", "Application", ARGOCD_NAMESPACE, n) for n in names}
     return engine.argocd(apps, cluster=cluster, head=head)
 
 
-def check_cluster(kube: Kube, fed: Federation, repo: Path, target: Target, head: str, namespaces: Sequence[str]) -> tuple[list[Check], dict[str, Any]]:
+def check_cluster(kube: Kube, fed: Federation, rendered: Rendered, target: Target, head: str) -> tuple[list[Check], dict[str, Any]]:
     """Engine, objects, this federation's Deployments and SealedSecrets, and (server cluster) the address."""
     checks: list[Check] = []
     facts: dict[str, Any] = {}
@@ -119,16 +134,15 @@ def check_cluster(kube: Kube, fed: Federation, repo: Path, target: Target, head:
             else:
                 facts[key] = value
 
-    add(_engine_check(kube, fed, repo, target.cluster, head))
-    built = build(repo, cluster_dir(target.cluster), fed.gitops.engine)
-    live, unserved = _live(kube, built)
-    add(objects.objects_check(built, live, engine=fed.gitops.engine, cluster=target.cluster, unserved=unserved))
-    ours = [o for o in built if (o.get("metadata") or {}).get("namespace") in namespaces]
+    add(_engine_check(kube, fed, rendered, target.cluster, head))
+    live, unserved = _live(kube, rendered.objects)
+    add(objects.objects_check(rendered.objects, live, engine=fed.gitops.engine, cluster=target.cluster, unserved=unserved))
+    ours = [o for o in rendered.objects if (o.get("metadata") or {}).get("namespace") in rendered.namespaces]
     for obj in sorted(ours, key=objects.identity):
         ident = objects.identity(obj)
         if obj.get("kind") == "Deployment" and ident[0] == "apps/v1":
             current = live.get(ident)
-            pods = kube.list("v1", "Pod", ident[2], label_selector=workloads.pod_selector(current or obj)) if current else []
+            pods = kube.list("v1", "Pod", ident[2], label_selector=workloads.pod_selector(current)) if current else []
             add(workloads.deployment_check(obj, current, pods))
         elif obj.get("kind") == "SealedSecret":
             add(workloads.sealed_secret_check(obj, live.get(ident)))
@@ -154,7 +168,7 @@ def check_federation(
     fed = load_federation(spec)
     head = repo_head(repo)
     plan = targets(fed, kubeconfig, contexts)
-    namespaces = {c.cluster: c.namespaces for c in contributions(fed, "")}
+    rendered = {c.cluster: rendered_for(fed, repo, c.cluster, c.namespaces) for c in contributions(fed, "")}
     dirty = uncommitted(repo, ["clusters", "tenants"])
     results = []
     with admin.open_admin_kit(admin_kit) if admin_kit is not None else contextlib.nullcontext() as kit:
@@ -165,7 +179,7 @@ def check_federation(
             try:
                 with Kube(cluster=target.cluster, context=target.context, kubeconfig=kubeconfig, timeout=timeout) as kube:
                     server = kube.server
-                    checks, facts = check_cluster(kube, fed, repo, target, head, namespaces[target.cluster])
+                    checks, facts = check_cluster(kube, fed, rendered[target.cluster], target, head)
             except (ClusterUnreachable, CredentialsRefused) as exc:
                 down.append(str(exc))
             if target.role == "server":

@@ -84,20 +84,16 @@ def deployment_check(built: Obj, live: Obj | None, pods: Sequence[Obj]) -> tuple
     if available < wanted:
         problems.append(Problem(
             f"Deployment {name} is unavailable: {available}/{wanted} available, {restarts} restarts" + (f"; {failing}" if failing else ""),
-            f"look at `kubectl -n {name.split('/')[0]} describe pod -l {_selector(live)}` and `kubectl logs --previous`",
+            f"look at `kubectl -n {name.split('/')[0]} describe pod -l {pod_selector(live)}` and `kubectl logs --previous`",
         ))  # fmt: skip
     detail = f"{available}/{wanted} available" + (f", kit {running_annotations.get(KIT_DIGEST)}" if running_annotations.get(KIT_DIGEST) else "") + f", {restarts} restarts"
     return Check(check, detail, tuple(problems)), facts
 
 
-def _selector(deployment: Obj) -> str:
-    labels = (((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels")) or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
 def pod_selector(deployment: Obj) -> str:
     """The label selector of a Deployment's pods (matchLabels only: what fedgen renders)."""
-    return _selector(deployment)
+    labels = (((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels")) or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 def sealed_secret_check(built: Obj, live: Obj | None) -> tuple[Check, dict[str, Any]]:

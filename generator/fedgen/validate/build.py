@@ -347,6 +347,12 @@ def _build(repo: Path, folder: str, load_restrictor: bool) -> Build:
     return _parse_build(repo, *_build_text(repo, folder, load_restrictor))
 
 
+def build_folder(repo: Path, folder: str, *, load_restrictor: bool) -> Build:
+    """(objects, None) or ([], first error line) of `kubectl kustomize` on one folder, as the engines build
+    it (fedgen status and bootstrap read the same objects validate checks)."""
+    return _build(repo, folder, load_restrictor)
+
+
 class Builder:
     """Checks each folder's kustomizations (kustomization.py) and runs kubectl kustomize for those that pass,
     many at once, parsing what each prints (threads wait on the subprocesses, so reading the repo in the
