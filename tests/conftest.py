@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.kubeapi.cluster import Kubectl, install_crds
-from tests.kubeapi.server import ApiServer, Etcd
+from tests.kubeapi.server import ApiServer, Clusters, Etcd
 from tests.support import OTHER_SPEC, dump_yaml
 
 
@@ -72,24 +72,6 @@ def kube_template(kube_etcd: Etcd, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         api.stop()
     return api.prefix
-
-
-class Clusters:
-    """Starts API servers (each a fresh cluster holding the CRDs) and stops every one of them by PID."""
-
-    def __init__(self, etcd: Etcd, template: str, factory: pytest.TempPathFactory) -> None:
-        self.etcd, self.template, self.factory = etcd, template, factory
-        self.started: list[ApiServer] = []
-
-    def __call__(self, name: str = "cluster") -> ApiServer:
-        api = ApiServer(f"{name}-{len(self.started)}-{os.getpid()}-{id(self):x}", self.factory.mktemp(f"kube-{name}"), self.etcd, template=self.template)
-        self.started.append(api)
-        api.start()
-        return api
-
-    def stop(self) -> None:
-        for api in self.started:
-            api.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 
 from fedgen.cli import main
 from tests.kubeapi.cluster import APPLYSET_PARENT, ARGOCD, CONFIG_SYNC, Kubectl, apply_tree, build, identity
-from tests.kubeapi.server import ApiServer
+from tests.kubeapi.server import ApiServer, Clusters
 
 SpecWriter = Callable[..., Path]
 MakeApi = Callable[[str], ApiServer]
@@ -180,3 +181,16 @@ def test_switching_exposure_prunes_to_exactly_the_new_objects(write_spec: SpecWr
 
 def test_switching_engine_prunes_to_exactly_the_new_objects(write_spec: SpecWriter, kube_api: MakeApi) -> None:
     _switch(write_spec, kube_api, "engine", [None, _argocd])
+
+
+def test_api_servers_are_stopped_by_their_pid(kube_etcd: Any, kube_template: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What every cluster fixture relies on: stop() ends exactly the process it started (etcd, shared by the
+    session, keeps running), and the port is free again."""
+    clusters = Clusters(kube_etcd, kube_template, tmp_path_factory)
+    api = clusters("stop-check")
+    assert api.process is not None and Path(f"/proc/{api.process.pid}").exists()
+    clusters.stop()
+    assert api.process.popen.returncode is not None and not Path(f"/proc/{api.process.pid}").exists()
+    assert kube_etcd.process is not None and kube_etcd.process.alive()
+    with socket.socket() as s:
+        s.bind((api.host, api.port))  # nothing listens there any more

@@ -385,3 +385,21 @@ def write_kubeconfig(path: Path, contexts: dict[str, tuple[ApiServer, Credential
     path.write_text(json.dumps(doc, indent=2) + "\n")  # JSON is YAML: every kubeconfig reader takes it
     path.chmod(0o600)
     return path
+
+
+class Clusters:
+    """Starts API servers (each a fresh cluster holding the CRDs) and stops every one of them by PID."""
+
+    def __init__(self, etcd: Etcd, template: str, factory: Any) -> None:
+        self.etcd, self.template, self.factory = etcd, template, factory
+        self.started: list[ApiServer] = []
+
+    def __call__(self, name: str = "cluster") -> ApiServer:
+        api = ApiServer(f"{name}-{len(self.started)}-{os.getpid()}-{id(self):x}", self.factory.mktemp(f"kube-{name}"), self.etcd, template=self.template)
+        self.started.append(api)
+        api.start()
+        return api
+
+    def stop(self) -> None:
+        for api in self.started:
+            api.stop()
