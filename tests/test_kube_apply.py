@@ -27,7 +27,6 @@ from tests.kubeapi.cluster import APPLYSET_PARENT, ARGOCD, CONFIG_SYNC, Kubectl,
 from tests.kubeapi.server import ApiServer, Clusters
 
 SpecWriter = Callable[..., Path]
-MakeApi = Callable[[str], ApiServer]
 APPLYSET = f"{APPLYSET_PARENT}/fedgen"  # the parent object kubectl's prune records the set in
 
 
@@ -86,7 +85,7 @@ def _enrolled_site(d: dict[str, Any]) -> None:
     "variant, edit",
     [("gateway", None), ("loadbalancer", _loadbalancer), ("argocd", _argocd), ("enrolled-site", _enrolled_site)],
 )
-def test_each_variant_applies_cleanly_and_reapplies_as_a_no_op(variant: str, edit: Any, write_spec: SpecWriter, kube_api: MakeApi) -> None:
+def test_each_variant_applies_cleanly_and_reapplies_as_a_no_op(variant: str, edit: Any, write_spec: SpecWriter, kube_api: Clusters) -> None:
     repo = _render(write_spec(edit))
     objects = rendered_objects(repo, "gke-eu")
     kinds = {o["kind"] for o in objects}
@@ -101,7 +100,7 @@ def _imaging(d: dict[str, Any]) -> None:
     d["spec"]["sites"] = [{"name": "site-x", "org": "hospital_x"}]
 
 
-def test_two_federations_in_one_repo_apply_together(write_spec: SpecWriter, kube_api: MakeApi) -> None:
+def test_two_federations_in_one_repo_apply_together(write_spec: SpecWriter, kube_api: Clusters) -> None:
     _render(write_spec())
     repo = _render(write_spec(_imaging, name="imaging.yaml"))
     objects = rendered_objects(repo, "gke-eu")
@@ -110,7 +109,7 @@ def test_two_federations_in_one_repo_apply_together(write_spec: SpecWriter, kube
     apply_and_recheck(kube_api("two-federations"), objects)
 
 
-def test_site_cluster_and_server_cluster_each_apply(write_spec: SpecWriter, kube_api: MakeApi, sealing_keypair: tuple[Path, Path]) -> None:
+def test_site_cluster_and_server_cluster_each_apply(write_spec: SpecWriter, kube_api: Clusters) -> None:
     def site_cluster(d: dict[str, Any]) -> None:
         d["spec"]["clusters"].append({"name": "gke-hosp-a", "projectId": "hosp-a-proj", "region": "europe-west1", "sealing": {"certificate": "sealing.pem"}})
         d["spec"]["sites"][0]["cluster"] = "gke-hosp-a"
@@ -121,6 +120,15 @@ def test_site_cluster_and_server_cluster_each_apply(write_spec: SpecWriter, kube
     assert {o["kind"] for o in site_objects} >= {"Namespace", "Deployment", "SealedSecret", "NetworkPolicy", "RootSync"}
     apply_and_recheck(kube_api("server-cluster"), rendered_objects(repo, "gke-eu"))
     apply_and_recheck(kube_api("site-cluster"), site_objects)
+    # What every cluster fixture relies on: stop() ends exactly the processes it started (etcd, shared by
+    # the session, keeps running) and frees their ports.
+    started = list(kube_api.started)
+    kube_api.stop()
+    for api in started:
+        assert api.process is not None and api.process.popen.returncode is not None and not Path(f"/proc/{api.process.pid}").exists()
+        with socket.socket() as s:
+            s.bind((api.host, api.port))  # nothing listens there any more
+    assert kube_api.etcd.process is not None and kube_api.etcd.process.alive()
 
 
 # ------------------------------------------------------------------------------------ switching and pruning
@@ -154,7 +162,7 @@ def _apply_pruning(kubectl: Kubectl, objects: list[dict[str, Any]], manager: str
     apply_tree(kubectl, objects, manager=manager, extra=extra, env={"KUBECTL_APPLYSET": "true"})
 
 
-def _switch(write_spec: SpecWriter, kube_api: MakeApi, name: str, edits: list[Any]) -> None:
+def _switch(write_spec: SpecWriter, kube_api: Clusters, name: str, edits: list[Any]) -> None:
     spec = write_spec(edits[0])
     repo = spec.parent.parent
     kubectl = Kubectl(kube_api(name).folder / "kubeconfig")
@@ -175,22 +183,9 @@ def _switch(write_spec: SpecWriter, kube_api: MakeApi, name: str, edits: list[An
     assert seen[0] != seen[1], "the switch must change the set of objects, or the test proves nothing"
 
 
-def test_switching_exposure_prunes_to_exactly_the_new_objects(write_spec: SpecWriter, kube_api: MakeApi) -> None:
+def test_switching_exposure_prunes_to_exactly_the_new_objects(write_spec: SpecWriter, kube_api: Clusters) -> None:
     _switch(write_spec, kube_api, "exposure", [None, _loadbalancer, None])
 
 
-def test_switching_engine_prunes_to_exactly_the_new_objects(write_spec: SpecWriter, kube_api: MakeApi) -> None:
+def test_switching_engine_prunes_to_exactly_the_new_objects(write_spec: SpecWriter, kube_api: Clusters) -> None:
     _switch(write_spec, kube_api, "engine", [None, _argocd])
-
-
-def test_api_servers_are_stopped_by_their_pid(kube_etcd: Any, kube_template: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """What every cluster fixture relies on: stop() ends exactly the process it started (etcd, shared by the
-    session, keeps running), and the port is free again."""
-    clusters = Clusters(kube_etcd, kube_template, tmp_path_factory)
-    api = clusters("stop-check")
-    assert api.process is not None and Path(f"/proc/{api.process.pid}").exists()
-    clusters.stop()
-    assert api.process.popen.returncode is not None and not Path(f"/proc/{api.process.pid}").exists()
-    assert kube_etcd.process is not None and kube_etcd.process.alive()
-    with socket.socket() as s:
-        s.bind((api.host, api.port))  # nothing listens there any more

@@ -53,8 +53,10 @@ def status_flow(fed: Any, fedgen: Path, admin_bundle: Path, stop_site: str) -> d
         context = f"gke_{cluster['projectId']}_{cluster['region']}_{cluster['name']}"
         kubeconfig = api.write_kubeconfig(work / "kubeconfig" / "config", context=context)
         kubectl = Kubectl(kubeconfig, netns=admin_ns)  # the API is reached from where fedgen status runs
-        install_crds(kubectl)
         repo = rendered.repo
+        objects = build(repo / "clusters" / cluster["name"])
+        kinds = {(o["apiVersion"].split("/")[0], o["kind"]) for o in objects if "." in o["apiVersion"].split("/")[0]}
+        install_crds(kubectl, kinds=kinds | {("configsync.gke.io", "RootSync")})  # only these: CRDs are slow to install
         _git(repo, "init", "-q")
         _git(repo, "add", "-A")
         _git(repo, "commit", "-q", "-m", "render")
@@ -63,7 +65,7 @@ def status_flow(fed: Any, fedgen: Path, admin_bundle: Path, stop_site: str) -> d
         boot = subprocess.run(["ip", "netns", "exec", admin_ns, str(fedgen), "bootstrap", cluster["name"], "--repo", str(repo), "--kubeconfig", str(kubeconfig)],
                               capture_output=True, text=True, timeout=STATUS_TIMEOUT)  # fmt: skip
         assert boot.returncode == 0, boot.stderr
-        Controllers(kubectl, head, SERVER_IP).make_ready(build(repo / "clusters" / cluster["name"]), cluster=cluster["name"])
+        Controllers(kubectl, head, SERVER_IP).make_ready(objects, cluster=cluster["name"])
 
         code, report, err = _status(fedgen, admin_ns, rendered.spec, repo, kubeconfig, admin_bundle)
         facts["ready"] = {"exit": code, "ready": report["ready"], "problems": report["problems"], "stderr": err.strip()[-2000:],

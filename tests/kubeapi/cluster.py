@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,10 @@ APPLYSET_PARENT_CRD: Obj = {
 }
 
 
-def install_crds(kubectl: Kubectl, timeout: float = 180) -> None:
-    """Apply the CRDs (and the test's ApplySet parent) and wait until every one is Established (kubectl wait
-    fails while a CRD has no conditions yet, so poll instead)."""
-    definitions = [*crds.definitions(), APPLYSET_PARENT_CRD]
+def install_crds(kubectl: Kubectl, timeout: float = 180, *, kinds: Collection[tuple[str, str]] | None = None) -> None:
+    """Apply the CRDs (all, or those of `kinds`: (group, Kind) pairs) and the test's ApplySet parent, and wait
+    until every one is Established (kubectl wait fails while a CRD has no conditions yet, so poll instead)."""
+    definitions = [*crds.definitions(kinds), APPLYSET_PARENT_CRD]
     kubectl.apply(definitions, manager="fedgen-test")
     wanted = {d["metadata"]["name"] for d in definitions}
     deadline = time.monotonic() + timeout

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +121,9 @@ def structural(node: dict[str, Any], *, root: bool = False) -> dict[str, Any]:
 _VERSION_ORDER = ("v1", "v1beta1", "v1alpha3", "v1alpha2", "v1alpha1")
 
 
-def definitions() -> list[dict[str, Any]]:
-    """One CustomResourceDefinition per kind whose schemas fedgen ships, every shipped version served."""
+def definitions(kinds: Collection[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """One CustomResourceDefinition per kind whose schemas fedgen ships (or per (group, Kind) of `kinds`),
+    serving its newest shipped version (what fedgen renders)."""
     versions: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for path in sorted(SCHEMAS.glob("*/*.json")):
         kind, _, version = path.stem.rpartition("_")
@@ -131,6 +133,8 @@ def definitions() -> list[dict[str, Any]]:
     out = []
     for (group, kind), by_version in sorted(versions.items()):
         names = NAMES[(group, kind)]
+        if kinds is not None and (group, names.kind) not in kinds:
+            continue
         storage = min(by_version, key=_VERSION_ORDER.index)
         entries = []
         for version in [storage]:
