@@ -286,6 +286,17 @@ def test_refused_credentials_exit_3_naming_them(world: World, tmp_path: Path) ->
     assert f"error: cluster {CLUSTER} (context {CONTEXT}, {world.api.url}) refused the credentials (401)" in result.stderr
 
 
+def test_nvflare_server_unreachable_exits_3_naming_it(world: World, tmp_path: Path) -> None:
+    """The cluster is fine, but nothing answers where the admin's kit dials (the e2e test covers a live one)."""
+    out = tmp_path / "admin.tar.gz"
+    made = CliRunner().invoke(main, ["client-bundle", "lead@genomics.example.org", "--spec", str(world.spec), "--repo", str(world.repo), "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    result, data = world.status("--admin", str(out), "--timeout", "2")
+    assert result.exit_code == 3, result.output
+    assert result.stderr.splitlines() == ["error: NVFlare server at localhost:9103: admin login failed: NoConnection: cannot connect to server for 2.0 seconds"]
+    assert data is not None and data["clusters"][0]["reachable"] is False and data["clusters"][0]["checks"][0]["ok"] is True
+
+
 def test_bad_input_exits_2(world: World, tmp_path: Path) -> None:
     def run(*args: str) -> Result:
         return CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), *args])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import tarfile
 import tempfile
 import threading
@@ -23,6 +24,8 @@ from fedgen.status.model import Check, Problem
 
 ADMIN_CONFIG = "startup/fed_admin.json"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # an admin bundle is a few kB
+# NVFlare's own timeout bounds the connection attempts, not setting up its communication cell around them.
+SLACK = 5.0
 
 
 class NVFlareUnreachable(ExternalError):
@@ -115,10 +118,13 @@ def connected_sites(kit: AdminKit, timeout: float) -> list[str]:
     land in the report; failures come back as exceptions."""
     from nvflare.fuel.flare_api.flare_api import new_secure_session
 
+    # NVFlare's communication layer logs every failed attempt, also from threads that outlive the session:
+    # the report says what failed, so its loggers stay quiet for the rest of the command.
+    logging.getLogger("nvflare").setLevel(logging.CRITICAL + 1)
     with contextlib.redirect_stdout(io.StringIO()):
-        session = _call("admin login", kit, lambda: new_secure_session(kit.username, str(kit.folder), timeout=timeout), timeout * 2)
+        session = _call("admin login", kit, lambda: new_secure_session(kit.username, str(kit.folder), timeout=timeout), timeout * 2 + SLACK)
         try:
-            info = _call("check_status", kit, session.get_system_info, timeout * 2)
+            info = _call("check_status", kit, session.get_system_info, timeout * 2 + SLACK)
         finally:
             with contextlib.suppress(Exception):
                 _call("logout", kit, session.close, timeout)
