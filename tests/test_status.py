@@ -278,12 +278,18 @@ def test_unreachable_cluster_exits_3_naming_it(world: World, tmp_path: Path) -> 
 
 
 def test_refused_credentials_exit_3_naming_them(world: World, tmp_path: Path) -> None:
-    stranger = Authority.create("someone-else").issue("intruder", organizations=("system:masters",))
-    (tmp_path / "other").mkdir()
-    kubeconfig = write_kubeconfig(tmp_path / "other" / "config", {CONTEXT: (world.api, stranger)})
-    result = CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(kubeconfig)])
-    assert result.exit_code == 3, result.output
-    assert f"error: cluster {CLUSTER} (context {CONTEXT}, {world.api.url}) refused the credentials (401)" in result.stderr
+    assert world.api.ca is not None
+    strangers = {
+        "401": Authority.create("someone-else").issue("intruder", organizations=("system:masters",)),  # unknown CA
+        "403": world.api.ca.issue("nobody"),  # known, but RBAC grants it nothing
+    }
+    for code, credentials in strangers.items():
+        (tmp_path / code).mkdir()
+        kubeconfig = write_kubeconfig(tmp_path / code / "config", {CONTEXT: (world.api, credentials)})
+        result = CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(kubeconfig)])
+        assert result.exit_code == 3, result.output
+        what = "refused the credentials (401)" if code == "401" else "refused the request with these credentials (403, not allowed)"
+        assert f"error: cluster {CLUSTER} (context {CONTEXT}, {world.api.url}) {what}: " in result.stderr
 
 
 def test_nvflare_server_unreachable_exits_3_naming_it(world: World, tmp_path: Path) -> None:

@@ -109,8 +109,10 @@ class Kube:
         except ValueError:
             data = None
         if status in (401, 403):
-            message = data.get("message") if isinstance(data, dict) else text
-            raise CredentialsRefused(f"{self.where} refused the credentials ({status}): {_one_line(message)}")
+            message = _one_line(data.get("message") if isinstance(data, dict) else text)
+            if status == 401:
+                raise CredentialsRefused(f"{self.where} refused the credentials (401): {message}")
+            raise CredentialsRefused(f"{self.where} refused the request with these credentials (403, not allowed): {message}")
         return status, data
 
     def _checked(self, method: str, path: str, **kwargs: Any) -> Any:
