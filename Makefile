@@ -10,7 +10,9 @@ bootstrap:
 # Render the bundled example into this repository, build every sync root with kubectl kustomize
 # (as Config Sync does), and validate the result (the PR check). A fresh clone has no state (it is never
 # committed): the demo then starts its own root CA, which render only does when told (--new-root-ca).
-example: bootstrap
+# It needs no kube-apiserver, so bootstrap does not build one for it.
+example:
+	@bash scripts/bootstrap.sh --without-api-server
 	@if [ -e .fedgen/state/example_project/state.json ]; then \
 		echo "$(FEDGEN) render examples/federation.yaml --repo ."; \
 		$(FEDGEN) render examples/federation.yaml --repo .; \

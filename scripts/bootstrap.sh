@@ -5,10 +5,17 @@
 #   .cache/          pip and Go caches (CI may cache this folder)
 # The first run builds kube-apiserver and etcd from source (tools/kube/): about 12 minutes on 2 cores, 1.8 GB
 # RAM peak, 3 GB of Go caches. Every later run finds the pinned binaries and skips the build.
+# `--without-api-server` leaves those two out (`make example` needs neither; the tests do, and fail without).
 # Idempotent and loud: a tool that cannot be installed stops the script with a clear message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+WITH_API_SERVER=1
+case "${1:-}" in
+  "") ;;
+  --without-api-server) WITH_API_SERVER=0 ;;
+  *) printf 'usage: %s [--without-api-server]\n' "$0" >&2; exit 2 ;;
+esac
 
 KUBECONFORM_VERSION=v0.7.0
 KUBESEAL_VERSION=v0.36.6
@@ -79,6 +86,10 @@ build_wrapped() {  # name wrapper-dir module package version ldflags
   mv -f ".tools/bin/$name.new" ".tools/bin/$name"
   [ "$(wrapped_version ".tools/bin/$name" "$module")" = "$version" ] || die "$name is not version $version after the build"
 }
+if [ "$WITH_API_SERVER" = 0 ]; then
+  say "ready: .venv, .tools/bin/kubeconform $KUBECONFORM_VERSION, .tools/bin/kubeseal $KUBESEAL_VERSION (no kube-apiserver/etcd: --without-api-server)"
+  exit 0
+fi
 kube_minor=${KUBERNETES_VERSION#v1.}; kube_minor=${kube_minor%%.*}
 build_wrapped kube-apiserver tools/kube/apiserver k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$KUBERNETES_VERSION" \
   "-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/component-base/version.gitTreeState=clean"
