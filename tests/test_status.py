@@ -299,7 +299,12 @@ def test_nvflare_server_unreachable_exits_3_naming_it(world: World, tmp_path: Pa
     assert made.exit_code == 0, made.output
     result, data = world.status("--admin", str(out), "--timeout", "2")
     assert result.exit_code == 3, result.output
-    assert result.stderr.splitlines() == ["error: NVFlare server at localhost:9103: admin login failed: NoConnection: cannot connect to server for 2.0 seconds"]
+    # NVFlare gives up after its own timeout; on a loaded machine our watchdog may fire first: either way one line.
+    (line,) = result.stderr.splitlines()
+    assert line in (
+        "error: NVFlare server at localhost:9103: admin login failed: NoConnection: cannot connect to server for 2.0 seconds",
+        "error: NVFlare server at localhost:9103: admin login did not answer within 9 s",
+    )
     assert data is not None and data["clusters"][0]["reachable"] is False and data["clusters"][0]["checks"][0]["ok"] is True
 
 
