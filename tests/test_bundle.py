@@ -192,13 +192,22 @@ def test_run_sh_starts_the_client_from_any_folder_with_the_spec_version(site_arc
         assert f"nvflare {version}" in proc.stderr and "2.9.0" in proc.stderr and "major.minor" in proc.stderr
 
 
-def test_kubernetes_manifests_build_and_hold_no_key(site_archive: Path, tmp_path: Path) -> None:
-    with tarfile.open(site_archive, "r:gz") as tar:
-        tar.extractall(tmp_path, filter="tar")
-    proc = subprocess.run([tool("kubectl"), "kustomize", str(tmp_path / SITE / "k8s")], capture_output=True, text=True, timeout=60)
+def _k8s_objects(archive: Path, folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The bundle's k8s/ folder as `kubectl kustomize` builds it, each object checked by the real kubeconform."""
+    from fedgen.validate.kubeconform import validate_manifests
+
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(folder, filter="tar")
+    proc = subprocess.run([tool("kubectl"), "kustomize", str(folder / SITE / "k8s")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "PRIVATE KEY" not in proc.stdout
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in YAML(typ="safe", pure=True).load_all(proc.stdout) if d}
+    results = validate_manifests(proc.stdout.encode())
+    assert len(results) == 5 and all(r.status == "valid" for r in results), results
+    return {(d["kind"], d["metadata"]["name"]): d for d in YAML(typ="safe", pure=True).load_all(proc.stdout) if d}
+
+
+def test_kubernetes_manifests_build_and_hold_no_key(site_archive: Path, tmp_path: Path) -> None:
+    docs = _k8s_objects(site_archive, tmp_path)
+    assert "PRIVATE KEY" not in json.dumps(list(docs.values()))
     assert set(docs) == {
         ("Namespace", "nvflare-site-a"),
         ("ConfigMap", "nvflare-site-a-startup"),
@@ -219,6 +228,31 @@ def test_kubernetes_manifests_build_and_hold_no_key(site_archive: Path, tmp_path
     startup = docs[("ConfigMap", "nvflare-site-a-startup")]["data"]
     assert sorted(startup) == ["client.crt", "fed_client.json", "rootCA.pem"]
     assert startup["fed_client.json"] == (tmp_path / SITE / "startup/fed_client.json").read_text()
+
+
+def test_kubernetes_manifests_carry_the_digest_of_the_kit_in_the_bundle(write_spec: Any, tmp_path: Path) -> None:
+    """Applying a new bundle (a rotated key, a new server address in the kit) restarts the client: the
+    pod template changes with what the pod mounts, the ConfigMaps and the key the site makes its Secret of."""
+    from fedgen.render.pod import KIT_DIGEST, kit_digest
+
+    spec = write_spec()
+    repo = spec.parent.parent
+    assert CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)]).exit_code == 0
+    digests = []
+    for turn in ("first", "rotated"):
+        if turn == "rotated":
+            assert CliRunner().invoke(main, ["rotate", str(spec), SITE, "--repo", str(repo)]).exit_code == 0
+        (tmp_path / turn).mkdir()
+        out = tmp_path / turn / "site-a.tar.gz"
+        result = CliRunner().invoke(main, ["client-bundle", SITE, "--spec", str(spec), "--repo", str(repo), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        objects = _k8s_objects(out, tmp_path / turn)
+        digest = objects[("Deployment", "nvflare-site-a")]["spec"]["template"]["metadata"]["annotations"][KIT_DIGEST]
+        configmaps = [objects[("ConfigMap", f"nvflare-site-a-{part}")] for part in ("startup", "local")]
+        key = (tmp_path / turn / SITE / "startup/client.key").read_text()
+        assert digest == kit_digest(configmaps, {"client.key": key})
+        digests.append(digest)
+    assert digests[0] != digests[1]
 
 
 def test_without_server_address_the_bundle_says_how_to_map_the_name(rendered: tuple[Path, Path], tmp_path: Path) -> None:

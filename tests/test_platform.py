@@ -103,7 +103,9 @@ def test_site_cluster_decides_its_own_platform(write_spec: SpecWriter) -> None:
         ("NetworkPolicy", "allow-egress-nvflare-server"),
     }
     template = built[("Deployment", "nvflare-site-a")]["spec"]["template"]
-    assert template["metadata"]["annotations"] == {"traffic.sidecar.istio.io/excludeOutboundPorts": "9102"}
+    annotations = dict(template["metadata"]["annotations"])
+    assert len(annotations.pop("fedgen.dev/kit-digest")) == 16
+    assert annotations == {"traffic.sidecar.istio.io/excludeOutboundPorts": "9102"}
     assert (repo / f"terraform/{SITE_CLUSTER}/uc_federated_learning.auto.tfvars.json").is_file()
 
     spec = write_spec(_with_site_cluster(refarch.STANDALONE))

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from ruamel.yaml import YAML
 
 from fedgen.cli import main
-from fedgen.render.layout import kit_root
+from fedgen.render.pod import kit_root
 from fedgen.seal import unseal_value
 from fedgen.spec import load_federation
 from fedgen.spec.model import WORKSPACE_MOUNT
@@ -91,7 +91,7 @@ def test_rendered_kit_starts_a_real_server(write_spec: Callable[..., Path], seal
             f.chmod(f.stat().st_mode & 0o444)
         d.chmod(0o555)
 
-    args = [a.replace(kit_root(fed), str(kit)) for a in container["args"]]
+    args = [a.replace(kit_root(fed.server.name), str(kit)) for a in container["args"]]
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}, "HOME": str(tmp_path)}
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, *args], cwd=kit, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

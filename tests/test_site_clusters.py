@@ -101,3 +101,40 @@ def test_site_on_the_server_cluster_is_refused(write_spec: Callable[..., Path]) 
     spec = write_spec(lambda d: d["spec"]["sites"][0].__setitem__("cluster", "gke-eu"))
     result = CliRunner().invoke(main, ["render", str(spec), "--repo", str(spec.parent.parent)])
     assert result.exit_code == 2 and "cannot run on the server's cluster" in result.stderr
+
+
+def _deployment(repo: Path, site: str) -> dict[str, Any]:
+    (deployment,) = _docs((repo / f"clusters/gke-hosp-a/sites/{site}/deployment.yaml").read_text())
+    return deployment
+
+
+def test_rotating_a_site_restarts_its_pod_and_changes_nothing_else(write_spec: Callable[..., Path], site_cluster_keypair: tuple[Path, Path]) -> None:
+    """The site's kit reaches its pod through ConfigMaps and a SealedSecret, which Kubernetes does not roll
+    on: only the kit digest in the pod template makes the rotated certificate reach the running client."""
+    from fedgen.render.pod import KIT_DIGEST, kit_digest
+
+    def both_sites_on_the_cluster(d: dict[str, Any]) -> None:
+        _with_site_cluster(d)
+        d["spec"]["sites"][1]["cluster"] = "gke-hosp-a"
+
+    spec = write_spec(both_sites_on_the_cluster)
+    shutil.copy(site_cluster_keypair[1], spec.parent / "hosp-a.pem")
+    repo = spec.parent.parent
+    assert CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)]).exit_code == 0
+    before, deployment = tree_snapshot(repo), _deployment(repo, "site-a")
+
+    result = CliRunner().invoke(main, ["rotate", str(spec), "site-a", "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    after = tree_snapshot(repo)
+    site = "clusters/gke-hosp-a/sites/site-a"
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    assert changed == {f"{site}/configmaps.yaml", f"{site}/sealed-secret.yaml", f"{site}/deployment.yaml", ".fedgen/owned/genomics.json"}
+
+    rotated = _deployment(repo, "site-a")
+    old_digest = deployment["spec"]["template"]["metadata"]["annotations"].pop(KIT_DIGEST)
+    new_digest = rotated["spec"]["template"]["metadata"]["annotations"].pop(KIT_DIGEST)
+    assert new_digest != old_digest
+    assert rotated == deployment  # the digest is the only change to the Deployment
+    # The digest is that of what the pod mounts now: the site's ConfigMaps and its sealed key.
+    (sealed,) = _docs((repo / f"{site}/sealed-secret.yaml").read_text())
+    assert new_digest == kit_digest(_docs((repo / f"{site}/configmaps.yaml").read_text()), sealed["spec"]["encryptedData"])

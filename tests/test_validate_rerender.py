@@ -179,7 +179,7 @@ def test_nvflare_kit_files_and_the_kit_digest_are_checked(tmp_path: Path) -> Non
 def test_certificates_and_ciphertext_are_taken_from_the_repo(tmp_path: Path) -> None:
     """What needs the state cannot be rendered again: a consistent change of it (new ciphertext and the
     kit digest that follows) is no FG120 finding; the secrets and consistency rules judge those values."""
-    from fedgen.render.server import kit_digest
+    from fedgen.render.pod import kit_digest
 
     repo = fresh("ranged", tmp_path)
     sealed = f"{SERVER_DIR}/sealed-secret.yaml"

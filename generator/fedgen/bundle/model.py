@@ -9,12 +9,9 @@ from dataclasses import dataclass
 from fedgen.errors import InputError
 from fedgen.spec.model import Federation
 
-CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
 ADMIN_MODULE = "nvflare.fuel.hci.tools.admin"
-CONTAINER_PYTHON = "/usr/local/bin/python3"
-# Where docker run and the Kubernetes Deployment put the kit inside the container.
+# Where docker run puts the kit inside the container (the Kubernetes Deployment: fedgen.render.pod.kit_root).
 CONTAINER_KIT_PARENT = "/workspace/nvfl"
-K8S_KIT_PARENT = "/var/nvflare"
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 

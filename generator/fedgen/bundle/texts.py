@@ -12,9 +12,10 @@ import shlex
 
 from fedgen.bundle.k8s import FOLDER as K8S_FOLDER
 from fedgen.bundle.k8s import secret_command, site_names
-from fedgen.bundle.model import ADMIN_MODULE, CLIENT_MODULE, CONTAINER_KIT_PARENT, CONTAINER_PYTHON, BundleContext
+from fedgen.bundle.model import ADMIN_MODULE, CONTAINER_KIT_PARENT, BundleContext
 from fedgen.render.layout import gateway_object_name
 from fedgen.render.mesh import GATEWAY_NAMESPACE
+from fedgen.render.pod import CLIENT_MODULE, PYTHON
 from fedgen.spec.model import RUN_AS_ID
 
 CHECKSUMS = "SHA256SUMS"
@@ -283,7 +284,7 @@ def site_readme(ctx: BundleContext, kit_files: list[str]) -> bytes:
         + f"  -u {RUN_AS_ID}:{RUN_AS_ID} \\\n"
         + add_host
         + f"  -v \"$PWD\"/{q(f'{name}:{inside}')} \\\n"
-        + f"  --entrypoint {q(CONTAINER_PYTHON)} \\\n"
+        + f"  --entrypoint {q(PYTHON)} \\\n"
         + f"  {q(fed.image)} \\\n"
         + f"  {docker_args}"
     )
@@ -349,6 +350,11 @@ from your copy of the kit, then apply:
 
 {aliases} Mount your training data by adding a volume to the Deployment (a Kustomize patch keeps this folder
 untouched). Check it runs: `{shlex.join(["kubectl", "-n", names.namespace, "logs", f"deploy/{names.workload}"])}`.
+
+With a new bundle (a rotated key, a new root CA or server address), replace the Secret first
+(`{shlex.join(["kubectl", "-n", names.namespace, "delete", "secret", names.key_secret])}`, then the create command
+above) and apply the new folder: the Deployment's pod template carries the digest of the kit it mounts, so
+the client restarts onto the new kit by itself.
 """
     return text.encode()
 

@@ -65,11 +65,6 @@ def gateway_object_name(fed: Federation) -> str:
     return f"nvflare-{fed.server.tenant}"
 
 
-def kit_root(fed: Federation) -> str:
-    """The writable kit folder passed to NVFlare with -m (an emptyDir); startup/ and local/ mount inside."""
-    return f"/var/nvflare/{fed.server.name}"
-
-
 def job_store_root(fed: Federation) -> str:
     """Jobs and snapshots on the bucket-backed workspace, so they survive a pod restart."""
     from fedgen.spec.model import WORKSPACE_MOUNT

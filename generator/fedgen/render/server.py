@@ -3,11 +3,11 @@ DestinationRule, and the mesh policies that let only the ingress gateway reach t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from fedgen.render import pod
 from fedgen.render.layout import (
     GATEWAY_NAMESPACE,
     GATEWAY_POD_LABELS,
@@ -16,22 +16,16 @@ from fedgen.render.layout import (
     TENANT_NODE_LABEL,
     job_store_root,
     key_secret_name,
-    kit_root,
     local_configmap_name,
     server_fqdn,
     startup_configmap_name,
 )
 from fedgen import sizing
-from fedgen.spec.model import RUN_AS_ID, WORKSPACE_MOUNT, Federation
-from fedgen.render.hardening import PROCESS_ENV, container_security_context, pod_security_context
+from fedgen.spec.model import Federation
 
 Obj = dict[str, Any]
 
-SERVER_KEY = "startup/server.key"
-SERVER_MODULE = "nvflare.private.fed.app.server.server_train"
-PYTHON = "/usr/local/bin/python3"
-# Kit files the server process never reads; they stay out of the ConfigMaps.
-UNUSED_KIT_FILES = frozenset({"readme.txt", "startup/start.sh", "startup/sub_start.sh", "startup/stop_fl.sh"})
+SERVER_KEY = f"startup/{pod.SERVER.key}"
 
 
 def server_labels(fed: Federation) -> dict[str, str]:
@@ -64,22 +58,13 @@ def resources_json(fed: Federation, default: bytes) -> bytes:
 
 def kit_configmaps(fed: Federation, kit: Mapping[str, bytes]) -> list[Obj]:
     """startup/ (certificates, fed_server.json) and local/ (defaults plus our resources.json), key excluded."""
-    startup = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("startup/") and p != SERVER_KEY and p not in UNUSED_KIT_FILES}
-    local = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("local/")}
+    startup, local = pod.kit_files(kit, pod.SERVER)
     local["resources.json"] = resources_json(fed, kit["local/resources.json.default"]).decode()
     ns = fed.server.tenant
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(startup_configmap_name(fed), ns, server_labels(fed)), "data": startup},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(local_configmap_name(fed), ns, server_labels(fed)), "data": dict(sorted(local.items()))},
     ]
-
-
-def kit_digest(configmaps: list[Obj], encrypted_key: Mapping[str, str]) -> str:
-    """Changes whenever what the pod mounts changes, so the Deployment rolls (plain ConfigMaps do not)."""
-    h = hashlib.sha256()
-    h.update(json.dumps([c["data"] for c in configmaps], sort_keys=True).encode())
-    h.update(json.dumps(dict(encrypted_key), sort_keys=True).encode())
-    return h.hexdigest()[:16]
 
 
 def is_bypass(fed: Federation) -> bool:
@@ -116,121 +101,31 @@ def compute_resources(fed: Federation) -> dict[str, str]:
 
 def deployment(fed: Federation, *, digest: str) -> Obj:
     s = fed.server
-    root = kit_root(fed)
     compute = compute_resources(fed)
-    tcp_probe = {"tcpSocket": {"port": "tcp-flport"}}
-    container = {
-        "name": "nvflare",
-        "image": fed.image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": [PYTHON],
-        "args": [
-            "-u",
-            "-m",
-            SERVER_MODULE,
-            "-m",
-            root,
-            "-s",
-            "fed_server.json",
-            "--set",
-            "secure_train=true",
-            f"uid={s.name}",
-            "config_folder=config",
-            f"org={s.org}",
-        ],
-        "env": list(PROCESS_ENV),
-        "ports": [
-            {"name": "tcp-flport", "containerPort": s.fl_port, "protocol": "TCP"},
-            {"name": "tcp-adminport", "containerPort": s.admin_port, "protocol": "TCP"},
-        ],
-        "startupProbe": {**tcp_probe, "periodSeconds": 5, "failureThreshold": 60},
-        "readinessProbe": {**tcp_probe, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {**tcp_probe, "periodSeconds": 20, "failureThreshold": 3},
-        "resources": {
-            "requests": {**compute, "ephemeral-storage": "1Gi"},
-            "limits": {**compute, "ephemeral-storage": "2Gi"},
-        },
-        "securityContext": container_security_context(),
-        "volumeMounts": [
-            {"name": "kit", "mountPath": root},
-            {"name": "startup", "mountPath": f"{root}/startup", "readOnly": True},
-            {"name": "local", "mountPath": f"{root}/local", "readOnly": True},
-            {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    volumes = [
-        {"name": "kit", "emptyDir": {"sizeLimit": "1Gi"}},
-        {
-            "name": "startup",
-            "projected": {
-                "defaultMode": 0o444,
-                "sources": [
-                    {"configMap": {"name": startup_configmap_name(fed)}},
-                    {"secret": {"name": key_secret_name(fed), "items": [{"key": "server.key", "path": "server.key", "mode": 0o440}]}},
-                ],
-            },
-        },
-        {"name": "local", "configMap": {"name": local_configmap_name(fed), "defaultMode": 0o444}},
-        {
-            "name": "workspace",
-            "csi": {
-                "driver": "gcsfuse.csi.storage.gke.io",
-                "volumeAttributes": {
-                    "bucketName": fed.workspace.bucket_name,
-                    "mountOptions": f"implicit-dirs,uid={RUN_AS_ID},gid={RUN_AS_ID},file-mode=664,dir-mode=775",
-                },
-            },
-        },
-        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-    ]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(s.workload_name, s.tenant, server_labels(fed)),
-        "spec": {
-            "replicas": 1,
-            # One server owns the job store: never run an old and a new pod side by side.
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": server_labels(fed)},
-            "template": {
-                "metadata": {
-                    "labels": {**MANAGED_BY, **server_labels(fed)},
-                    "annotations": _pod_annotations(fed, digest),
-                },
-                "spec": {
-                    "serviceAccountName": KSA_NAME,
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "affinity": {
-                        "nodeAffinity": {
-                            "requiredDuringSchedulingIgnoredDuringExecution": {
-                                "nodeSelectorTerms": [
-                                    {"matchExpressions": [{"key": TENANT_NODE_LABEL, "operator": "In", "values": [s.tenant]}]}
-                                ]
-                            }
-                        }
-                    },
-                    "tolerations": [{"key": TENANT_NODE_LABEL, "operator": "Equal", "value": s.tenant, "effect": "NoExecute"}],
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
-
-
-def _pod_annotations(fed: Federation, digest: str) -> dict[str, str]:
-    annotations = {
-        "fedgen.dev/kit-digest": digest,
-        "gke-gcsfuse/volumes": "true",
-        "proxy.istio.io/config": '{ "holdApplicationUntilProxyStarts": true }',
-    }
-    if is_bypass(fed):
-        # The sidecar stays (bucket and mesh traffic) but never intercepts NVFlare's own mTLS.
-        annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = ",".join(_ports(fed))
-    return annotations
+    return pod.deployment(
+        pod.NvflarePod(
+            role=pod.SERVER,
+            participant=s.name,
+            org=s.org,
+            image=fed.image,
+            name=s.workload_name,
+            namespace=s.tenant,
+            labels={**MANAGED_BY, **server_labels(fed)},
+            selector=server_labels(fed),
+            startup_configmap=startup_configmap_name(fed),
+            local_configmap=local_configmap_name(fed),
+            key_secret=key_secret_name(fed),
+            kit_digest=digest,
+            requests=compute,
+            limits=compute,
+            kit_gi=pod.SERVER_KIT_GI,
+            ports={"tcp-flport": s.fl_port, "tcp-adminport": s.admin_port},
+            workspace_bucket=fed.workspace.bucket_name,
+            service_account=KSA_NAME,
+            mesh_annotations=pod.server_mesh_annotations(ports=(s.fl_port, s.admin_port), bypass=is_bypass(fed)),
+            node_label=(TENANT_NODE_LABEL, s.tenant),
+        )
+    )
 
 
 def destination_rule(fed: Federation) -> Obj:

@@ -13,16 +13,13 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from fedgen.render import pod
 from fedgen.render.layout import MANAGED_BY
 from fedgen.spec.model import Federation, Site
-from fedgen.render.hardening import PROCESS_ENV, container_security_context, pod_security_context
 
 Obj = dict[str, Any]
-CLIENT_MODULE = "nvflare.private.fed.app.client.client_train"
-CLIENT_KEY = "startup/client.key"
-UNUSED_KIT_FILES = frozenset({"readme.txt", "startup/start.sh", "startup/sub_start.sh", "startup/stop_fl.sh"})
-# NVFlare writes logs and job folders below the kit root: an emptyDir, with startup/ and local/ inside.
-KIT_ROOT = "/var/nvflare/kit"
+CLIENT_KEY = f"startup/{pod.CLIENT.key}"
+SERVICE_ACCOUNT = "nvflare-client"
 
 
 def site_dir(site: Site) -> str:
@@ -31,6 +28,14 @@ def site_dir(site: Site) -> str:
 
 def key_secret_name(site: Site) -> str:
     return f"nvflare-{site.name}-key"
+
+
+def _startup_configmap(site: Site) -> str:
+    return f"nvflare-{site.name}-startup"
+
+
+def _local_configmap(site: Site) -> str:
+    return f"nvflare-{site.name}-local"
 
 
 def _labels(site: Site) -> dict[str, str]:
@@ -54,19 +59,19 @@ def _server_ip(fed: Federation) -> str | None:
 def site_objects(fed: Federation, site: Site, kit: Mapping[str, bytes], sealed_key: Obj) -> dict[str, list[Obj]]:
     """File name (in the site's folder) -> objects."""
     ns = site.namespace
-    startup = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("startup/") and p != CLIENT_KEY and p not in UNUSED_KIT_FILES}
-    local = {p.split("/", 1)[1]: kit[p].decode() for p in sorted(kit) if p.startswith("local/")}
+    startup, local = pod.kit_files(kit, pod.CLIENT)
     platform = _on_platform(fed, site)
-    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("nvflare-client", site), "automountServiceAccountToken": False}
+    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(SERVICE_ACCOUNT, site), "automountServiceAccountToken": False}
     configmaps = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"nvflare-{site.name}-startup", site, **_labels(site)), "data": startup},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(f"nvflare-{site.name}-local", site, **_labels(site)), "data": local},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(_startup_configmap(site), site, **_labels(site)), "data": startup},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(_local_configmap(site), site, **_labels(site)), "data": local},
     ]
+    digest = pod.kit_digest(configmaps, sealed_key["spec"]["encryptedData"])
     objects = {
         "service-account.yaml": [service_account],
         "configmaps.yaml": configmaps,
         "sealed-secret.yaml": [sealed_key],
-        "deployment.yaml": [_deployment(fed, site)],
+        "deployment.yaml": [_deployment(fed, site, digest)],
         "network-policies.yaml": _network_policies(fed, site),
     }
     if not platform:  # the reference architecture creates the namespace of each tenant it knows (refarch)
@@ -81,64 +86,32 @@ def _on_platform(fed: Federation, site: Site) -> bool:
     return fed.cluster(site.cluster).on_reference_architecture
 
 
-def _deployment(fed: Federation, site: Site) -> Obj:
-    container: Obj = {
-        "name": "nvflare-client",
-        "image": fed.image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["/usr/local/bin/python3"],
-        "args": ["-u", "-m", CLIENT_MODULE, "-m", KIT_ROOT, "-s", "fed_client.json", "--set", "secure_train=true", f"uid={site.name}", "config_folder=config", f"org={site.org}"],
-        "env": list(PROCESS_ENV),
-        "resources": {"requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "2Gi"}},
-        "securityContext": container_security_context(),
-        "volumeMounts": [
-            {"name": "kit", "mountPath": KIT_ROOT},
-            {"name": "startup", "mountPath": f"{KIT_ROOT}/startup", "readOnly": True},
-            {"name": "local", "mountPath": f"{KIT_ROOT}/local", "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    pod: Obj = {
-        "serviceAccountName": "nvflare-client",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(),
-        "containers": [container],
-        "volumes": [
-            {"name": "kit", "emptyDir": {"sizeLimit": "2Gi"}},
-            {
-                "name": "startup",
-                "projected": {
-                    "defaultMode": 0o444,
-                    "sources": [
-                        {"configMap": {"name": f"nvflare-{site.name}-startup"}},
-                        {"secret": {"name": key_secret_name(site), "items": [{"key": "client.key", "path": "client.key", "mode": 0o440}]}},
-                    ],
-                },
-            },
-            {"name": "local", "configMap": {"name": f"nvflare-{site.name}-local", "defaultMode": 0o444}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-        ],
-    }
+def _deployment(fed: Federation, site: Site, digest: str) -> Obj:
     ip = _server_ip(fed)
-    if ip:  # the certificate's CN is the server name, so the client must dial that name: map it here
-        pod["hostAliases"] = [{"ip": ip, "hostnames": [fed.server.default_host]}]
-    template: Obj = {"labels": {**MANAGED_BY, **_labels(site)}}
-    if _on_platform(fed, site):
-        # The platform injects a mesh sidecar and its mesh lets pods reach registered hosts only
-        # (REGISTRY_ONLY): NVFlare's own mutual TLS to the server goes around the sidecar.
-        template["annotations"] = {"traffic.sidecar.istio.io/excludeOutboundPorts": str(fed.server.fl_port)}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(f"nvflare-{site.name}", site, **_labels(site)),
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": _labels(site)},
-            "template": {"metadata": template, "spec": pod},
-        },
-    }
+    return pod.deployment(
+        pod.NvflarePod(
+            role=pod.CLIENT,
+            participant=site.name,
+            org=site.org,
+            image=fed.image,
+            name=f"nvflare-{site.name}",
+            namespace=site.namespace,
+            labels={**MANAGED_BY, **_labels(site)},
+            selector=_labels(site),
+            startup_configmap=_startup_configmap(site),
+            local_configmap=_local_configmap(site),
+            key_secret=key_secret_name(site),
+            kit_digest=digest,
+            requests=pod.CLIENT_REQUESTS,
+            limits=pod.CLIENT_LIMITS,
+            kit_gi=pod.CLIENT_KIT_GI,
+            service_account=SERVICE_ACCOUNT,
+            # On the reference architecture the platform injects a mesh sidecar into the tenant's pods.
+            mesh_annotations=pod.client_mesh_annotations(fl_port=fed.server.fl_port) if _on_platform(fed, site) else {},
+            # The certificate's CN is the server name, so the client must dial that name: map it here.
+            host_aliases={ip: (fed.server.default_host,)} if ip else {},
+        )
+    )
 
 
 def _network_policies(fed: Federation, site: Site) -> list[Obj]:

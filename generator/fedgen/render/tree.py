@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedgen.render import mesh, server, site, tenant
+from fedgen.render import mesh, pod, server, site, tenant
 from fedgen.render.gitops import folder_documents, kustomization
 from fedgen.render.layout import MANAGED_BY, ingress_dir, key_secret_name, server_base_dir, tenant_base_dir, tenant_overlay_dir
 from fedgen.seal import sealed_secret_manifest
@@ -87,7 +87,7 @@ def render_documents(inp: RenderInput) -> dict[str, Document]:
 
     sealed_key = inp.sealed[(fed.server.tenant, key_secret_name(fed))]
     configmaps = server.kit_configmaps(fed, inp.kits[fed.server.name])
-    digest = server.kit_digest(configmaps, sealed_key)
+    digest = pod.kit_digest(configmaps, sealed_key)
     server_objects = {
         "configmaps.yaml": configmaps,
         SEALED_SECRET_FILE: [server.sealed_key_manifest(fed, sealed_key, fed.sealing.scope)],
