@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from fedgen.errors import InputError
 from fedgen.state.document import StateDocument
-from fedgen.state.store import StateStore
+from fedgen.state.store import Backup, StateStore
 
 if TYPE_CHECKING:
     from fedgen.spec.model import Federation
 
 DEFAULT_STATE_DIR = Path(".fedgen") / "state"
 
-__all__ = ["DEFAULT_STATE_DIR", "StateDocument", "StateStore", "default_state_dir", "federation_store", "open_store"]
+__all__ = ["DEFAULT_STATE_DIR", "Backup", "StateDocument", "StateStore", "default_state_dir", "federation_store", "open_store"]
 
 
 def default_state_dir(repo: Path, federation: str | None) -> Path:

@@ -14,6 +14,8 @@ Layout under the prefix:
                           the next writer (a rewrite with the expired lease's generation as precondition, so
                           only one of several contenders wins). `fedgen state unlock` removes a lease whose
                           holder is gone; a live lease of another host only with --force (see `force_unlock`).
+    <prefix>/state.json.backup-<UTC time>   a copy made before an irreversible step (a new root CA, `fedgen
+                          remove`, `enroll approve --replace`, `state unlock --force`); never replaced.
 
 Lease length, and why renewal rather than one long expiry: the commands that hold the lease (render, enroll
 approve, workspace push) have no useful upper bound (a cold render of a large federation, a push of a large
@@ -54,7 +56,7 @@ from fedgen.untrusted import loads_json
 if TYPE_CHECKING:  # imported lazily at run time: google-cloud-storage is slow to import
     from google.cloud.storage import Bucket, Client
 from fedgen.gcs import REQUEST_TIMEOUT, SCHEME, crc32c_b64, object_url, parse_gs_url, retry_policy, storage_client, storage_errors
-from fedgen.state.store import UnlockResult
+from fedgen.state.store import Backup, UnlockResult, backup_name
 
 DOCUMENT = "state.json"
 LOCK = "lock"
@@ -205,6 +207,37 @@ class GcsStore:
                     f"(expected generation {expected}, {found}); nothing was saved: rerun to start from the current state"
                 ) from None
             self._generation = int(blob.generation)
+
+    def backup(self) -> Backup:
+        """Copy state.json to <prefix>/state.json.backup-<UTC time> in the same bucket (created with
+        if_generation_match=0, so no copy is ever replaced); a Backup without a copy when there is no document."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        name = self._name(DOCUMENT)
+        with storage_errors(f"state {self.description}", self.bucket_name):
+            bucket = self._bucket()
+            for _ in range(5):
+                blob = bucket.get_blob(name, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
+                if blob is None:
+                    return Backup(self.description, None)
+                try:
+                    data = blob.download_as_bytes(if_generation_match=blob.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
+                    break
+                except (NotFound, PreconditionFailed):
+                    continue  # replaced between the metadata read and the download: read again
+            else:
+                raise ExternalError(f"state {self.document_url}: keeps changing while being read; is another render running?")
+            for attempt in range(100):
+                copy = bucket.blob(self._name(backup_name(DOCUMENT, attempt)))
+                copy.cache_control = "no-store"
+                try:
+                    copy.upload_from_string(
+                        data, content_type="application/json", if_generation_match=0, checksum="crc32c", retry=retry_policy(), timeout=REQUEST_TIMEOUT
+                    )
+                except PreconditionFailed:
+                    continue  # that name is taken
+                return Backup(self.description, object_url(self.bucket_name, copy.name))
+        raise ExternalError(f"state {self.description}: no free backup name for {DOCUMENT}")
 
     # -- lock (a lease: see the module docstring)
 

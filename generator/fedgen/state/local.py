@@ -4,7 +4,8 @@ Like ssh with its keys, a state that other users could read or write is refused 
 the chmod command that fixes it) before anything is read or written: the folder, every file in it, and the
 parent folders fedgen creates with it (`.fedgen/state` of the default location). They must also belong to
 the user running fedgen. load() creates nothing and needs only read access; save() and lock() create the
-folder (and missing parents) owner-only.
+folder (and missing parents) owner-only. backup() copies state.json to state.json.backup-<UTC time> in the
+same folder (0600) before an irreversible step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FE
 from fedgen.errors import ExternalError, InputError
 from fedgen.holder import describe_holder, holder_record
 from fedgen.state.document import StateDocument
+from fedgen.state.store import Backup, backup_name
 from fedgen.untrusted import loads_json
 
 DOCUMENT = "state.json"
@@ -117,6 +119,35 @@ class LocalStore:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise ExternalError(f"state {target}: {exc.strerror}") from None
+
+    def backup(self) -> Backup:
+        """Copy state.json to state.json.backup-<UTC time> in the same owner-only folder (0600, never replacing
+        a file); a Backup without a copy when there is no document yet."""
+        self.check_private()
+        try:
+            data = (self.path / DOCUMENT).read_bytes()
+        except FileNotFoundError:
+            return Backup(self.description, None)
+        except OSError as exc:
+            raise ExternalError(f"state {self.path / DOCUMENT}: {exc.strerror}") from None
+        for attempt in range(100):
+            target = self.path / backup_name(DOCUMENT, attempt)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ExternalError(f"state backup {target}: {exc.strerror}") from None
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                target.unlink(missing_ok=True)
+                raise ExternalError(f"state backup {target}: {exc.strerror}") from None
+            return Backup(self.description, str(target))
+        raise ExternalError(f"state {self.path}: no free backup name for {DOCUMENT}")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
