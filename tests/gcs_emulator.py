@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import importlib.util
+import json
 import os
 import platform
 import signal
@@ -163,7 +164,9 @@ class ReadOnlyProxy:
     link it hands out names its own address), but every write goes to the API endpoint, i.e. through here.
     """
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Emulator, *, private: bool = False) -> None:
+        """private: a bucket that does not allow public listing: every request without credentials (no
+        Authorization header) is answered 401, as Cloud Storage answers an anonymous caller."""
         self.requests: list[tuple[str, str]] = []
         upstream = emulator.port
         requests = self.requests
@@ -171,18 +174,22 @@ class ReadOnlyProxy:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def _refuse(self, code: int, message: str) -> None:
+                data = json.dumps({"error": {"code": code, "message": message}}).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _forward(self) -> None:
                 requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if private and not self.headers.get("Authorization"):
+                    return self._refuse(401, "Anonymous caller does not have storage.objects.list access to the Google Cloud Storage bucket.")
                 if self.command not in ("GET", "HEAD"):
-                    data = b'{"error": {"code": 403, "message": "read-only credentials: write denied"}}'
-                    self.send_response(403)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
+                    return self._refuse(403, "read-only credentials: write denied")
                 conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}

@@ -212,3 +212,63 @@ def test_dry_run_needs_only_read_access_and_takes_no_lock(gcs: Emulator, write_s
     assert proxy.requests and proxy.writes == []  # no lock object was ever created, nothing uploaded
     assert {(b, n): o.generation for b in (bucket, state_bucket) for n, o in gcs.objects(b).items()} == before
     assert not (spec.parent.parent / ".fedgen").exists()
+
+
+def _without_credentials(monkeypatch: pytest.MonkeyPatch, endpoint: str, tmp_path: Path) -> None:
+    """The production client path (no emulator variable) against `endpoint`, and no usable Application Default
+    Credentials: GOOGLE_APPLICATION_CREDENTIALS names a missing file, so google-auth finds none."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("API_ENDPOINT_OVERRIDE", endpoint)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-adc.json"))
+
+
+def _one_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_dry_run_without_credentials_lists_a_public_listing_anonymously(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = gcs.create_bucket()
+    spec = _spec(write_spec, bucket)
+    job = _job(tmp_path / "job7")
+    assert _push(spec, "--jobs", str(job)).exit_code == 0
+    (job / "app/custom/part_0000.bin").write_bytes(b"changed")
+    _without_credentials(monkeypatch, gcs.url, tmp_path)
+    result = _push(spec, "--jobs", str(job), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"update\tgs://{bucket}/{PREFIX}job7/app/custom/part_0000.bin"]
+    assert f"note: no Google Cloud credentials: listed gs://{bucket}/{PREFIX} anonymously" in result.stderr
+    # An upload does need credentials: one line saying which, on which bucket.
+    pushed = _push(spec, "--jobs", str(job))
+    assert pushed.exit_code == 3
+    line = _one_line(pushed.output)
+    assert "no usable Google Cloud credentials" in line and "gcloud auth application-default login" in line
+    assert f"it needs storage.objects.list, get, create and delete (to replace a changed file) on bucket {bucket} (roles/storage.objectUser)" in line
+
+
+def test_dry_run_refused_anonymously_names_the_permission_and_the_bucket(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket that does not allow public listing answers an anonymous caller 401."""
+    bucket = gcs.create_bucket()
+    spec = _spec(write_spec, bucket)
+    with ReadOnlyProxy(gcs, private=True) as proxy:
+        _without_credentials(monkeypatch, proxy.url, tmp_path)
+        result = _push(spec, "--jobs", str(_job(tmp_path / "job8")), "--dry-run")
+    assert proxy.requests  # it did ask the bucket
+    assert result.exit_code == 3
+    line = _one_line(result.output)
+    assert f"workspace gs://{bucket}/genomics/flserver/ (listed anonymously: no Google Cloud credentials found): refused to a caller without credentials" in line
+    assert f"it needs storage.objects.list on bucket {bucket} (roles/storage.objectViewer)" in line
+
+
+def test_a_push_with_read_only_credentials_names_what_it_needs(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = gcs.create_bucket()
+    spec = _spec(write_spec, bucket)
+    with ReadOnlyProxy(gcs) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        result = _push(spec, "--jobs", str(_job(tmp_path / "job9")))
+    assert result.exit_code == 3
+    line = _one_line(result.output)
+    assert "permission denied; the credentials need storage.objects.list, get, create and delete" in line
+    assert f"on bucket {bucket} (roles/storage.objectUser)" in line
+    assert gcs.objects(bucket) == {}

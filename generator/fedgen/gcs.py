@@ -2,7 +2,8 @@
 deadline, and every storage failure turned into one ExternalError line (exit 3).
 
 Credentials: Application Default Credentials. With STORAGE_EMULATOR_HOST set (tests, fake-gcs-server), the
-client uses anonymous credentials and the project from GOOGLE_CLOUD_PROJECT (or none). Transient failures
+client uses anonymous credentials and the project from GOOGLE_CLOUD_PROJECT (or none). A command that only
+reads may go on without credentials (reading_client): anonymously, which lists what a bucket shows allUsers. Transient failures
 are retried for FEDGEN_GCS_RETRY_SECONDS (default 60) before giving up.
 """
 
@@ -57,9 +58,10 @@ def retry_policy() -> Any:
     return DEFAULT_RETRY.with_timeout(max(seconds, 0.0))
 
 
-def storage_client(where: str = "Cloud Storage") -> Client:
-    """A Cloud Storage client: ADC in production, anonymous against STORAGE_EMULATOR_HOST."""
-    with storage_errors(where):
+def storage_client(where: str = "Cloud Storage", *, needs: str | None = None) -> Client:
+    """A Cloud Storage client: ADC in production, anonymous against STORAGE_EMULATOR_HOST. needs: what the
+    caller will do, named in the error when there are no credentials."""
+    with storage_errors(where, needs=needs):
         from google.cloud import storage
 
         if os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -68,6 +70,21 @@ def storage_client(where: str = "Cloud Storage") -> Client:
             project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "fedgen-emulator"
             return storage.Client(project=project, credentials=AnonymousCredentials())
         return storage.Client()
+
+
+def reading_client(where: str, *, needs: str) -> tuple[Client, bool]:
+    """(client, anonymous): ADC when there are any, else an anonymous client, which can list and read what a
+    bucket grants to allUsers (a public listing): for commands that only read and need no credentials then."""
+    with storage_errors(where, needs=needs):
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import storage
+
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            return storage_client(where, needs=needs), False
+        try:
+            return storage.Client(), False
+        except DefaultCredentialsError:
+            return storage.Client.create_anonymous_client(), True
 
 
 def _endpoint() -> str:
@@ -85,18 +102,25 @@ def _network_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def describe_storage_error(exc: BaseException, where: str, bucket: str | None = None) -> ExternalError:
-    """One line for a storage failure: what failed, why, and what to do."""
+def describe_storage_error(exc: BaseException, where: str, bucket: str | None = None, needs: str | None = None) -> ExternalError:
+    """One line for a storage failure: what failed, why, and what to do. needs: the permissions the caller's
+    operation takes (default: roles/storage.objectUser on the bucket), named when they are missing."""
     from google.api_core import exceptions as gx
     from google.auth import exceptions as auth_exc
 
+    needed = f"; it needs {needs}" if needs else ""
     if isinstance(exc, gx.RetryError) and exc.cause is not None:
-        inner = describe_storage_error(exc.cause, where, bucket)
+        inner = describe_storage_error(exc.cause, where, bucket, needs)
         return ExternalError(f"{inner} (gave up after retrying; set {RETRY_ENV} to wait longer)")
+    if isinstance(exc, auth_exc.InvalidOperation):  # a 401 to an anonymous client, which cannot log in
+        return ExternalError(
+            f"{where}: refused to a caller without credentials ({_first_line(exc)[:160]}); "
+            f"run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS{needed}"
+        )
     if isinstance(exc, auth_exc.DefaultCredentialsError):
         return ExternalError(
             f"{where}: no usable Google Cloud credentials ({_first_line(exc)[:160]}); "
-            "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+            f"run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS{needed}"
         )
     if isinstance(exc, auth_exc.RefreshError):
         return ExternalError(f"{where}: the Google Cloud credentials were refused ({_first_line(exc)}); log in again")
@@ -104,9 +128,9 @@ def describe_storage_error(exc: BaseException, where: str, bucket: str | None = 
         what = f"bucket {bucket}" if bucket else "the bucket"
         return ExternalError(f"{where}: {what} does not exist or these credentials cannot see it")
     if isinstance(exc, gx.Forbidden):
-        return ExternalError(f"{where}: permission denied; the credentials need roles/storage.objectUser on the bucket")
+        return ExternalError(f"{where}: permission denied; the credentials need {needs or 'roles/storage.objectUser on the bucket'}")
     if isinstance(exc, gx.Unauthorized):
-        return ExternalError(f"{where}: not authenticated; run `gcloud auth application-default login`")
+        return ExternalError(f"{where}: not authenticated; run `gcloud auth application-default login`{needed}")
     if isinstance(exc, gx.PreconditionFailed):
         return ExternalError(f"{where}: changed by another writer meanwhile (generation precondition failed); rerun")
     if isinstance(exc, gx.GoogleAPICallError):
@@ -149,8 +173,8 @@ def _storage_exception_types() -> tuple[type[BaseException], ...]:
 
 
 @contextmanager
-def storage_errors(where: str, bucket: str | None = None) -> Iterator[None]:
-    """Turn storage library failures inside the block into one-line ExternalErrors."""
+def storage_errors(where: str, bucket: str | None = None, *, needs: str | None = None) -> Iterator[None]:
+    """Turn storage library failures inside the block into one-line ExternalErrors (see describe_storage_error)."""
     try:
         yield
     except ExternalError:
@@ -159,7 +183,7 @@ def storage_errors(where: str, bucket: str | None = None) -> Iterator[None]:
         raise ExternalError(f"{where}: google-cloud-storage is not installed ({exc})") from None
     except Exception as exc:
         if isinstance(exc, _storage_exception_types()):
-            raise describe_storage_error(exc, where, bucket) from None
+            raise describe_storage_error(exc, where, bucket, needs) from None
         raise
 
 

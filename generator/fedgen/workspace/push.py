@@ -249,17 +249,23 @@ def push(
 
     Holds the federation's state lock for the duration (so two pushes, or a push and a render, of one
     federation never interleave) and checks the state belongs to this federation; nothing of the state is
-    uploaded. A dry run takes no lock and writes nothing anywhere: read access to the state and the bucket
-    suffices. `progress(url, action)` is called after each upload (the CLI prints it).
+    uploaded. A dry run only compares with the bucket's listing: it reads no state, takes no lock and writes
+    nothing, and without credentials lists anonymously (enough for a bucket that allows public listing); a
+    refusal names the permission it needs. `progress(url, action)` is called after each upload (the CLI
+    prints it).
     """
     from fedgen.state import federation_store
 
     fed = load_federation(spec)
     layout = workspace_layout(fed)
     local = collect_jobs(layout, jobs)
-    store = federation_store(fed, state, repo.resolve())
+    store = federation_store(fed, state, repo.resolve())  # a forbidden --state is refused, dry run or not
+    notes = [f"{layout.job_store} and {layout.snapshot_store} are created by the server itself on its first start"]
     if dry_run:
-        actions = _plan(store, fed, local, layout)[0]
+        remote, anonymous = _dry_listing(layout)
+        actions = plan_push(local, remote)
+        if anonymous:
+            notes.append(f"no Google Cloud credentials: listed gs://{layout.bucket}/{layout.transfer} anonymously")
     else:
         with store.lock():
             actions, bucket = _plan(store, fed, local, layout)
@@ -270,10 +276,28 @@ def push(
                 _upload(bucket, action, by_name[action.name], layout)
                 if progress is not None:
                     progress(layout.url(action.name), action)
-    notes = [f"{layout.job_store} and {layout.snapshot_store} are created by the server itself on its first start"]
     if not jobs:
         notes.append(f"no --jobs given: checked that gs://{layout.bucket}/ is reachable; nothing to upload")
     return PushResult(layout.bucket, layout.prefix, tuple(actions), dry_run, tuple(notes))
+
+
+def _needs(bucket: str, *, dry_run: bool) -> str:
+    if dry_run:
+        return f"storage.objects.list on bucket {bucket} (roles/storage.objectViewer)"
+    return f"storage.objects.list, get, create and delete (to replace a changed file) on bucket {bucket} (roles/storage.objectUser)"
+
+
+def _dry_listing(layout: WorkspaceLayout) -> tuple[dict[str, RemoteObject], bool]:
+    """The transfer folder's listing, with credentials when there are any, else anonymously: (listing, anonymous)."""
+    from fedgen.gcs import reading_client, storage_errors
+
+    where = f"workspace {layout.url(layout.prefix)}/"
+    needs = _needs(layout.bucket, dry_run=True)
+    client, anonymous = reading_client(where, needs=needs)
+    if anonymous:
+        where = f"{where} (listed anonymously: no Google Cloud credentials found)"
+    with storage_errors(where, layout.bucket, needs=needs):
+        return _list(client.bucket(layout.bucket), layout.transfer), anonymous
 
 
 def _plan(store: StateStore, fed: Federation, local: Sequence[LocalObject], layout: WorkspaceLayout) -> tuple[list[PushAction], Any]:
@@ -282,8 +306,9 @@ def _plan(store: StateStore, fed: Federation, local: Sequence[LocalObject], layo
 
     store.load().require_project(fed.name, store.description)
     where = f"workspace {layout.url(layout.prefix)}/"
-    with storage_errors(where, layout.bucket):
-        bucket = storage_client(where).bucket(layout.bucket)
+    needs = _needs(layout.bucket, dry_run=False)
+    with storage_errors(where, layout.bucket, needs=needs):
+        bucket = storage_client(where, needs=needs).bucket(layout.bucket)
         remote = _list(bucket, layout.transfer)
     return plan_push(local, remote), bucket
 
@@ -303,7 +328,7 @@ def _upload(bucket: Any, action: PushAction, local: LocalObject, layout: Workspa
     from fedgen.gcs import REQUEST_TIMEOUT, retry_policy, storage_errors
 
     url = layout.url(action.name)
-    with storage_errors(f"upload {url}", layout.bucket):
+    with storage_errors(f"upload {url}", layout.bucket, needs=_needs(layout.bucket, dry_run=False)):
         blob = bucket.blob(action.name)
         try:
             blob.upload_from_filename(
