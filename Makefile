@@ -17,8 +17,8 @@ example:
 		echo "$(FEDGEN) render examples/federation.yaml --repo ."; \
 		$(FEDGEN) render examples/federation.yaml --repo .; \
 	else \
-		echo "no state yet (a fresh clone): $(FEDGEN) render examples/federation.yaml --repo . --new-root-ca"; \
-		$(FEDGEN) render examples/federation.yaml --repo . --new-root-ca; \
+		echo "no state yet (a fresh clone): $(FEDGEN) render examples/federation.yaml --repo . --new-root-ca --yes"; \
+		$(FEDGEN) render examples/federation.yaml --repo . --new-root-ca --yes; \
 	fi
 	@for root in clusters/*/; do \
 		echo "kubectl kustomize $$root"; \

@@ -151,7 +151,7 @@ def profile(repo: Path, label: str, out: Path, top: int) -> list[str]:
         shown = 0
         for (file, line, func), (_, calls, tottime, cumtime, _) in entries:
             where = f"{Path(file).name}:{line}({func})" if line else func
-            if order == "cumulative" and any(s in where for s in ("<frozen", "click/", "runpy", "__main__", "builtins.exec", "cli.py:3")):
+            if order == "cumulative" and ("/fedgen/cli/" in file or any(s in where for s in ("<frozen", "click/", "runpy", "__main__", "builtins.exec"))):
                 continue
             lines.append(f"  {cumtime if order == 'cumulative' else tottime:8.2f}  {calls:>7}  {where}")
             shown += 1

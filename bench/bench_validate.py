@@ -167,8 +167,8 @@ def main() -> None:
     }
     if args.compare_with:
         source = args.compare_with.resolve()
-        if not (source / "generator" / "fedgen" / "cli.py").is_file():
-            raise SystemExit(f"--compare-with {source}: no generator/fedgen/cli.py there")
+        if not any((source / "generator" / "fedgen" / cli).is_file() for cli in ("cli.py", "cli/__init__.py")):
+            raise SystemExit(f"--compare-with {source}: no fedgen command line in generator/fedgen there")
         runs["compared"] = (validate_argv, _env(args.bytecode, scratch / "compared", source / "generator"))
 
     for name in ("fedgen", "compared"):  # warm-up: bytecode written, files in the page cache

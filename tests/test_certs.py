@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from fedgen.cli import main
@@ -51,7 +52,7 @@ def test_certs_lists_expiry_and_exits_1_within_threshold(write_spec: Callable[..
 def test_rotate_a_site_changes_only_its_certificate_and_no_repo_file(write_spec: Callable[..., Path]) -> None:
     spec, repo = _rendered(write_spec)
     certs, tree = _certs(repo), _tree(repo)
-    result = _run("rotate", str(spec), "site-a", "--repo", str(repo))
+    result = _run("rotate", "site-a", "--spec", str(spec), "--repo", str(repo))
     assert result.exit_code == 0, result.output
     assert "issued certificates: site-a" in result.stderr and "redistribute bundles: site-a" in result.stderr
     after = _certs(repo)
@@ -60,11 +61,16 @@ def test_rotate_a_site_changes_only_its_certificate_and_no_repo_file(write_spec:
     assert _tree(repo) == tree
 
 
-def test_rotate_the_server_changes_its_kit_files(write_spec: Callable[..., Path]) -> None:
-    spec, repo = _rendered(write_spec)
+@pytest.mark.parametrize("engine, name", [("config-sync", "Config Sync"), ("argocd", "Argo CD")])
+def test_rotate_the_server_changes_its_kit_files(write_spec: Callable[..., Path], engine: str, name: str) -> None:
+    spec = write_spec(lambda d: d["spec"]["gitops"].__setitem__("engine", engine))
+    repo = spec.parent.parent
+    assert _run("render", str(spec), "--repo", str(repo)).exit_code == 0
     certs, tree = _certs(repo), _tree(repo)
-    result = _run("rotate", str(spec), "flserver", "--repo", str(repo))
+    result = _run("rotate", "flserver", "--spec", str(spec), "--repo", str(repo))
     assert result.exit_code == 0, result.output
+    # The message names the GitOps engine the spec uses.
+    assert f"the server's kit changed: commit the rendered files so {name} rolls the server" in result.stderr
     after = _certs(repo)
     assert {k for k in after if after[k] != certs.get(k)} == {"flserver"}
     new_tree = _tree(repo)
@@ -76,7 +82,7 @@ def test_rotate_the_server_changes_its_kit_files(write_spec: Callable[..., Path]
 def test_rotate_root_ca_reissues_everything(write_spec: Callable[..., Path]) -> None:
     spec, repo = _rendered(write_spec)
     certs = _certs(repo)
-    result = _run("rotate", str(spec), "--root-ca", "--repo", str(repo))
+    result = _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes")
     assert result.exit_code == 0, result.output
     after = _certs(repo)
     assert all(after[k] != certs[k] for k in certs)
@@ -85,7 +91,7 @@ def test_rotate_root_ca_reissues_everything(write_spec: Callable[..., Path]) -> 
 
 def test_rotate_unknown_participant_is_exit_2(write_spec: Callable[..., Path]) -> None:
     spec, repo = _rendered(write_spec)
-    result = _run("rotate", str(spec), "site-z", "--repo", str(repo))
+    result = _run("rotate", "site-z", "--spec", str(spec), "--repo", str(repo))
     assert result.exit_code == 2
     assert "not a participant fedgen issues keys for in genomics: site-z (known: flserver, site-a, site-b, lead@genomics.example.org)" in result.stderr
-    assert _run("rotate", str(spec), "--repo", str(repo)).exit_code == 2
+    assert _run("rotate", "--spec", str(spec), "--repo", str(repo)).exit_code == 2

@@ -245,6 +245,7 @@ def test_two_federations_rendering_into_one_repo_at_once_keep_both_contributions
     render of either federation finds nothing to change. (Planning outside the lock, B wrote first and A's
     stale plan then dropped B from every shared file.)"""
     from fedgen import api
+    from fedgen.api import rendering
 
     repo = tmp_path / "repo"
     _spec(repo, sealing_keypair[1], sites=2)
@@ -256,14 +257,14 @@ def test_two_federations_rendering_into_one_repo_at_once_keep_both_contributions
     dump_yaml(doc, imaging)
 
     def after_the_plan(pause: Callable[[], None]) -> None:
-        real = api.make_plan
+        real = rendering.make_plan
 
         def plan_then_pause(*args: Any, **kwargs: Any) -> Any:
             made = real(*args, **kwargs)
             pause()
             return made
 
-        api.make_plan = plan_then_pause  # type: ignore[assignment]
+        rendering.make_plan = plan_then_pause  # type: ignore[assignment]
 
     with _render_paused(repo / SPEC, repo, after_the_plan):
         b = subprocess.Popen([FEDGEN, "render", str(imaging), "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -165,6 +165,7 @@ def _scenario(template: Path, name: str, work: Path) -> dict[str, Any]:
 def _driver(start: Path, repo: Path, work: Path) -> dict[str, Any]:
     """Render the new spec; at the first write, fork one child per crash point (see the module docstring)."""
     from fedgen import api
+    from fedgen.api import rendering
     from fedgen.state.local import LocalStore
     from fedgen.write import recover
 
@@ -248,7 +249,7 @@ def _driver(start: Path, repo: Path, work: Path) -> dict[str, Any]:
         os._exit(0)
 
     LocalStore.save = gate(LocalStore.save)  # type: ignore[method-assign]
-    api.apply_plan_locked = gate(api.apply_plan_locked)  # type: ignore[attr-defined]
+    rendering.apply_plan_locked = gate(rendering.apply_plan_locked)  # type: ignore[method-assign]
     shutil.copytree(start, repo)
     try:
         api.render(spec=repo / SPEC, repo=repo)

@@ -259,13 +259,21 @@ def test_a_replaced_request_with_another_key_needs_replace(world: dict[str, Path
     before = _repo_state(repo)
 
     # The fingerprint the site sent over the second channel is not this request's.
-    wrong = _approve(w, repo / REQ_REL, "--replace", "--key-fingerprint", site_fp)
+    wrong = _approve(w, repo / REQ_REL, "--replace", "--yes", "--key-fingerprint", site_fp)
     assert wrong.exit_code == 2 and "--key-fingerprint" in wrong.stderr and attacker_fp in wrong.stderr, wrong.output
     assert _repo_state(repo) == before
 
+    # --replace cannot be undone: without a terminal to ask on, only with --yes.
+    unasked = _approve(w, repo / REQ_REL, "--replace")
+    assert unasked.exit_code == 2 and "pass --yes" in unasked.stderr, unasked.output
+    assert _repo_state(repo) == before
+
     # The operator confirmed the new key with the site (say it really lost its key): --replace signs it.
-    replaced = _approve(w, repo / REQ_REL, "--replace")
+    replaced = _approve(w, repo / REQ_REL, "--replace", "--yes")
     assert replaced.exit_code == 0 and "re-approved site-c" in replaced.stderr, replaced.output
+    (backup,) = sorted(state_file.parent.glob("state.json.backup-*"))  # first, a copy of the state beside it
+    assert f"backed up the state {state_file.parent} to {backup}" in replaced.stderr
+    assert backup.read_bytes() == recorded and backup.stat().st_mode & 0o777 == 0o600
     assert f"request public key {attacker_fp}" in replaced.stderr and f"replaced the key signed for site-c before ({site_fp})" in replaced.stderr
     signed = (repo / SIGNED_REL).read_bytes()
     assert key_fingerprint(_cert_key_sha256(signed)) == attacker_fp
@@ -436,7 +444,7 @@ def test_renders_keep_enrollment_and_a_new_root_ca_reapproves_the_same_request(w
     assert "unchanged" in _approve(w, repo / REQ_REL).stderr
 
     # A new root CA: the enrolled certificate is stale until the same request is approved again (same key).
-    assert _run("rotate", str(spec), "--root-ca", "--repo", str(repo)).exit_code == 0
+    assert _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes").exit_code == 0
     code, rows = _certs(w)
     assert code == 1 and rows[SITE]["status"] == "stale"
     renewed = _approve(w, repo / REQ_REL)

@@ -155,15 +155,24 @@ def test_a_live_lease_of_another_host_is_removed_only_with_force(gcs: Emulator, 
     assert f"fedgen state unlock --state {location} --force" in line
     assert "p/lock" in gcs.objects(bucket)
     assert _render(spec, location).exit_code == 3  # a live lease is not taken over
-    forced = CliRunner().invoke(main, ["state", "unlock", "--state", location, "--force"])
+    GcsStore.from_url(location).save(StateDocument(project="genomics"))
+    # Irreversible: without a terminal to ask on, only with --yes.
+    unasked = CliRunner().invoke(main, ["state", "unlock", "--state", location, "--force"])
+    assert unasked.exit_code == 2 and "pass --yes" in _one_line(unasked.output)
+    assert sorted(gcs.objects(bucket)) == ["p/lock", "p/state.json"]
+    forced = CliRunner().invoke(main, ["state", "unlock", "--state", location, "--force", "--yes"])
     assert forced.exit_code == 0, forced.output
     assert "removed the lock of pid 4242 on other-host" in forced.output
+    # First a copy of the state beside it, named in the output.
+    (copy,) = [name for name in gcs.objects(bucket) if name.startswith("p/state.json.backup-")]
+    assert f"backed up the state {location} to gs://{bucket}/{copy}" in forced.stderr
+    assert gcs.read(bucket, copy) == gcs.read(bucket, "p/state.json")
     assert "p/lock" not in gcs.objects(bucket)
     # An older fedgen's lock (no lease time) of another host never expires by itself: --force as well.
     _foreign_lease(gcs, bucket, "p/lock", lease_seconds=None)
     old = CliRunner().invoke(main, ["state", "unlock", "--state", location])
     assert old.exit_code == 3 and "with no lease expiry" in old.output and "--force" in old.output
-    assert CliRunner().invoke(main, ["state", "unlock", "--state", location, "--force"]).exit_code == 0
+    assert CliRunner().invoke(main, ["state", "unlock", "--state", location, "--force", "--yes"]).exit_code == 0
 
 
 def test_an_expired_lease_is_taken_over_and_removable_without_force(gcs: Emulator, write_spec: SpecWriter) -> None:

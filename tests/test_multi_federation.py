@@ -77,7 +77,7 @@ def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWri
     assert _render(genomics).exit_code == 0
     assert _tree(repo) == both
     # Removing imaging restores exactly the single-federation tree.
-    removed = _run("remove", "imaging", "--repo", str(repo))
+    removed = _run("remove", "imaging", "--repo", str(repo), "--yes")
     assert removed.exit_code == 0, removed.output
     assert _tree(repo) == alone
 
@@ -107,5 +107,5 @@ def test_remove_unknown_federation_is_exit_2(write_spec: SpecWriter) -> None:
     genomics = write_spec()
     repo = genomics.parent.parent
     assert _render(genomics).exit_code == 0
-    result = _run("remove", "nope", "--repo", str(repo))
+    result = _run("remove", "nope", "--repo", str(repo), "--yes")
     assert result.exit_code == 2 and "rendered here: genomics" in result.stderr

@@ -102,9 +102,17 @@ def test_a_state_with_another_root_ca_is_refused_and_new_root_ca_starts_over(ren
     assert refused.exit_code == 2
     assert f"holds another root CA ({theirs}) than the one the committed federation genomics trusts ({committed} in " in _one_line(refused)
     assert _everything(repo) == before
-    # Starting over on purpose: every bundle named.
-    started = _render(spec, "--state", str(other_state), "--new-root-ca")
+    # Starting over on purpose (it cannot be undone: without a terminal to ask on, only with --yes).
+    unasked = _render(spec, "--state", str(other_state), "--new-root-ca")
+    assert unasked.exit_code == 2 and "pass --yes" in _one_line(unasked)
+    assert _everything(repo) == before
+    old_state = (other_state / "state.json").read_bytes()
+    started = _render(spec, "--state", str(other_state), "--new-root-ca", "--yes")
     assert started.exit_code == 0, started.output
+    # First a copy of the state that held the old CA, beside it and owner-only; then every bundle named.
+    (backup,) = sorted(other_state.glob("state.json.backup-*"))
+    assert f"backed up the state {other_state} to {backup}" in started.stderr
+    assert backup.read_bytes() == old_state and backup.stat().st_mode & 0o777 == 0o600
     assert "redistribute bundles: lead@genomics.example.org, site-a, site-b" in started.output
     assert "the server's kit changed" in started.output
     new_root = _committed_root(repo)
@@ -129,7 +137,7 @@ def test_the_ledger_finds_the_committed_root_after_the_kit_moved(rendered: tuple
 def test_rotate_root_ca_needs_no_flag_and_names_every_bundle(rendered: tuple[Path, Path]) -> None:
     spec, repo = rendered
     committed = _committed_root(repo)
-    result = _run("rotate", str(spec), "--repo", str(repo), "--root-ca")
+    result = _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes")
     assert result.exit_code == 0, result.output
     assert "redistribute bundles: lead@genomics.example.org, site-a, site-b" in result.output
     assert _committed_root(repo) != committed

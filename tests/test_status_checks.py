@@ -13,7 +13,7 @@ from fedgen.kube import ClusterRef, parse_context_options, resolve_contexts
 from fedgen.status import engine, objects, workloads
 from fedgen.status.address import address_check
 from fedgen.status.model import Check, ClusterStatus, Problem, StatusReport
-from fedgen.status.report import to_text
+from fedgen.report.status import to_text
 from fedgen.spec import load_federation
 from tests.support import OTHER_SPEC, dump_yaml
 

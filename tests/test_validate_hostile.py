@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -323,25 +322,6 @@ def test_every_reader_caps_nesting(reader: str, tmp_path: Path) -> None:
         with pytest.raises(Exception, match="nested deeper than") as caught:
             _json_object(deep_json.encode(), "signed.json", "x.zip")
         assert not isinstance(caught.value, (RecursionError, TooDeep))  # the reader's own error, one line
-
-
-# ----------------------------------------------------------------------------------------- exit codes
-
-
-@pytest.mark.parametrize("raised, message", [(RecursionError("maximum recursion depth exceeded"), "internal error: RecursionError"), (KeyboardInterrupt(), "interrupted")])
-def test_a_bug_or_an_interrupt_exits_3(raised: BaseException, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedgen import cli
-    from fedgen.spec import schema
-
-    def boom() -> None:
-        raise raised
-
-    monkeypatch.setattr(schema, "spec_schema", boom)
-    result = CliRunner().invoke(cli.main, ["schema"])
-    assert result.exit_code == 3
-    assert message in result.output
-    if isinstance(raised, RecursionError):
-        assert "(a bug; rerun with --debug)" in result.output
 
 
 # ----------------------------------------------------------------------------------------- key scanning

@@ -81,7 +81,7 @@ def test_a_forged_ledger_entry_for_the_state_is_refused(rendered: tuple[Path, Pa
     state = (repo / STATE).read_bytes()
     _edit_ledger(repo, lambda d: d["files"].__setitem__(STATE, _sha(state) if right_digest else "0" * 64))
     before = _disk(repo.parent)
-    for result in (_render(spec), _run("remove", "genomics", "--repo", str(repo)), _render(spec)):
+    for result in (_render(spec), _run("remove", "genomics", "--repo", str(repo), "--yes"), _render(spec)):
         _refused(result, LEDGER, repr(STATE), "inside .fedgen/")
     assert _disk(repo.parent) == before
     assert (repo / STATE).read_bytes() == state
@@ -103,7 +103,7 @@ def test_ledger_paths_are_checked_when_read(rendered: tuple[Path, Path], forged:
     _edit_ledger(repo, lambda d: d["shared"].append(forged))
     before = _disk(repo.parent)
     _refused(_render(spec), LEDGER, "invalid shared entry")
-    _refused(_run("remove", "genomics", "--repo", str(repo)), LEDGER)
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER)
     assert _disk(repo.parent) == before
 
 
@@ -114,7 +114,7 @@ def test_a_forged_entry_with_the_right_digest_cannot_delete_the_repos_own_files(
     _edit_ledger(repo, lambda d: d["files"].__setitem__("README.md", _sha(readme.read_bytes())))
     before = _disk(repo.parent)
     _refused(_render(spec), LEDGER, "'README.md'", "outside the folders renders write")
-    _refused(_run("remove", "genomics", "--repo", str(repo)), LEDGER)
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER)
     assert _disk(repo.parent) == before
 
 
@@ -128,7 +128,7 @@ def test_a_forged_contribution_cannot_write_the_state(rendered: tuple[Path, Path
     _edit_ledger(repo, forge)
     before = _disk(repo.parent)
     _refused(_render(spec), LEDGER, repr(STATE))
-    _refused(_run("remove", "genomics", "--repo", str(repo)), LEDGER, repr(STATE))
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER, repr(STATE))
     assert _disk(repo.parent) == before
 
 
@@ -143,7 +143,7 @@ def test_a_ledger_entry_behind_a_symlinked_folder_deletes_nothing_outside(render
     _edit_ledger(repo, lambda d: d["files"].__setitem__("tenants/linked/victim.yaml", _sha(b"precious\n")))
     before = _disk(repo.parent)
     _refused(_render(spec), "tenants/linked/victim.yaml", "lies behind tenants/linked", "symbolic link")
-    _refused(_run("remove", "genomics", "--repo", str(repo)), "symbolic link")
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), "symbolic link")
     assert _disk(repo.parent) == before
     assert victim.read_bytes() == b"precious\n"
 
@@ -193,7 +193,7 @@ def test_a_hand_edited_owned_file_is_not_deleted(rendered: tuple[Path, Path], wr
     write_spec(lambda d: d["spec"]["server"].__setitem__("exposure", "loadbalancer"))  # the render deletes the gateway files
     before = _disk(repo.parent)
     _refused(_render(spec), edited.relative_to(repo).as_posix(), "changed since fedgen wrote it")
-    _refused(_run("remove", "genomics", "--repo", str(repo)), edited.relative_to(repo).as_posix())
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), edited.relative_to(repo).as_posix())
     _refused(_run("remove", "genomics", "--repo", str(repo), "--check"), edited.relative_to(repo).as_posix())
     assert _disk(repo.parent) == before
 
@@ -204,7 +204,7 @@ def test_a_hand_edited_shared_file_is_not_overwritten(rendered: tuple[Path, Path
     root.write_bytes(root.read_bytes() + b"  - ../../elsewhere\n")
     before = _disk(repo.parent)
     _refused(_render(spec), "clusters/gke-eu/kustomization.yaml", "changed since fedgen wrote it")
-    _refused(_run("remove", "genomics", "--repo", str(repo)), "clusters/gke-eu/kustomization.yaml")
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), "clusters/gke-eu/kustomization.yaml")
     assert _disk(repo.parent) == before
 
 
@@ -229,7 +229,7 @@ def test_a_forged_journal_never_moves_or_deletes_outside_or_into_the_state(rende
     (repo / ".fedgen/journal.json").write_text(json.dumps(journal))
     before = _disk(repo.parent)
     _refused(_render(spec), ".fedgen/journal.json", "fedgen did not write this journal")
-    _refused(_run("remove", "genomics", "--repo", str(repo)), ".fedgen/journal.json")
+    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), ".fedgen/journal.json")
     assert _disk(repo.parent) == before
 
 

@@ -60,6 +60,7 @@ from fedgen.scratch import private_dir
 from fedgen.spec import Federation, load_federation
 from fedgen.spec.model import Site
 from fedgen.state.document import StateDocument
+from fedgen.state.store import Backup
 
 # NVFlare's centralized provisioning issues leaves for 360 days; enrolled sites get the same (capped by the root).
 VALID_DAYS = 360
@@ -80,6 +81,7 @@ class ApproveResult:
     key_fingerprint: str  # SHA256:AA:BB:... of the request's public key, for the site to confirm
     previous_serial: str | None = None  # re-approved: the certificate that stays valid until it expires
     replaced_key: str | None = None  # --replace: the fingerprint of the key signed before, now replaced
+    backup: Backup | None = None  # --replace that replaced a key: the copy of the state made before signing
 
 
 def _read_input(path: Path) -> bytes:
@@ -349,6 +351,8 @@ def approve(
 
         previous = previous_key(document, current)
         _check_key(info, previous, site.name, replace_key=replace_key, what=what)
+        replacing = previous is not None and previous.sha256 != info.public_key_sha256
+        backup = store.backup() if replacing else None  # before the record of the old key is replaced
         signed_bytes = sign_with_nvflare(fed, data, site.name, root_pem, root_key.encode() if isinstance(root_key, str) else root_key)
         signed = inspect_signed_zip(signed_bytes, what="nvflare cert approve's signed zip")
         check_signed(fed, signed, server_root, what="nvflare cert approve's signed zip")
@@ -363,5 +367,5 @@ def approve(
         written.append(signed_rel)
     action = "re-approved" if record is not None else "approved"
     previous_serial = record.get("serial") if record is not None else None
-    replaced = key_fingerprint(previous.sha256) if previous is not None and previous.sha256 != info.public_key_sha256 else None
-    return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced)
+    replaced = key_fingerprint(previous.sha256) if previous is not None and replacing else None
+    return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced, backup)

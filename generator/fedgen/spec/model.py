@@ -84,6 +84,10 @@ class Admin:
     role: str
 
 
+# What messages call each spec.gitops.engine.
+ENGINE_NAMES = {"config-sync": "Config Sync", "argocd": "Argo CD"}
+
+
 @dataclass(frozen=True)
 class GitOps:
     engine: str  # config-sync | argocd
@@ -92,6 +96,10 @@ class GitOps:
     auth: str = "none"
     secret_ref: str | None = None
     gcp_service_account_email: str | None = None
+
+    @property
+    def engine_name(self) -> str:
+        return ENGINE_NAMES[self.engine]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""`fedgen status`: is the federation applied, synced, rolled out and connected? (see collect.py)"""
+"""`fedgen status`: is the federation applied, synced, rolled out and connected? (see collect.py; the report's
+text and JSON forms are in fedgen.report.status)"""
 
 from fedgen.status.collect import check_federation, server_address
 from fedgen.status.model import Check, ClusterStatus, Problem, StatusReport
-from fedgen.status.report import FORMATS
 
-__all__ = ["FORMATS", "Check", "ClusterStatus", "Problem", "StatusReport", "check_federation", "server_address"]
+__all__ = ["Check", "ClusterStatus", "Problem", "StatusReport", "check_federation", "server_address"]

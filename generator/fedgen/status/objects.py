@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fedgen.spec.model import ENGINE_NAMES
 from fedgen.status.model import Check, Problem
 
 Obj = Mapping[str, Any]
@@ -20,7 +21,6 @@ Identity = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
 
 # The field manager each engine applies with (server-side apply).
 ENGINE_MANAGERS = {"config-sync": "configsync.gke.io", "argocd": "argocd-controller"}
-ENGINE_NAMES = {"config-sync": "Config Sync", "argocd": "Argo CD"}
 CONFIG_SYNC_MANAGER_ANNOTATION = "configsync.gke.io/manager"
 ARGOCD_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 SHOWN = 5  # objects named per problem; the JSON has them all

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from fedgen.status.model import StatusReport
+if TYPE_CHECKING:  # fedgen.status imports the cluster checks: not needed to format their report
+    from fedgen.status.model import StatusReport
 
 
 def to_json(report: StatusReport) -> str:
@@ -35,4 +37,4 @@ def to_text(report: StatusReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-FORMATS = {"text": to_text, "json": to_json}
+STATUS_FORMATS = {"text": to_text, "json": to_json}

@@ -1,4 +1,4 @@
-"""The library API behind the CLI: keyword-only functions that return data and never print."""
+"""Render a federation into the repository, and remove one from it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fedgen.seal import parse_fingerprint
 from fedgen.sealing import CertificateChange, SecretToSeal, seal_all
 from fedgen.spec import Federation, load_federation
 from fedgen.rootguard import committed_roots, require_committed_root
-from fedgen.state import StateDocument, federation_store
+from fedgen.state import Backup, StateDocument, federation_store, open_store
 from fedgen.write import Plan, apply_plan_locked, make_plan, preflight, recover, removal_plan, writing
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class RenderResult:
     notes: tuple[str, ...] = ()
     # Clusters whose spec names a sealing certificate the state does not trust (--check only: a render refuses).
     sealing_changes: tuple[CertificateChange, ...] = ()
+    backup: Backup | None = None  # new_root_ca: the copy of the state made before the old CA was dropped
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    plan: Plan
+    backup: Backup | None = None  # the copy of the federation's state made before anything was removed
 
 
 def spec_name_in_repo(spec: Path, repo: Path) -> str:
@@ -50,8 +57,9 @@ def render(
     reissue names participants whose key and certificate are made anew (rotation); new_root_ca starts a
     new CA, which re-issues every certificate. Without new_root_ca, a state whose root CA is missing or differs
     from the one the committed federation trusts is an InputError (fedgen.rootguard), raised before anything
-    is locked or written. accept_sealing_certs: fingerprints (SHA256:AA:...) of sealing certificates the
-    state does not record yet that this render may seal to.
+    is locked or written; with it, the state document is first copied beside itself (RenderResult.backup,
+    under the lock, before anything changes). accept_sealing_certs: fingerprints (SHA256:AA:...) of sealing
+    certificates the state does not record yet that this render may seal to.
 
     check is read-only: it creates nothing (no state folder, no lock, no .fedgen folder), takes no lock (a
     read-only credential to a gs:// state is enough) and never seals to a certificate the state does not
@@ -91,6 +99,7 @@ def render(
         load()  # refuse a wrong state before the lock, which would create a mistyped state folder
     with nullcontext() if check else store.lock():
         document = load()  # (again, under the lock: the state may have changed before it was ours)
+        backup = store.backup() if new_root_ca and not check else None
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
         result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}
@@ -111,7 +120,7 @@ def render(
             if new_doc.to_bytes() != document.to_bytes():
                 store.save(new_doc)
             apply_plan_locked(repo, plan)
-    return RenderResult(fed, plan, result.issued, tuple(warnings), not plan.is_noop, tuple(notes))
+    return RenderResult(fed, plan, result.issued, tuple(warnings), not plan.is_noop, tuple(notes), backup=backup)
 
 
 def _untrusted_message(changes: Collection[CertificateChange]) -> str:
@@ -126,20 +135,22 @@ def _plan(repo: Path, fed: Federation, spec_name: str, files: dict[str, bytes]) 
     return make_plan(repo, fed.name, spec_name, files, contributions(fed, spec_name))
 
 
-def remove(*, federation: str, repo: Path, check: bool = False) -> Plan:
+def remove(*, federation: str, repo: Path, check: bool = False, state: str | None = None) -> RemoveResult:
     """Delete a federation's files from the repo and recompute the files it shared with others.
 
-    Needs neither its spec nor its state: the ledger records what it owns and contributed. The state is
-    left alone (delete it yourself once you are sure).
+    Needs neither its spec nor its state: the ledger records what it owns and contributed. The state
+    (`state`, default <repo>/.fedgen/state/<federation>) is left alone (delete it yourself once you are
+    sure), but first copied beside itself (RemoveResult.backup) before anything is removed.
     """
     repo = repo.resolve()
     if check:
-        return removal_plan(repo, federation)
+        return RemoveResult(removal_plan(repo, federation))
     recover(repo)
     with writing(repo):  # as in render: the plan reads every ledger
         plan = removal_plan(repo, federation)
+        backup = open_store(state, repo, federation).backup()
         apply_plan_locked(repo, plan)
-    return plan
+    return RemoveResult(plan, backup)
 
 
 def _forget_certificates(document: StateDocument, names: Collection[str], new_root_ca: bool) -> StateDocument:
