@@ -241,7 +241,7 @@ def test_kubernetes_manifests_carry_the_digest_of_the_kit_in_the_bundle(write_sp
     digests = []
     for turn in ("first", "rotated"):
         if turn == "rotated":
-            assert CliRunner().invoke(main, ["rotate", str(spec), SITE, "--repo", str(repo)]).exit_code == 0
+            assert CliRunner().invoke(main, ["rotate", SITE, "--spec", str(spec), "--repo", str(repo)]).exit_code == 0
         (tmp_path / turn).mkdir()
         out = tmp_path / turn / "site-a.tar.gz"
         result = CliRunner().invoke(main, ["client-bundle", SITE, "--spec", str(spec), "--repo", str(repo), "--out", str(out)])

@@ -85,7 +85,7 @@ def test_rotating_the_server_changes_its_pod_template_by_the_digest_alone(site_c
     spec, repo = site_clusters
     before = tree_snapshot(repo)
     (deployment,) = _docs(repo / SERVER_DIR / "deployment.yaml")
-    _run("rotate", str(spec), "flserver", "--repo", str(repo))
+    _run("rotate", "flserver", "--spec", str(spec), "--repo", str(repo))
     after = tree_snapshot(repo)
     changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
     assert changed == {f"{SERVER_DIR}/{f}" for f in ("configmaps.yaml", "sealed-secret.yaml", "deployment.yaml")} | {".fedgen/owned/genomics.json"}

@@ -123,7 +123,7 @@ def test_rotating_a_site_restarts_its_pod_and_changes_nothing_else(write_spec: C
     assert CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)]).exit_code == 0
     before, deployment = tree_snapshot(repo), _deployment(repo, "site-a")
 
-    result = CliRunner().invoke(main, ["rotate", str(spec), "site-a", "--repo", str(repo)])
+    result = CliRunner().invoke(main, ["rotate", "site-a", "--spec", str(spec), "--repo", str(repo)])
     assert result.exit_code == 0, result.output
     after = tree_snapshot(repo)
     site = "clusters/gke-hosp-a/sites/site-a"
