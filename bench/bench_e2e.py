@@ -28,7 +28,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 
 import benchlib  # noqa: E402
 
-from fedgen.seal import generate_development_keypair  # noqa: E402
+from fedgen.seal.certificate import generate_development_keypair  # noqa: E402
 from tests.e2e import flow, results  # noqa: E402
 
 

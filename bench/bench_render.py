@@ -103,7 +103,7 @@ def write_yaml(data: Any, path: Path) -> None:
 
 def prepare(work: Path, sites: int) -> tuple[Path, Path]:
     """A repo folder holding spec/federation.yaml (+ sealing.pem), and project.yml for nvflare."""
-    from fedgen.seal import generate_development_keypair
+    from fedgen.seal.certificate import generate_development_keypair
 
     repo = work / "repo"
     (repo / "spec").mkdir(parents=True)

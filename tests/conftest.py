@@ -19,7 +19,7 @@ from tests.support import OTHER_SPEC, dump_yaml
 @pytest.fixture(scope="session")
 def sealing_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(private key, certificate) made at test time; only the certificate goes next to specs."""
-    from fedgen.seal import generate_development_keypair
+    from fedgen.seal.certificate import generate_development_keypair
 
     folder = tmp_path_factory.mktemp("sealing")
     key_pem, cert_pem = generate_development_keypair()

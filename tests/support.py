@@ -11,7 +11,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from fedgen.errors import ExternalError
-from fedgen.tools import find_tool
+from fedgen.executables import find_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from fedgen.certs import certificate_report
+from fedgen.certs.lifecycle import certificate_report
 from fedgen.cli import main
 from fedgen.enroll import (
     PrivateKeyFound,

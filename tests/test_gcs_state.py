@@ -376,7 +376,7 @@ def _storage_failures() -> list[tuple[BaseException, str]]:
 
 @pytest.mark.parametrize(("exc", "expected"), _storage_failures())
 def test_storage_failures_become_one_line_external_errors(exc: BaseException, expected: str) -> None:
-    from fedgen.gcs import storage_errors
+    from fedgen.cloudstorage import storage_errors
 
     with pytest.raises(ExternalError) as info:
         with storage_errors("state gs://b1/p", "b1"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import fedgen.tools
+import fedgen.executables
 
 from fedgen.errors import ExternalError, InputError
 from fedgen.validate import kubeconform as kc
@@ -487,7 +487,7 @@ def test_find_kubeconform_order_and_missing(monkeypatch, tmp_path):
     assert "go install github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0" in str(excinfo.value)
     assert excinfo.value.exit_code == 3
     monkeypatch.delenv("FEDGEN_KUBECONFORM")
-    monkeypatch.setattr(fedgen.tools, "TOOLS_BIN", tmp_path)
+    monkeypatch.setattr(fedgen.executables, "TOOLS_BIN", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ExternalError, match="^kubeconform not found: "):
         find_kubeconform()

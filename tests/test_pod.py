@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from fedgen.cli import main
 from fedgen.render.pod import KIT_DIGEST, kit_digest
-from fedgen.seal import generate_development_keypair
+from fedgen.seal.certificate import generate_development_keypair
 from tests.support import tree_snapshot
 
 SERVER_DIR = "tenants/fl-genomics/nvflare-flserver"

@@ -147,6 +147,27 @@ def test_a_no_op_render_does_not_import_nvflare(rendered: tuple[Path, Path]) -> 
     assert out.stdout.split() == ["True", "()", "False"], out.stdout
 
 
+def test_a_render_reads_the_repos_records_once_before_the_lock(rendered: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledgers are read once before the state is locked (preflight, the root-CA guard and a --check plan
+    share them), and a render that writes reads them once more under the repo's write lock, where its plan is
+    made; each SealedSecret's committed ciphertext is read once and handed to the sealing policy. (It was three
+    reads of the ledgers, and the sealing policy read the repo itself.)"""
+    from fedgen.api import rendering
+    from fedgen.ledger import read as ledger_read
+
+    spec, repo = rendered
+    reads: list[str] = []
+    read_ledger_files, read_encrypted_data = ledger_read.read_ledger_files, rendering.read_encrypted_data
+    monkeypatch.setattr(ledger_read, "read_ledger_files", lambda r: reads.append("ledgers") or read_ledger_files(r))
+    monkeypatch.setattr(rendering, "read_encrypted_data", lambda p: reads.append(p.relative_to(repo).as_posix()) or read_encrypted_data(p))
+    sealed = "tenants/fl-genomics/nvflare-flserver/sealed-secret.yaml"
+    assert api.render(spec=spec, repo=repo, check=True).plan.is_noop
+    assert reads == ["ledgers", sealed]
+    reads.clear()
+    assert not api.render(spec=spec, repo=repo).written
+    assert reads == ["ledgers", sealed, "ledgers"]
+
+
 def test_adding_a_site_issues_one_certificate_and_changes_no_repo_file(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     spec, repo = rendered
     before_tree = _tree(repo)

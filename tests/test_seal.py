@@ -26,17 +26,10 @@ from cryptography.x509.oid import NameOID
 from ruamel.yaml import YAML
 
 from fedgen.errors import InputError
-from fedgen.seal import (
-    SCOPES,
-    SealingCertificate,
-    UnsealError,
-    generate_development_keypair,
-    load_certificate,
-    seal_data,
-    seal_value,
-    sealed_secret_manifest,
-    unseal_value,
-)
+from fedgen.seal.certificate import SealingCertificate, generate_development_keypair, load_certificate
+from fedgen.seal.crypto import SCOPES, UnsealError, seal_value, unseal_value
+from fedgen.seal.manifest import sealed_secret_manifest
+from fedgen.seal.reuse import seal_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "fl-site-1"

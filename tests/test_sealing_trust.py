@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes
 
 from fedgen.cli import main
 from fedgen.errors import InputError
-from fedgen.seal import fingerprint, generate_development_keypair, parse_fingerprint
-from fedgen.sealing import redact_ciphertext
+from fedgen.seal.certificate import fingerprint, generate_development_keypair, parse_fingerprint
+from fedgen.seal.manifest import redact_ciphertext
 from tests.gcs_emulator import Emulator, gcs, gcs_emulator  # noqa: F401
 from tests.support import tool, tree_snapshot
 
@@ -214,7 +214,7 @@ def test_redact_ciphertext_touches_only_encrypted_data() -> None:
 
 
 def test_fingerprints_read_as_openssl_prints_them(sealing_keypair: tuple[Path, Path]) -> None:
-    from fedgen.seal import load_certificate
+    from fedgen.seal.certificate import load_certificate
 
     pem = sealing_keypair[1].read_bytes()
     ours = fingerprint(load_certificate(pem, origin="cert").sha256)
@@ -328,3 +328,24 @@ def test_check_needs_only_read_access_to_a_gcs_state(gcs: Emulator, write_spec: 
         refused = _render(spec, "--state", location)
         assert refused.exit_code == 3 and proxy.refused, refused.output
     assert {name: blob.generation for name, blob in gcs.objects(bucket).items()} == objects
+
+
+def test_the_policy_keeps_the_committed_ciphertext_it_is_handed(tmp_path: Path) -> None:
+    """seal_all reads no repository: the caller hands it each SealedSecret's committed encryptedData. Unchanged
+    plaintext, certificate and scope keep it byte for byte; ciphertext the state did not record is sealed anew."""
+    from fedgen.seal.crypto import unseal_value
+    from fedgen.seal.policy import SecretToSeal, seal_all
+    from fedgen.state import StateDocument
+
+    key, cert = _keypair(tmp_path, "controller")
+    (tmp_path / "controller.pem").write_bytes(cert)
+    secret = SecretToSeal("fl-a", "server-key", {"server.key": b"plaintext"}, tmp_path / "controller.pem", "gke-a", "strict", "tenants/a/sealed-secret.yaml")
+    first = seal_all(StateDocument(project="p"), [secret], previous={})
+    ciphertext = first.encrypted[("fl-a", "server-key")]
+    kept = seal_all(first.document, [secret], previous={secret.repo_path: ciphertext})
+    assert kept.encrypted[("fl-a", "server-key")] == ciphertext and kept.document == first.document
+    forged = "QUFB" * 100
+    resealed = seal_all(first.document, [secret], previous={secret.repo_path: {"server.key": forged}})
+    value = resealed.encrypted[("fl-a", "server-key")]["server.key"]
+    assert value not in (forged, ciphertext["server.key"])
+    assert unseal_value(key.read_bytes(), value, namespace="fl-a", name="server-key", scope="strict") == b"plaintext"

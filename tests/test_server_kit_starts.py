@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 
 from fedgen.cli import main
 from fedgen.render.pod import kit_root
-from fedgen.seal import unseal_value
+from fedgen.seal.crypto import unseal_value
 from fedgen.spec import load_federation
 from fedgen.spec.model import WORKSPACE_MOUNT
 from tests.support import free_port_pair, kustomize_build

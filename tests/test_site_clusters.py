@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from ruamel.yaml import YAML
 
 from fedgen.cli import main
-from fedgen.seal import generate_development_keypair
+from fedgen.seal.certificate import generate_development_keypair
 from tests.support import kustomize_build, tool, tree_snapshot
 
 

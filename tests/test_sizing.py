@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from fedgen import sizing
+from fedgen.spec import sizing
 from fedgen.cli import main
 from fedgen.render import server
 from fedgen.spec import load_federation

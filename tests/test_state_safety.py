@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 
 from fedgen.cli import main
-from fedgen.enroll.inspect import fingerprint
+from fedgen.enroll.fingerprints import fingerprint
 from fedgen.errors import InputError
 from fedgen.render.layout import workload_buckets
 from fedgen.spec import load_federation
@@ -219,7 +219,7 @@ def test_new_state_folders_are_owner_only_whatever_the_umask(write_spec: SpecWri
 def test_workload_buckets_name_every_bucket_the_rendered_tree_reaches(write_spec: SpecWriter, tmp_path: Path) -> None:
     """The list the --state check uses is the rendered truth: every gcsfuse volume and every bucket
     granted in the tfvars, in both exposure modes and with a site cluster."""
-    from fedgen.seal import generate_development_keypair
+    from fedgen.seal.certificate import generate_development_keypair
 
     def variant(data: dict[str, Any]) -> None:
         data["spec"]["server"]["exposure"] = "loadbalancer"

@@ -201,24 +201,25 @@ def test_a_remote_resource_is_reported_and_never_fetched(tmp_path: Path, server:
 def test_kustomize_itself_has_no_network(tmp_path: Path, server: _Server) -> None:
     """The second line, with the kustomization guard out of the way: kubectl kustomize runs in a private network
     namespace, so even a loopback URL (which Go never sends to a proxy) cannot be reached."""
-    from fedgen.validate.build import _build_text
+    from fedgen.validate.collect.kustomize import kustomize_output
     from fedgen.validate.sandbox import network_isolation
 
     assert network_isolation(), "this machine must let the current user make a network namespace (unshare --net)"
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "kustomization.yaml").write_text(f"resources:\n- {server.url}\n")
-    out, error = _build_text(tmp_path, "root", True)
+    out, error = kustomize_output(tmp_path, "root", True)
     assert out == b"" and error and server.url.rsplit("/", 1)[0] in error
     assert server.requests == []
 
 
 def test_without_a_network_namespace_requests_go_to_a_dead_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedgen.validate import build, sandbox
+    from fedgen.validate import sandbox
+    from fedgen.validate.collect import kustomize
 
-    monkeypatch.setattr(build, "run_sandboxed", lambda *a, **kw: sandbox.run_sandboxed(*a, **kw, isolate=False))
+    monkeypatch.setattr(kustomize, "run_sandboxed", lambda *a, **kw: sandbox.run_sandboxed(*a, **kw, isolate=False))
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "kustomization.yaml").write_text("resources:\n- https://fedgen-test.example/x.yaml\n")
-    out, error = build._build_text(tmp_path, "root", True)
+    out, error = kustomize.kustomize_output(tmp_path, "root", True)
     assert out == b"" and error and "proxyconnect" in error and sandbox.DEAD_PROXY.removeprefix("http://") in error
 
 
@@ -291,7 +292,7 @@ def test_every_reader_caps_nesting(reader: str, tmp_path: Path) -> None:
         with pytest.raises(InputError, match="nested deeper than"):
             StateDocument.from_bytes(deep_json.encode(), "state.json")
     elif reader == "ledger":
-        from fedgen.write.ledger import read_ledgers
+        from fedgen.ledger import read_ledgers
 
         (tmp_path / ".fedgen/owned").mkdir(parents=True)
         (tmp_path / ".fedgen/owned/x.json").write_text(deep_json)
@@ -317,10 +318,10 @@ def test_every_reader_caps_nesting(reader: str, tmp_path: Path) -> None:
         fields, error = parse_fed_server(deep_json)
         assert fields == {} and error and "nested deeper than" in error
     else:
-        from fedgen.enroll.inspect import _json_object
+        from fedgen.enroll.zips import json_object
 
         with pytest.raises(Exception, match="nested deeper than") as caught:
-            _json_object(deep_json.encode(), "signed.json", "x.zip")
+            json_object(deep_json.encode(), "signed.json", "x.zip")
         assert not isinstance(caught.value, (RecursionError, TooDeep))  # the reader's own error, one line
 
 
@@ -478,7 +479,7 @@ def test_an_inline_patch_is_not_a_path_and_a_clean_render_is_not_refused(tmp_pat
 
 
 def report_objects(repo: Path) -> list[dict[str, Any]]:
-    from fedgen.validate.build import build_model
+    from fedgen.validate.collect.collector import collect_model
 
-    model = build_model(repo, kubernetes_version="1.35")
+    model = collect_model(repo, kubernetes_version="1.35")
     return [dict(o.data) for o in model.objects()]

@@ -126,7 +126,8 @@ def test_a_server_image_from_another_registry_is_found(tmp_path: Path) -> None:
 
 def test_a_forged_contribution_is_found(tmp_path: Path) -> None:
     """The shared tfvars are recomputed from the ledgers' contributions (FG102): forge both consistently."""
-    from fedgen.render.shared import Contribution, shared_files
+    from fedgen.ledger import Contribution
+    from fedgen.render.shared import shared_files
 
     repo = fresh("example", tmp_path)
     opened = "federated_learning_external_services_allowed_namespaces"

@@ -1,6 +1,6 @@
 """The shortcuts fedgen validate takes for speed give the answers of the plain way.
 
-- validate() overlaps kubectl kustomize, kubeconform and the rules: its report is evaluate(build_model(...))'s,
+- validate() overlaps kubectl kustomize, kubeconform and the rules: its report is evaluate(collect_model(...))'s,
   and a rule that does not say it uses kubeconform's verdicts gives the same findings without them;
 - kubeconform gets the built objects as documents already split (validate_documents), not as a stream to
   split and parse again: same results as validate_manifests;
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedgen.cli import main
-from fedgen.validate.build import build_model
+from fedgen.validate.collect.collector import collect_model
 from fedgen.validate.engine import _findings, evaluate, validate
 from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION, validate_documents, validate_manifests
 from fedgen.validate.model import Model, RepoFile
@@ -51,14 +51,14 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_overlapped_validation_reports_what_the_plain_evaluation_does(planted: Path) -> None:
     report = validate(repo=planted)
-    plain = evaluate(build_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION), REGISTRY)
+    plain = evaluate(collect_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION), REGISTRY)
     assert {"FG201", "FG703"} <= {f.rule for f in report.findings}
     assert report.findings == plain.findings
     assert (report.objects, report.files, report.sync_roots) == (plain.objects, plain.files, plain.sync_roots)
 
 
 def test_only_rules_marked_uses_schema_read_kubeconforms_verdicts(planted: Path) -> None:
-    model = build_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION)
+    model = collect_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION)
     assert any(v.status != "valid" for v in model.schema)
     without = Model(**{**model.__dict__, "schema": ()})
     for rule in REGISTRY:

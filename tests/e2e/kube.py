@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fedgen.errors import ExternalError
-from fedgen.tools import find_tool
+from fedgen.executables import find_tool
 
 # What the image would provide (an NVFlare image built on a python base image): PATH and LANG.
 IMAGE_ENV = {"PATH": "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}

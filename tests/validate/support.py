@@ -62,7 +62,7 @@ def _render(spec: Path, repo: Path) -> None:
 @lru_cache(maxsize=None)
 def pristine_cert(number: int = 1) -> bytes:
     """Sealing certificates (RSA-4096, made now) for the specs the tests render; one per number."""
-    from fedgen.seal import generate_development_keypair
+    from fedgen.seal.certificate import generate_development_keypair
 
     return generate_development_keypair(common_name=f"sealing-{number}")[1]
 

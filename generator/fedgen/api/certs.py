@@ -10,7 +10,7 @@ from fedgen.errors import InputError
 
 if TYPE_CHECKING:
     from fedgen.api.rendering import RenderResult
-    from fedgen.certs import CertificateInfo
+    from fedgen.certs.lifecycle import CertificateInfo
 
 
 @dataclass(frozen=True)
@@ -21,14 +21,14 @@ class CertificateReport:
     @property
     def needs_attention(self) -> bool:
         """One is expired, expiring within the threshold, never issued, or stale (issued under an old root)."""
-        from fedgen.certs import needs_attention
+        from fedgen.certs.lifecycle import needs_attention
 
         return needs_attention(list(self.certificates))
 
 
 def certificates(*, spec: Path, repo: Path = Path("."), state: str | None = None, within_days: int = 30) -> CertificateReport:
     """Every certificate of the federation with its expiry, read from the state (no lock, reads only)."""
-    from fedgen.certs import certificate_report
+    from fedgen.certs.lifecycle import certificate_report
     from fedgen.spec import load_federation
     from fedgen.state import federation_store
 

@@ -8,16 +8,19 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fedgen.certs.rootguard import committed_roots, require_committed_root
 from fedgen.errors import InputError
+from fedgen.ledger import Contribution, Ledger, read_ledgers
 from fedgen.render.platform_fit import platform_warnings
-from fedgen.render.shared import contributions, shared_files
-from fedgen.render.tree import RenderInput, owned_folders, render_tree, sealed_keys
-from fedgen.seal import parse_fingerprint
-from fedgen.sealing import CertificateChange, SecretToSeal, seal_all
+from fedgen.render.shared import contributions, recorded_shared_files, shared_files
+from fedgen.render.tree import RenderInput, owned_folders, render_tree, secrets_to_seal
+from fedgen.seal.certificate import parse_fingerprint
+from fedgen.seal.manifest import read_encrypted_data
+from fedgen.seal.policy import CertificateChange, seal_all
 from fedgen.spec import Federation, load_federation
-from fedgen.rootguard import committed_roots, require_committed_root
 from fedgen.state import Backup, StateDocument, federation_store, open_store
-from fedgen.write import Plan, apply_plan_locked, make_plan, preflight, recover, removal_plan, writing
+from fedgen.write import Plan, RenderedFiles, apply_plan_locked, make_plan, preflight, recover, removal_plan, require_rendered, writing
+
 
 @dataclass(frozen=True)
 class RenderResult:
@@ -56,10 +59,10 @@ def render(
 
     reissue names participants whose key and certificate are made anew (rotation); new_root_ca starts a
     new CA, which re-issues every certificate. Without new_root_ca, a state whose root CA is missing or differs
-    from the one the committed federation trusts is an InputError (fedgen.rootguard), raised before anything
-    is locked or written; with it, the state document is first copied beside itself (RenderResult.backup,
-    under the lock, before anything changes). accept_sealing_certs: fingerprints (SHA256:AA:...) of sealing
-    certificates the state does not record yet that this render may seal to.
+    from the one the committed federation trusts is an InputError (fedgen.certs.rootguard), raised before
+    anything is locked or written; with it, the state document is first copied beside itself
+    (RenderResult.backup, under the lock, before anything changes). accept_sealing_certs: fingerprints
+    (SHA256:AA:...) of sealing certificates the state does not record yet that this render may seal to.
 
     check is read-only: it creates nothing (no state folder, no lock, no .fedgen folder), takes no lock (a
     read-only credential to a gs:// state is enough) and never seals to a certificate the state does not
@@ -84,10 +87,13 @@ def render(
         raise InputError("--accept-sealing-cert is for a render that writes; --check never seals to a certificate the state does not record")
     accepted = {parse_fingerprint(f) for f in accept_sealing_certs}
     spec_name = spec_name_in_repo(spec, repo)
-    # Forged records, hand edits and links stop the render before the state is even locked (the plan checks again).
-    preflight(repo, fed.name, [*owned_folders(fed), *shared_files(contributions(fed, spec_name))])
+    mine = contributions(fed, spec_name)
+    # The repo's records, read once before the state is locked: forged records, hand edits and links stop the
+    # render here (the plan checks again, under the repo's write lock), and they name the root CA it trusts.
+    ledgers, recorded = _read_records(repo)
+    preflight(repo, fed.name, ledgers, recorded, [*owned_folders(fed), *shared_files(mine)])
     store = federation_store(fed, state, repo)
-    committed = {} if new_root_ca else committed_roots(repo, fed)
+    committed = {} if new_root_ca else committed_roots(repo, fed, ledgers.get(fed.name))
 
     def load() -> StateDocument:
         document = store.load()
@@ -103,20 +109,25 @@ def render(
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
         result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}
-        sealed = seal_all(repo, replace(result.document, project=fed.name), _secrets(fed, kits), accepted=accepted)
+        secrets = secrets_to_seal(fed, kits)
+        # Read once, here (under the state lock when writing): ciphertext a render of this state committed
+        # meanwhile is kept, not sealed again.
+        committed_ciphertext = {s.repo_path: read_encrypted_data(repo / s.repo_path) for s in secrets}
+        sealed = seal_all(replace(result.document, project=fed.name), secrets, previous=committed_ciphertext, accepted=accepted)
         if sealed.untrusted and not check:
             raise InputError(_untrusted_message(sealed.untrusted))
         new_doc, warnings = sealed.document, sealed.warnings
-        files = render_tree(RenderInput(federation=fed, spec_name=spec_name, kits=kits, sealed=sealed.encrypted))
+        owned = render_tree(RenderInput(federation=fed, spec_name=spec_name, kits=kits, sealed=sealed.encrypted))
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")
         warnings.extend(platform_warnings(fed))
         if check:
-            return RenderResult(fed, _plan(repo, fed, spec_name, files), result.issued, tuple(warnings), False, tuple(notes), sealed.untrusted)
-        # The plan reads every federation's ledger (shared files): made and written under the repo's write
-        # lock, so another federation's render into this repo cannot change a ledger in between.
+            plan = _plan(repo, fed, spec_name, owned, mine, ledgers, recorded)
+            return RenderResult(fed, plan, result.issued, tuple(warnings), False, tuple(notes), sealed.untrusted)
+        # The plan takes every federation's ledger (shared files): read again, the plan made and written under
+        # the repo's write lock, so another federation's render into this repo cannot change a ledger in between.
         with writing(repo):
-            plan = _plan(repo, fed, spec_name, files)
+            plan = _plan(repo, fed, spec_name, owned, mine, *_read_records(repo))
             if new_doc.to_bytes() != document.to_bytes():
                 store.save(new_doc)
             apply_plan_locked(repo, plan)
@@ -131,8 +142,17 @@ def _untrusted_message(changes: Collection[CertificateChange]) -> str:
     )
 
 
-def _plan(repo: Path, fed: Federation, spec_name: str, files: dict[str, bytes]) -> Plan:
-    return make_plan(repo, fed.name, spec_name, files, contributions(fed, spec_name))
+def _read_records(repo: Path) -> tuple[dict[str, Ledger], dict[str, bytes]]:
+    """Every federation's ledger, and the shared files their recorded contributions make."""
+    ledgers = read_ledgers(repo)
+    return ledgers, recorded_shared_files(ledgers)
+
+
+def _plan(
+    repo: Path, fed: Federation, spec_name: str, owned: dict[str, bytes], mine: list[Contribution], ledgers: dict[str, Ledger], recorded: dict[str, bytes]
+) -> Plan:
+    shared = recorded_shared_files(ledgers, but=fed.name, adding=mine)
+    return make_plan(repo, RenderedFiles(fed.name, spec_name, owned, tuple(mine), shared), ledgers, recorded)
 
 
 def remove(*, federation: str, repo: Path, check: bool = False, state: str | None = None) -> RemoveResult:
@@ -144,13 +164,19 @@ def remove(*, federation: str, repo: Path, check: bool = False, state: str | Non
     """
     repo = repo.resolve()
     if check:
-        return RemoveResult(removal_plan(repo, federation))
+        return RemoveResult(_removal_plan(repo, federation))
     recover(repo)
     with writing(repo):  # as in render: the plan reads every ledger
-        plan = removal_plan(repo, federation)
+        plan = _removal_plan(repo, federation)
         backup = open_store(state, repo, federation).backup()
         apply_plan_locked(repo, plan)
     return RemoveResult(plan, backup)
+
+
+def _removal_plan(repo: Path, federation: str) -> Plan:
+    ledgers = read_ledgers(repo)
+    require_rendered(repo, federation, ledgers)  # an unknown federation is said before any record is judged
+    return removal_plan(repo, federation, ledgers, recorded_shared_files(ledgers), recorded_shared_files(ledgers, but=federation))
 
 
 def _forget_certificates(document: StateDocument, names: Collection[str], new_root_ca: bool) -> StateDocument:
@@ -158,18 +184,3 @@ def _forget_certificates(document: StateDocument, names: Collection[str], new_ro
     if new_root_ca:
         return replace(document, nvflare_cert={}, participants={})
     return replace(document, participants={k: v for k, v in document.participants.items() if k not in names})
-
-
-def _secrets(fed: Federation, kits: dict[str, dict[str, bytes]]) -> list[SecretToSeal]:
-    return [
-        SecretToSeal(
-            namespace=k.namespace,
-            name=k.name,
-            data={k.key: kits[k.participant][k.kit_path]},
-            certificate=k.certificate,
-            cluster=k.cluster,
-            scope=fed.sealing.scope,
-            repo_path=k.repo_path,
-        )
-        for k in sealed_keys(fed)
-    ]

@@ -25,7 +25,7 @@ def state_unlock(*, state: str | None = None, spec: Path | None = None, repo: Pa
 
     force (gs:// only: also a live lease of another host) first copies the state document beside itself.
     """
-    from fedgen.gcs import SCHEME
+    from fedgen.cloudstorage import SCHEME
     from fedgen.state import open_store
     from fedgen.state.unlock import force_unlock
 

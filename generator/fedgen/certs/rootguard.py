@@ -9,7 +9,7 @@ the current spec). A missing or different root is an InputError naming both fing
 `--new-root-ca` (and `fedgen rotate --root-ca`) start over deliberately.
 
 The repository may be hostile (a PR can edit the ledger): only paths fedgen may touch are read
-(fedgen.write.guard: relative, inside the output folders, no symbolic link on the way), plain files of at
+(fedgen.ledger.guard: relative, inside the output folders, no symbolic link on the way), plain files of at
 most MAX_BYTES each. The worst a forged file can do
 is make this check refuse a render, never steer where a key goes.
 """
@@ -21,25 +21,26 @@ import shlex
 import stat
 from pathlib import Path
 
-from fedgen.enroll.inspect import fingerprint
+from fedgen.enroll.fingerprints import fingerprint
 from fedgen.enroll.rootca import ROOTCA_ITEM, configmap_path, from_document
 from fedgen.errors import InputError
+from fedgen.ledger import Ledger
+from fedgen.ledger.guard import path_problem, refuse_symlinks
 from fedgen.spec.model import Federation
 from fedgen.state.document import StateDocument
-from fedgen.write.guard import path_problem, refuse_symlinks
-from fedgen.write.ledger import read_ledgers
 
 # Kubernetes caps a ConfigMap at 1 MiB; a file of several of them stays well below this.
 MAX_BYTES = 8 * 1024 * 1024
 _CONFIGMAPS = "configmaps.yaml"
 
 
-def committed_roots(repo: Path, fed: Federation) -> dict[str, str]:
-    """fingerprint -> repo path of the first committed file whose ConfigMap carries that rootCA.pem."""
+def committed_roots(repo: Path, fed: Federation, ledger: Ledger | None) -> dict[str, str]:
+    """fingerprint -> repo path of the first committed file whose ConfigMap carries that rootCA.pem.
+
+    ledger: the federation's (read and checked by fedgen.ledger.read_ledgers), when it has one."""
     candidates = {configmap_path(fed)}
-    ledger = read_ledgers(repo).get(fed.name)
     if ledger:
-        candidates |= {str(p) for p in ledger["files"] if str(p).rsplit("/", 1)[-1] == _CONFIGMAPS}
+        candidates |= {p for p in ledger.files if p.rsplit("/", 1)[-1] == _CONFIGMAPS}
     found: dict[str, str] = {}
     for rel in sorted(candidates):
         data = _read_plain(repo, rel)
@@ -72,7 +73,7 @@ def require_committed_root(committed: dict[str, str], document: StateDocument, w
 
 
 def _read_plain(repo: Path, rel: str) -> bytes | None:
-    """The bytes of repo/rel when fedgen may read it (fedgen.write.guard) and it is a plain file."""
+    """The bytes of repo/rel when fedgen may read it (fedgen.ledger.guard) and it is a plain file."""
     if path_problem(rel) is not None:
         return None
     try:

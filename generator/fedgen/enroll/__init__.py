@@ -18,20 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedgen.enroll.inspect import (
-    PrivateKeyFound,
-    RequestInfo,
-    SignedInfo,
-    chains_to,
-    fingerprint,
-    holds_private_key,
-    inspect_request_zip,
-    inspect_signed_zip,
-    key_fingerprint,
-)
+from fedgen.enroll.fingerprints import chains_to, fingerprint, key_fingerprint
 from fedgen.enroll.layout import ENROLLMENT_DIR, EnrollmentFile, classify, request_path, signed_path
 from fedgen.enroll.policy import check_pair, check_request, check_signed, request_site
+from fedgen.enroll.request_zip import RequestInfo, inspect_request_zip
 from fedgen.enroll.rootca import from_repo as _from_repo
+from fedgen.enroll.signed_zip import SignedInfo, inspect_signed_zip
+from fedgen.enroll.zips import PrivateKeyFound, holds_private_key
 from fedgen.spec.model import Federation
 
 

@@ -40,21 +40,14 @@ from cryptography import x509
 
 from fedgen._crashpoint import pause as _crash_pause  # test hook: inert unless FEDGEN_TEST_PAUSE_AT is set
 from fedgen.enroll.files import inside, write_atomic
-from fedgen.enroll.inspect import (
-    MAX_ZIP_BYTES,
-    RequestInfo,
-    SignedInfo,
-    certificate_key_sha256,
-    fingerprint,
-    inspect_request_zip,
-    inspect_signed_zip,
-    key_fingerprint,
-    sha256_hex,
-)
+from fedgen.enroll.fingerprints import certificate_key_sha256, fingerprint, key_fingerprint, sha256_hex
 from fedgen.enroll.kit import PROVISION_VERSION, profile_yaml
 from fedgen.enroll.layout import request_path, signed_path
 from fedgen.enroll.policy import check_pair, check_request, check_signed
+from fedgen.enroll.request_zip import RequestInfo, inspect_request_zip
 from fedgen.enroll.rootca import ROOT_KEY, configmap_path, from_document, from_repo
+from fedgen.enroll.signed_zip import SignedInfo, inspect_signed_zip
+from fedgen.enroll.zips import MAX_ZIP_BYTES
 from fedgen.errors import ExternalError, InputError
 from fedgen.scratch import private_dir
 from fedgen.spec import Federation, load_federation

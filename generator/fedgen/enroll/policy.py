@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shlex
 
-from fedgen.enroll.inspect import RequestInfo, SignedInfo, fingerprint
+from fedgen.enroll.fingerprints import fingerprint
+from fedgen.enroll.request_zip import RequestInfo
+from fedgen.enroll.signed_zip import SignedInfo
 from fedgen.errors import InputError
 from fedgen.spec.model import Federation, Site
 

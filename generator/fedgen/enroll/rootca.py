@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from fedgen.enroll.inspect import fingerprint
+from fedgen.enroll.fingerprints import fingerprint
 from fedgen.errors import ExternalError, InputError
 from fedgen.render.layout import server_base_dir, startup_configmap_name
 from fedgen.spec.model import Federation

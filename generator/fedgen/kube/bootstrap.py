@@ -33,14 +33,14 @@ class BootstrapResult:
 def bootstrap(
     *, cluster: str, repo: Path, kubeconfig: Path | None = None, contexts: Sequence[str] = (), dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT
 ) -> BootstrapResult:
-    from fedgen.validate.build import build_folder
+    from fedgen.validate.collect.kustomize import kustomize
 
     repo = repo.resolve()
     folder = bootstrap_dir(cluster)
     if not (repo / folder / "kustomization.yaml").is_file():
         known = sorted(p.parent.parent.name for p in (repo / "clusters").glob("*/bootstrap/kustomization.yaml"))
         raise InputError(f"{repo / folder} has no kustomization.yaml: no cluster {cluster!r} rendered in {repo} (clusters: {', '.join(known) or 'none'})")
-    objects, error = build_folder(repo, folder, load_restrictor=False)
+    objects, error = kustomize(repo, folder, load_restrictor=False)
     if error is not None:
         raise InputError(f"kubectl kustomize {folder} failed: {error}")
     available, where = kubeconfig_contexts(kubeconfig)

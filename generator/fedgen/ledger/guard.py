@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from fedgen.errors import InputError
-from fedgen.render.layout import OUTPUT_ROOTS
 
 FEDGEN_DIR = ".fedgen"
+# The top-level folders every rendered file lives in (the repo's own files, the tool's included, lie elsewhere).
+OUTPUT_ROOTS = ("clusters", "tenants", "terraform")
 
 
 def path_problem(path: object, *, internal: Callable[[str], bool] = lambda _: False) -> str | None:

@@ -13,8 +13,6 @@ KSA_NAME = refarch.TENANT_KSA
 CONFIG_SYNC_NAMESPACE = "config-management-system"
 ROOT_SYNC_NAME = "fedgen"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fedgen"}
-# The top-level folders every rendered file lives in (the repo's own files, the tool's included, lie elsewhere).
-OUTPUT_ROOTS = ("clusters", "tenants", "terraform")
 
 
 def cluster_dir(cluster: str) -> str:
@@ -49,7 +47,7 @@ def server_fqdn(fed: Federation) -> str:
     return f"{fed.server.name}.{fed.server.tenant}.svc.cluster.local"
 
 
-def key_secret_name(fed: Federation) -> str:
+def server_key_secret_name(fed: Federation) -> str:
     return f"{fed.server.workload_name}-key"
 
 

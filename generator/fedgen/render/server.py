@@ -15,12 +15,12 @@ from fedgen.render.layout import (
     MANAGED_BY,
     TENANT_NODE_LABEL,
     job_store_root,
-    key_secret_name,
     local_configmap_name,
     server_fqdn,
+    server_key_secret_name,
     startup_configmap_name,
 )
-from fedgen import sizing
+from fedgen.spec import sizing
 from fedgen.spec.model import Federation
 
 Obj = dict[str, Any]
@@ -93,7 +93,7 @@ def service(fed: Federation) -> Obj:
 
 def compute_resources(fed: Federation) -> dict[str, str]:
     """cpu and memory of the server container (request = limit): server.resources, else sized for the
-    federation (fedgen.sizing; docs/sizing.md)."""
+    federation (fedgen.spec.sizing; docs/sizing.md)."""
     s = fed.server
     memory = s.resources.memory or sizing.quantity_mib(sizing.default_memory_mib(len(fed.sites), s.max_jobs))
     return {"cpu": s.resources.cpu or sizing.DEFAULT_CPU, "memory": memory}
@@ -114,7 +114,7 @@ def deployment(fed: Federation, *, digest: str) -> Obj:
             selector=server_labels(fed),
             startup_configmap=startup_configmap_name(fed),
             local_configmap=local_configmap_name(fed),
-            key_secret=key_secret_name(fed),
+            key_secret=server_key_secret_name(fed),
             kit_digest=digest,
             requests=compute,
             limits=compute,
@@ -242,10 +242,10 @@ def gateway_only_network_policy(fed: Federation) -> Obj:
 
 
 def sealed_key_manifest(fed: Federation, encrypted: Mapping[str, str], scope: str) -> Obj:
-    from fedgen.seal import sealed_secret_manifest
+    from fedgen.seal.manifest import sealed_secret_manifest
 
     return sealed_secret_manifest(
-        name=key_secret_name(fed),
+        name=server_key_secret_name(fed),
         namespace=fed.server.tenant,
         scope=scope,
         encrypted_data=encrypted,

@@ -1,11 +1,10 @@
 """Files several federations of one repository contribute to: each cluster's sync root kustomization,
 its bootstrap objects, and the Terraform variables.
 
-Each render records its contribution in its ledger (.fedgen/owned/<federation>.json), so the shared files
-can be recomputed from every federation's record, by any render or by `fedgen remove`, without the other
-specs or their state. Two federations that would collide (one tenant, one server name, one gateway port
-on a cluster; different GitOps settings or platform kinds for one cluster; different platform variables)
-are refused.
+Each render records its contributions in its ledger (fedgen.ledger), so the shared files can be recomputed
+from every federation's record, by any render or by `fedgen remove`, without the other specs or their
+state. Two federations that would collide (one tenant, one server name, one gateway port on a cluster;
+different GitOps settings or platform kinds for one cluster; different platform variables) are refused.
 """
 
 from __future__ import annotations
@@ -14,16 +13,17 @@ import json
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from fedgen.errors import InputError
-from fedgen.refarch import REFERENCE_ARCHITECTURE
+from fedgen.ledger import Contribution, Ledger, ledger_path
+from fedgen.ledger.guard import path_problem
 from fedgen.render import argocd
 from fedgen.render.gitops import folder_files, kustomization, root_sync
 from fedgen.render.layout import GATEWAY_NAMESPACE, bootstrap_dir, cluster_dir, ingress_dir, tenant_overlay_dir
-from fedgen.render.site import site_dir
 from fedgen.render.serialize import dump_json, dump_yaml
+from fedgen.render.site import site_dir
 from fedgen.render.tfvars import LIST_VARIABLES, MAP_VARIABLES, Variables, server_cluster_tfvars, site_cluster_tfvars
 from fedgen.spec.model import Federation
 
@@ -36,51 +36,6 @@ def tfvars_path(cluster: str, group: str) -> str:
 
 def _files(cluster: str, variables: Variables) -> dict[str, dict[str, Any]]:
     return {tfvars_path(cluster, group): values for group, values in variables.items()}
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """What one federation feeds into one cluster's shared files (one per cluster it uses)."""
-
-    federation: str
-    spec: str
-    cluster: str
-    tenant: str  # the server's tenant; empty on site clusters
-    server: str  # the server's name; empty on site clusters
-    resources: tuple[str, ...]  # folders the cluster's sync root includes, relative to it
-    namespaces: tuple[str, ...]  # namespaces the federation's objects live in on this cluster
-    gateway_ports: tuple[int, ...]  # ports taken on the shared ingress gateway (passthrough mode)
-    gitops: dict[str, str]
-    platform: str  # what the cluster runs on (fedgen.refarch.PLATFORM_KINDS)
-    tfvars: dict[str, dict[str, Any]]  # values file -> variables (none on a standalone cluster)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> Contribution:
-        return cls(
-            federation=str(doc["federation"]),
-            spec=str(doc["spec"]),
-            cluster=str(doc["cluster"]),
-            tenant=str(doc["tenant"]),
-            server=str(doc["server"]),
-            resources=tuple(doc["resources"]),
-            namespaces=tuple(doc["namespaces"]),
-            gateway_ports=tuple(int(p) for p in doc["gateway_ports"]),
-            gitops={str(k): str(v) for k, v in doc["gitops"].items()},
-            platform=str(doc.get("platform", REFERENCE_ARCHITECTURE)),
-            tfvars=_recorded_tfvars(doc),
-        )
-
-
-def _recorded_tfvars(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Ledgers written before the per-group split recorded one file (tfvars_file) and its variables: read
-    as that one file, so the shared files those federations feed are recomputed as they were written
-    (and removed once each has rendered again)."""
-    if "tfvars_file" in doc:
-        return {str(doc["tfvars_file"]): dict(doc["tfvars"])}
-    return {str(path): dict(values) for path, values in doc["tfvars"].items()}
 
 
 def contributions(fed: Federation, spec_name: str) -> list[Contribution]:
@@ -193,6 +148,26 @@ def shared_files(contributions: Iterable[Contribution]) -> dict[str, bytes]:
     for path, group in sorted(by_tfvars.items()):
         files[path] = dump_json(_merge_tfvars(path, group))
     return files
+
+
+def recorded_shared_files(ledgers: Mapping[str, Ledger], *, but: str | None = None, adding: Iterable[Contribution] = ()) -> dict[str, bytes]:
+    """The shared files the ledgers' recorded contributions make (but one federation's), with `adding` (a
+    render's new contributions). A malformed record, or one that would make a file where fedgen may not
+    write, is an InputError naming its ledger."""
+    recorded: list[Contribution] = []
+    for name, ledger in sorted(ledgers.items()):
+        if name == but:
+            continue
+        try:
+            mine = ledger.recorded_contributions()
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"{ledger_path(name)}: a contribution record is malformed; restore the ledger from git") from None
+        for path in shared_files(mine):
+            problem = path_problem(path)
+            if problem:
+                raise InputError(f"{ledger_path(name)}: a contribution names {path!r} ({problem}); restore the ledger from git")
+        recorded.extend(mine)
+    return shared_files([*recorded, *adding])
 
 
 def _bootstrap(cluster: str, group: list[Contribution], specs: str) -> dict[str, bytes]:

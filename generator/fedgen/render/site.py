@@ -26,7 +26,7 @@ def site_dir(site: Site) -> str:
     return f"clusters/{site.cluster}/sites/{site.name}"
 
 
-def key_secret_name(site: Site) -> str:
+def client_key_secret_name(site: Site) -> str:
     return f"nvflare-{site.name}-key"
 
 
@@ -100,7 +100,7 @@ def _deployment(fed: Federation, site: Site, digest: str) -> Obj:
             selector=_labels(site),
             startup_configmap=_startup_configmap(site),
             local_configmap=_local_configmap(site),
-            key_secret=key_secret_name(site),
+            key_secret=client_key_secret_name(site),
             kit_digest=digest,
             requests=pod.CLIENT_REQUESTS,
             limits=pod.CLIENT_LIMITS,

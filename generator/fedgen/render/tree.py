@@ -9,9 +9,10 @@ from pathlib import Path
 
 from fedgen.render import mesh, pod, server, site, tenant
 from fedgen.render.gitops import folder_documents, kustomization
-from fedgen.render.layout import MANAGED_BY, ingress_dir, key_secret_name, server_base_dir, tenant_base_dir, tenant_overlay_dir
-from fedgen.seal import sealed_secret_manifest
+from fedgen.render.layout import MANAGED_BY, ingress_dir, server_base_dir, server_key_secret_name, tenant_base_dir, tenant_overlay_dir
 from fedgen.render.serialize import Document, dump_file
+from fedgen.seal.manifest import sealed_secret_manifest
+from fedgen.seal.policy import SecretToSeal
 from fedgen.spec.model import Federation
 
 SEALED_SECRET_FILE = "sealed-secret.yaml"
@@ -48,16 +49,32 @@ class SealedKey:
 def sealed_keys(fed: Federation) -> tuple[SealedKey, ...]:
     """The server key for the server cluster, and each site cluster's client key for that cluster."""
     out = [
-        SealedKey(fed.server.tenant, key_secret_name(fed), "server.key", fed.server.name, server.SERVER_KEY, fed.server.cluster,
+        SealedKey(fed.server.tenant, server_key_secret_name(fed), "server.key", fed.server.name, server.SERVER_KEY, fed.server.cluster,
                   fed.sealing.certificate, sealed_secret_path(fed))
     ]
     for s in fed.cluster_sites:
         assert s.cluster is not None
         out.append(
-            SealedKey(s.namespace, site.key_secret_name(s), "client.key", s.name, site.CLIENT_KEY, s.cluster,
+            SealedKey(s.namespace, site.client_key_secret_name(s), "client.key", s.name, site.CLIENT_KEY, s.cluster,
                       fed.cluster(s.cluster).sealing_certificate, f"{site.site_dir(s)}/{SEALED_SECRET_FILE}")
         )
     return tuple(out)
+
+
+def secrets_to_seal(fed: Federation, kits: Mapping[str, Mapping[str, bytes]]) -> list[SecretToSeal]:
+    """What the sealing policy seals for this render: each sealed key with its plaintext from the kits."""
+    return [
+        SecretToSeal(
+            namespace=k.namespace,
+            name=k.name,
+            data={k.key: kits[k.participant][k.kit_path]},
+            certificate=k.certificate,
+            cluster=k.cluster,
+            scope=fed.sealing.scope,
+            repo_path=k.repo_path,
+        )
+        for k in sealed_keys(fed)
+    ]
 
 
 def _rel(from_dir: str, to_dir: str) -> str:
@@ -85,7 +102,7 @@ def render_documents(inp: RenderInput) -> dict[str, Document]:
     baseline = tenant.tenant_objects(fed.server.tenant, on_reference_architecture=fed.server_cluster.on_reference_architecture)
     files.update(folder_documents(tenant_base_dir(fed.server.tenant), baseline))
 
-    sealed_key = inp.sealed[(fed.server.tenant, key_secret_name(fed))]
+    sealed_key = inp.sealed[(fed.server.tenant, server_key_secret_name(fed))]
     configmaps = server.kit_configmaps(fed, inp.kits[fed.server.name])
     digest = pod.kit_digest(configmaps, sealed_key)
     server_objects = {
@@ -112,9 +129,9 @@ def render_documents(inp: RenderInput) -> dict[str, Document]:
     if not server.is_bypass(fed):
         files.update(folder_documents(ingress_dir(fed), mesh.ingress_objects(fed)))
     for s in fed.cluster_sites:
-        encrypted = inp.sealed[(s.namespace, site.key_secret_name(s))]
+        encrypted = inp.sealed[(s.namespace, site.client_key_secret_name(s))]
         sealed = sealed_secret_manifest(
-            name=site.key_secret_name(s), namespace=s.namespace, scope=fed.sealing.scope, encrypted_data=encrypted, labels=dict(MANAGED_BY)
+            name=site.client_key_secret_name(s), namespace=s.namespace, scope=fed.sealing.scope, encrypted_data=encrypted, labels=dict(MANAGED_BY)
         )
         files.update(folder_documents(site.site_dir(s), site.site_objects(fed, s, inp.kits[s.name], sealed)))
     return files

@@ -7,7 +7,7 @@ import difflib
 
 def unified_diff(path: str, old: bytes | None, new: bytes | None) -> str:
     """The unified diff of one file; sealed values appear as sha256 digests (a diff is printed in CI logs)."""
-    from fedgen.sealing import redact_ciphertext
+    from fedgen.seal.manifest import redact_ciphertext
 
     a = redact_ciphertext((old or b"").decode(errors="replace")).splitlines(keepends=True)
     b = redact_ciphertext((new or b"").decode(errors="replace")).splitlines(keepends=True)

@@ -13,14 +13,13 @@ recorded: its private key is in the state already.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedgen.errors import InputError
-from fedgen.seal import SealingCertificate, fingerprint, generate_development_keypair, load_certificate, seal_data
+from fedgen.seal.certificate import SealingCertificate, fingerprint, generate_development_keypair, load_certificate
+from fedgen.seal.reuse import seal_data
 from fedgen.state import StateDocument
 
 DEV_SEALING_WARNING = (
@@ -40,7 +39,7 @@ class SecretToSeal:
     certificate: Path | None  # the cluster's controller certificate; None = the development pair
     cluster: str
     scope: str
-    repo_path: str  # where its SealedSecret lives, to reuse unchanged ciphertext
+    repo_path: str  # where its SealedSecret lives: the key of its committed ciphertext in seal_all's `previous`
 
     @property
     def prefix(self) -> str:
@@ -70,8 +69,16 @@ class SealResult:
     untrusted: tuple[CertificateChange, ...]  # their secrets keep the repo's ciphertext (NOT_SEALED when none)
 
 
-def seal_all(repo: Path, document: StateDocument, secrets: list[SecretToSeal], *, accepted: Collection[str] = ()) -> SealResult:
-    """Seal each secret to its cluster's certificate when the state trusts it, or its SHA-256 is in accepted."""
+def seal_all(
+    document: StateDocument,
+    secrets: list[SecretToSeal],
+    *,
+    previous: Mapping[str, Mapping[str, str]],
+    accepted: Collection[str] = (),
+) -> SealResult:
+    """Seal each secret to its cluster's certificate when the state trusts it, or its SHA-256 is in accepted.
+
+    previous: repo path -> encryptedData of the SealedSecret committed there (read by the caller, once)."""
     trusted = _trusted_certificates(document, secrets)
     out: dict[tuple[str, str], dict[str, str]] = {}
     records: dict[str, dict[str, str]] = {}
@@ -83,11 +90,11 @@ def seal_all(repo: Path, document: StateDocument, secrets: list[SecretToSeal], *
         cert, document = _certificate(secret, document, warnings)
         named.add(cert.sha256)
         previous_records = {k[len(secret.prefix) :]: v for k, v in document.sealed.items() if k.startswith(secret.prefix)}
-        previous = previous_encrypted(repo / secret.repo_path)
+        committed = previous.get(secret.repo_path, {})
         allowed = trusted.get(secret.cluster)
         if secret.certificate is not None and allowed is not None and cert.sha256 not in allowed and cert.sha256 not in accepted:
             untrusted[secret.cluster] = CertificateChange(secret.cluster, str(secret.certificate), fingerprint(cert.sha256), tuple(fingerprint(c) for c in sorted(allowed)))
-            out[(secret.namespace, secret.name)] = {k: previous.get(k, NOT_SEALED) for k in sorted(secret.data)}
+            out[(secret.namespace, secret.name)] = {k: committed.get(k, NOT_SEALED) for k in sorted(secret.data)}
             records.update({secret.prefix + k: dict(v) for k, v in previous_records.items()})
             continue
         encrypted, new_records = seal_data(
@@ -96,7 +103,7 @@ def seal_all(repo: Path, document: StateDocument, secrets: list[SecretToSeal], *
             namespace=secret.namespace,
             name=secret.name,
             scope=secret.scope,
-            previous=previous,
+            previous=committed,
             records=previous_records,
         )
         pinned[secret.cluster] = cert.sha256
@@ -132,41 +139,3 @@ def _certificate(secret: SecretToSeal, document: StateDocument, warnings: list[s
         key_pem, cert_pem = generate_development_keypair()
         document = replace(document, sealing={"private_key": key_pem.decode(), "certificate": cert_pem.decode()})
     return load_certificate(document.sealing["certificate"].encode(), origin="development sealing certificate"), document
-
-
-def previous_encrypted(path: Path) -> dict[str, str]:
-    """encryptedData of the SealedSecret currently at path (empty when absent or unreadable)."""
-    from ruamel.yaml import YAML
-
-    if not path.is_file():
-        return {}
-    try:
-        for doc in YAML(typ="safe", pure=True).load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") == "SealedSecret":
-                data = doc.get("spec", {}).get("encryptedData", {})
-                return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    except Exception:  # an unreadable file is simply re-sealed
-        return {}
-    return {}
-
-
-_ENCRYPTED_DATA = re.compile(r"(?P<indent> *)encryptedData:\s*")
-_ENTRY = re.compile(r"(?P<head> *[^\s:#][^:]*:[ \t]+)(?P<value>\S+)\s*")
-
-
-def redact_ciphertext(text: str) -> str:
-    """text with every value of an encryptedData block replaced by sha256:<first 16 hex of its digest>, so
-    that diffs show which sealed values change without printing any ciphertext."""
-    out: list[str] = []
-    block: int | None = None  # indentation of the encryptedData key we are under
-    for line in text.splitlines(keepends=True):
-        if block is not None and line.strip() and len(line) - len(line.lstrip(" ")) <= block:
-            block = None
-        if block is not None:
-            entry = _ENTRY.fullmatch(line)
-            if entry:
-                line = f"{entry['head']}sha256:{hashlib.sha256(entry['value'].encode()).hexdigest()[:16]}\n"
-        elif (start := _ENCRYPTED_DATA.fullmatch(line)) is not None:
-            block = len(start["indent"])
-        out.append(line)
-    return "".join(out)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fedgen.errors import InputError, SpecErrors
-from fedgen.sizing import NVFLARE_MAX_JOBS
+from fedgen.spec.sizing import NVFLARE_MAX_JOBS
 from fedgen.spec.model import (
     Admin,
     Cluster,

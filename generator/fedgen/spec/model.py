@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedgen.refarch import REFERENCE_ARCHITECTURE
-from fedgen.sizing import NVFLARE_MAX_JOBS
+from fedgen.spec.sizing import NVFLARE_MAX_JOBS
 
 DEFAULT_RESOURCE_NAME_PREFIX = "acp"
 DEFAULT_PLATFORM_NAME = "dev"
@@ -51,7 +51,7 @@ class Server:
     exposure: str  # gateway | loadbalancer
     load_balancer_source_ranges: tuple[str, ...]
     external_address: str | None = None
-    max_clients: int | None = None  # server.maxClients; None = every declared site (fedgen.sizing)
+    max_clients: int | None = None  # server.maxClients; None = every declared site (fedgen.spec.sizing)
     max_jobs: int = NVFLARE_MAX_JOBS  # server.maxJobs: jobs the server runs at once
     resources: Resources = Resources()
 

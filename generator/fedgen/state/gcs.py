@@ -35,7 +35,7 @@ render may hold roles/storage.objectUser on it; it must not be a bucket any work
 fedgen.state.federation_store); object versioning lets you recover an earlier state. fedgen never prints or
 logs the document's content, only object names and generations.
 
-Storage access, retries and error messages come from fedgen.gcs.
+Storage access, retries and error messages come from fedgen.cloudstorage.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from fedgen.untrusted import loads_json
 
 if TYPE_CHECKING:  # imported lazily at run time: google-cloud-storage is slow to import
     from google.cloud.storage import Bucket, Client
-from fedgen.gcs import REQUEST_TIMEOUT, SCHEME, crc32c_b64, object_url, parse_gs_url, retry_policy, storage_client, storage_errors
+from fedgen.cloudstorage import REQUEST_TIMEOUT, SCHEME, crc32c_b64, object_url, parse_gs_url, retry_policy, storage_client, storage_errors
 from fedgen.state.store import Backup, UnlockResult, backup_name
 
 DOCUMENT = "state.json"

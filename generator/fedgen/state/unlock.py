@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from fedgen.errors import ExternalError
-from fedgen.gcs import SCHEME
+from fedgen.cloudstorage import SCHEME
 from fedgen.holder import describe_holder
 from fedgen.state.gcs import GcsStore
 from fedgen.state.store import UnlockResult

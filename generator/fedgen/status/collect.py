@@ -51,13 +51,13 @@ def uncommitted(repo: Path, paths: Sequence[str]) -> list[str]:
     return sorted(line[3:] for line in proc.stdout.splitlines() if len(line) > 3)
 
 
-def build(repo: Path, folder: str, engine_name: str) -> list[Obj]:
-    """The objects of a folder built like the engine builds it (kubectl kustomize)."""
-    from fedgen.validate.build import build_folder
+def kustomized(repo: Path, folder: str, engine_name: str) -> list[Obj]:
+    """The objects of a folder as the engine builds it (kubectl kustomize)."""
+    from fedgen.validate.collect.kustomize import kustomize
 
     if not (repo / folder).is_dir():
         raise InputError(f"{repo / folder} does not exist: run fedgen render for this spec into --repo {repo}")
-    built, error = build_folder(repo, folder, load_restrictor=engine_name == "config-sync")
+    built, error = kustomize(repo, folder, load_restrictor=engine_name == "config-sync")
     if error is not None:
         raise InputError(f"kubectl kustomize {folder} failed: {error} (run fedgen validate)")
     return built
@@ -107,9 +107,9 @@ class Rendered:
 def rendered_for(fed: Federation, repo: Path, cluster: str, namespaces: Sequence[str]) -> Rendered:
     git: dict[str, Any] = {}
     if fed.gitops.engine == "config-sync":
-        rootsync = next((o for o in build(repo, bootstrap_dir(cluster), fed.gitops.engine) if o.get("kind") == "RootSync"), {})
+        rootsync = next((o for o in kustomized(repo, bootstrap_dir(cluster), fed.gitops.engine) if o.get("kind") == "RootSync"), {})
         git = (rootsync.get("spec") or {}).get("git") or {}
-    return Rendered(build(repo, cluster_dir(cluster), fed.gitops.engine), git, tuple(namespaces))
+    return Rendered(kustomized(repo, cluster_dir(cluster), fed.gitops.engine), git, tuple(namespaces))
 
 
 def _engine_check(kube: Kube, fed: Federation, rendered: Rendered, cluster: str, head: str) -> tuple[Check, dict[str, Any]]:

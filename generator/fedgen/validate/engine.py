@@ -185,10 +185,10 @@ def validate(
     allowlist: the allowlist file to apply (default: the repo's .fedgen/allowlist.yaml, when present); a PR
     check passes the base branch's, so that a pull request cannot silence its own findings.
 
-    The report is evaluate(build_model(...))'s. For speed, kubectl kustomize starts before the rules are
+    The report is evaluate(collect_model(...))'s. For speed, kubectl kustomize starts before the rules are
     even imported, kubeconform starts as soon as the builds are done, and the rules that do not read its
     verdicts run while it does."""
-    from fedgen.validate.build import ModelBuild
+    from fedgen.validate.collect.collector import ModelCollector
     from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION, available_kubernetes_versions
 
     kubernetes_version = kubernetes_version or DEFAULT_KUBERNETES_VERSION
@@ -197,7 +197,7 @@ def validate(
     versions = available_kubernetes_versions()
     if kubernetes_version not in versions:
         raise InputError(f"unknown Kubernetes version {kubernetes_version!r}: schemas are available for {', '.join(versions)}")
-    with _gc_paused(), ModelBuild(repo.resolve(), kubernetes_version=kubernetes_version, now=now) as started:
+    with _gc_paused(), ModelCollector(repo.resolve(), kubernetes_version=kubernetes_version, now=now) as started:
         if registry is None:
             from fedgen.validate.rules import REGISTRY
 

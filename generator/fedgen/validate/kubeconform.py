@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from fedgen.errors import ExternalError, InputError
 from fedgen.paths import SCHEMAS_DIR
-from fedgen.tools import find_tool
+from fedgen.executables import find_tool
 from fedgen.validate.sandbox import run_sandboxed
 
 # The Kubernetes version GKE's Regular channel (the default channel for new clusters) runs in late 2026:

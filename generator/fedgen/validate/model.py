@@ -1,6 +1,6 @@
 """The model rules read: repo files, the objects each sync root builds (with their source), the ledgers.
 
-Everything here is plain, frozen data; building it (files, kubectl kustomize, kubeconform) is build.py's job.
+Everything here is plain, frozen data; collecting it (files, kubectl kustomize, kubeconform) is collect/'s job.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fedgen.validate.yamlsource import YamlDoc
 
 if TYPE_CHECKING:
     from fedgen.enroll import RequestInfo, SignedInfo
+    from fedgen.ledger import Ledger
     from fedgen.validate.keyscan import KeyFound
     from fedgen.validate.kustomization import Refusal
     from fedgen.spec import Federation
@@ -146,21 +147,39 @@ class RepoFile:
 
 
 @dataclass(frozen=True)
-class Ledger:
+class RepoLedger:
+    """A ledger file of the repo (fedgen.ledger), and what the repo holds of the files it names."""
+
     path: str  # .fedgen/owned/<federation>.json
-    federation: str | None
-    spec: str | None  # the spec's path, relative to the repo
-    files: Mapping[str, str]  # path -> sha256 recorded at render time (files it owns alone)
-    actual: Mapping[str, str | None]  # path -> sha256 now (None: missing), for files and shared
+    record: Ledger | None  # None when the file is not a ledger (error says why)
     error: str | None = None
-    shared: tuple[str, ...] = ()  # files it feeds together with other federations
+    actual: Mapping[str, str | None] = field(default_factory=dict)  # path -> sha256 now (None: missing), for files and shared
     # sha256 of each shared file recomputed from every ledger's recorded contributions (absent: unknown)
     shared_expected: Mapping[str, str] = field(default_factory=dict)
-    contributions: tuple[Any, ...] = ()  # as recorded (JSON), unchecked
+
+    @property
+    def federation(self) -> str | None:
+        return self.record.federation if self.record else None
+
+    @property
+    def spec(self) -> str | None:  # the spec's path, relative to the repo
+        return self.record.spec if self.record else None
+
+    @property
+    def files(self) -> Mapping[str, str]:  # path -> sha256 recorded at render time (files it owns alone)
+        return self.record.files if self.record else {}
+
+    @property
+    def shared(self) -> tuple[str, ...]:  # files it feeds together with other federations
+        return self.record.shared if self.record else ()
+
+    @property
+    def contributions(self) -> tuple[Any, ...]:  # as recorded (JSON), unchecked
+        return self.record.contributions if self.record else ()
 
     @property
     def owned(self) -> frozenset[str]:
-        return frozenset(self.files) | frozenset(self.shared)
+        return self.record.owned if self.record else frozenset()
 
 
 @dataclass(frozen=True)
@@ -250,7 +269,7 @@ class SchemaVerdict:
 class Model:
     files: Mapping[str, RepoFile]
     roots: tuple[SyncRoot, ...]
-    ledgers: tuple[Ledger, ...] = ()
+    ledgers: tuple[RepoLedger, ...] = ()
     specs: Mapping[str, SpecInfo] = field(default_factory=dict)  # by spec path
     interrupted: tuple[str, ...] = ()  # leftovers of an interrupted render
     schema: tuple[SchemaVerdict, ...] = ()
@@ -273,13 +292,13 @@ class Model:
         for path in sorted(self.files):
             yield from self.files[path].docs
 
-    def owner_of(self, path: str) -> Ledger | None:
+    def owner_of(self, path: str) -> RepoLedger | None:
         for ledger in self.ledgers:
             if path in ledger.owned:
                 return ledger
         return None
 
-    def ledger_of(self, federation: str) -> Ledger | None:
+    def ledger_of(self, federation: str) -> RepoLedger | None:
         """The ledger of a federation: by its recorded name, else by its file name (.fedgen/owned/<name>.json)."""
         for ledger in self.ledgers:
             if ledger.federation == federation:

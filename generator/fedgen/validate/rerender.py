@@ -20,11 +20,11 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from fedgen.validate.model import Ledger, LedgerExpectation, RepoFile, Rerender, SpecInfo, identity, is_object
+from fedgen.validate.model import LedgerExpectation, RepoFile, RepoLedger, Rerender, SpecInfo, identity, is_object
 from fedgen.validate.yamlsource import YamlDoc, escape, load_all_plain
 
 if TYPE_CHECKING:
-    from fedgen.render.shared import Contribution
+    from fedgen.ledger import Contribution
     from fedgen.render.serialize import Document
     from fedgen.spec import Federation
 
@@ -125,12 +125,10 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _recorded(ledger: Ledger) -> list[Contribution]:
+def _recorded(ledger: RepoLedger) -> list[Contribution]:
     """A ledger's own record of its contributions, for a federation whose spec cannot be rendered."""
-    from fedgen.render.shared import Contribution
-
     try:
-        return [Contribution.from_json(c) for c in ledger.contributions]
+        return ledger.record.recorded_contributions() if ledger.record else []
     except Exception:  # noqa: BLE001 - an old or forged record: the ledger rules report it
         return []
 
@@ -145,7 +143,7 @@ def _kinds(files: Mapping[str, bytes]) -> frozenset[tuple[str, str]]:
     return frozenset(kinds)
 
 
-def rerender(files: Mapping[str, RepoFile], ledgers: tuple[Ledger, ...], specs: Mapping[str, SpecInfo], static: Mapping[str, Kits | str]) -> Rerender:
+def rerender(files: Mapping[str, RepoFile], ledgers: tuple[RepoLedger, ...], specs: Mapping[str, SpecInfo], static: Mapping[str, Kits | str]) -> Rerender:
     """Render every ledger's spec again (static: NVFlare's static kits per spec path, or why there are none)."""
     from fedgen.render.shared import contributions, shared_files
 

@@ -289,7 +289,7 @@ def _needs(bucket: str, *, dry_run: bool) -> str:
 
 def _dry_listing(layout: WorkspaceLayout) -> tuple[dict[str, RemoteObject], bool]:
     """The transfer folder's listing, with credentials when there are any, else anonymously: (listing, anonymous)."""
-    from fedgen.gcs import reading_client, storage_errors
+    from fedgen.cloudstorage import reading_client, storage_errors
 
     where = f"workspace {layout.url(layout.prefix)}/"
     needs = _needs(layout.bucket, dry_run=True)
@@ -302,7 +302,7 @@ def _dry_listing(layout: WorkspaceLayout) -> tuple[dict[str, RemoteObject], bool
 
 def _plan(store: StateStore, fed: Federation, local: Sequence[LocalObject], layout: WorkspaceLayout) -> tuple[list[PushAction], Any]:
     """Check the state belongs to the federation, list the bucket, plan: (actions, bucket). Reads only."""
-    from fedgen.gcs import storage_client, storage_errors
+    from fedgen.cloudstorage import storage_client, storage_errors
 
     store.load().require_project(fed.name, store.description)
     where = f"workspace {layout.url(layout.prefix)}/"
@@ -314,7 +314,7 @@ def _plan(store: StateStore, fed: Federation, local: Sequence[LocalObject], layo
 
 
 def _list(bucket: Any, prefix: str) -> dict[str, RemoteObject]:
-    from fedgen.gcs import REQUEST_TIMEOUT, retry_policy
+    from fedgen.cloudstorage import REQUEST_TIMEOUT, retry_policy
 
     out: dict[str, RemoteObject] = {}
     for blob in bucket.list_blobs(prefix=prefix, retry=retry_policy(), timeout=REQUEST_TIMEOUT):
@@ -325,7 +325,7 @@ def _list(bucket: Any, prefix: str) -> dict[str, RemoteObject]:
 def _upload(bucket: Any, action: PushAction, local: LocalObject, layout: WorkspaceLayout) -> None:
     from google.api_core.exceptions import PreconditionFailed
 
-    from fedgen.gcs import REQUEST_TIMEOUT, retry_policy, storage_errors
+    from fedgen.cloudstorage import REQUEST_TIMEOUT, retry_policy, storage_errors
 
     url = layout.url(action.name)
     with storage_errors(f"upload {url}", layout.bucket, needs=_needs(layout.bucket, dry_run=False)):

@@ -13,7 +13,7 @@ change before it is written. The journal records each staged file's digest: a ro
 finds neither the staged copy nor the expected content at the target stops with an error, never a mix.
 
 The journal sits in the repo, so it is checked like a ledger before anything moves: it may move only
-staged files, only to paths a render may write (guard.py), and never through a symbolic link.
+staged files, only to paths a render may write (fedgen.ledger.guard), and never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
 from fedgen.errors import ExternalError, InputError
+from fedgen.ledger.guard import FEDGEN_DIR, path_problem, refuse_symlinks
+from fedgen.ledger.record import is_fedgen_record
 from fedgen.untrusted import loads_json
-from fedgen.write.guard import FEDGEN_DIR, path_problem, refuse_symlinks
-from fedgen.write.ledger import is_fedgen_record
 from fedgen.write.plan import Plan
 
 JOURNAL = f"{FEDGEN_DIR}/journal.json"

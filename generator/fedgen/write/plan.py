@@ -3,6 +3,9 @@
 A plan never overwrites or deletes a file whose content is not what fedgen wrote there: a file a ledger
 records must still have the recorded digest, and a shared file must still be what the recorded
 contributions make. Otherwise it stops (InputError naming the files) before anything is written.
+
+The plan takes what was rendered as data: the federation's own files, and the shared files (render's
+shared.py makes them from every federation's contributions); it renders nothing itself.
 """
 
 from __future__ import annotations
@@ -10,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fedgen.errors import InputError
-from fedgen.render.shared import Contribution, shared_files
-from fedgen.write.guard import path_problem, refuse_symlinks
-from fedgen.write.ledger import FEDGEN_GITIGNORE, FEDGEN_GITIGNORE_TEXT, digest, is_fedgen_record, ledger_bytes, ledger_path, read_ledgers
+from fedgen.ledger import Contribution, Ledger, ledger_bytes, ledger_path
+from fedgen.ledger.guard import path_problem, refuse_symlinks
+from fedgen.ledger.record import FEDGEN_GITIGNORE, FEDGEN_GITIGNORE_TEXT, digest, is_fedgen_record
 
 
 @dataclass(frozen=True)
@@ -53,33 +55,26 @@ def _read(repo: Path, path: str) -> bytes | None:
         raise InputError(f"{path}: a parent of this path is a file; move it away") from None
 
 
-def _contributions(ledgers: Mapping[str, Mapping[str, Any]], *, but: str | None = None) -> list[Contribution]:
-    """Every federation's recorded contributions (but one's); a malformed record is an InputError naming its ledger."""
-    out: list[Contribution] = []
-    for name, doc in sorted(ledgers.items()):
-        if name == but:
-            continue
-        try:
-            recorded = [Contribution.from_json(c) for c in doc.get("contributions", [])]
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise InputError(f"{ledger_path(name)}: a contribution record is malformed; restore the ledger from git") from None
-        for path in shared_files(recorded):
-            problem = path_problem(path)
-            if problem:
-                raise InputError(f"{ledger_path(name)}: a contribution names {path!r} ({problem}); restore the ledger from git")
-        out.extend(recorded)
-    return out
+@dataclass(frozen=True)
+class RenderedFiles:
+    """What a render made for one federation: the plan's input."""
+
+    federation: str
+    spec_name: str
+    owned: Mapping[str, bytes]  # the files it owns alone
+    contributions: tuple[Contribution, ...]  # what it feeds the shared files (recorded in its ledger)
+    shared: Mapping[str, bytes]  # the shared files, from these contributions and every other federation's recorded ones
 
 
-def check_recorded(repo: Path, federation: str, ledgers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+def check_recorded(repo: Path, federation: str, ledgers: Mapping[str, Ledger], recorded_shared: Mapping[str, bytes]) -> None:
     """Stop (InputError naming every such file) when a file this federation recorded, or any shared file, no
-    longer holds what fedgen wrote: a render or remove would overwrite or delete someone's edit."""
-    ledgers = read_ledgers(repo) if ledgers is None else ledgers
-    expected = shared_files(_contributions(ledgers))
-    mine = ledgers.get(federation, {})
-    edited = [path for path, recorded in sorted(mine.get("files", {}).items()) if (old := _read(repo, path)) is not None and digest(old) != recorded]
-    shared = sorted(set(expected) | {p for doc in ledgers.values() for p in doc.get("shared", [])})
-    edited += [path for path in shared if (old := _read(repo, path)) is not None and old != expected.get(path)]
+    longer holds what fedgen wrote: a render or remove would overwrite or delete someone's edit.
+
+    recorded_shared: the shared files as every ledger's recorded contributions make them."""
+    mine = ledgers.get(federation)
+    edited = [path for path, recorded in sorted(mine.files.items()) if (old := _read(repo, path)) is not None and digest(old) != recorded] if mine else []
+    shared = sorted(set(recorded_shared) | {p for ledger in ledgers.values() for p in ledger.shared})
+    edited += [path for path in shared if (old := _read(repo, path)) is not None and old != recorded_shared.get(path)]
     if edited:
         raise InputError(
             f"{', '.join(sorted(edited))}: changed since fedgen wrote {'them' if len(edited) > 1 else 'it'} (differs from what "
@@ -88,39 +83,41 @@ def check_recorded(repo: Path, federation: str, ledgers: Mapping[str, Mapping[st
         )
 
 
-def preflight(repo: Path, federation: str, paths: Iterable[str]) -> None:
+def preflight(repo: Path, federation: str, ledgers: Mapping[str, Ledger], recorded_shared: Mapping[str, bytes], paths: Iterable[str]) -> None:
     """What can be refused before the state is locked: forged or hand-edited records (check_recorded), and a
     symbolic link on the way to any path (file or folder) the render writes."""
-    check_recorded(repo, federation)
+    check_recorded(repo, federation, ledgers, recorded_shared)
     for path in paths:
         refuse_symlinks(repo, path)
 
 
-def make_plan(repo: Path, federation: str, spec_name: str, owned: Mapping[str, bytes], contributions: list[Contribution]) -> Plan:
-    """The repo after rendering this federation: its own files, its ledger, and the shared files
-    recomputed from every federation's contribution (its new one included).
+def make_plan(repo: Path, rendered: RenderedFiles, ledgers: Mapping[str, Ledger], recorded_shared: Mapping[str, bytes]) -> Plan:
+    """The repo after rendering this federation: its own files, its ledger, and the shared files.
 
-    Refuses (InputError) to overwrite a file another federation owns, or a hand-written file that
-    differs from what fedgen would write there.
+    ledgers: every federation's, read from the repo; recorded_shared: the shared files they make (see
+    check_recorded). Refuses (InputError) to overwrite a file another federation owns, or a hand-written file
+    that differs from what fedgen would write there.
     """
-    ledgers = read_ledgers(repo)
-    check_recorded(repo, federation, ledgers)
-    shared = shared_files([*_contributions(ledgers, but=federation), *contributions])
-    files = dict(owned)
-    files[ledger_path(federation)] = ledger_bytes(federation, spec_name, owned, shared, [c.to_json() for c in contributions])
+    federation = rendered.federation
+    check_recorded(repo, federation, ledgers, recorded_shared)
+    files = dict(rendered.owned)
+    files[ledger_path(federation)] = ledger_bytes(federation, rendered.spec_name, rendered.owned, rendered.shared, rendered.contributions)
     files[FEDGEN_GITIGNORE] = FEDGEN_GITIGNORE_TEXT
-    files.update(shared)
-    return _diff(repo, federation, ledgers, files, frozenset(shared))
+    files.update(rendered.shared)
+    return _diff(repo, federation, ledgers, files, frozenset(rendered.shared))
 
 
-def removal_plan(repo: Path, federation: str) -> Plan:
-    """Delete everything the federation owns and recompute the shared files without it."""
-    ledgers = read_ledgers(repo)
+def require_rendered(repo: Path, federation: str, ledgers: Mapping[str, Ledger]) -> None:
+    """InputError unless the federation has a ledger in this repo (naming those that do)."""
     if federation not in ledgers:
         known = ", ".join(sorted(ledgers)) or "none"
         raise InputError(f"no federation {federation!r} in {repo} (rendered here: {known})")
-    check_recorded(repo, federation, ledgers)
-    shared = shared_files(_contributions(ledgers, but=federation))
+
+
+def removal_plan(repo: Path, federation: str, ledgers: Mapping[str, Ledger], recorded_shared: Mapping[str, bytes], shared: Mapping[str, bytes]) -> Plan:
+    """Delete everything the federation owns; shared: the shared files without its contributions."""
+    require_rendered(repo, federation, ledgers)
+    check_recorded(repo, federation, ledgers, recorded_shared)
     changes = list(_diff(repo, federation, ledgers, dict(shared), frozenset(shared)).changes)
     old = _read(repo, ledger_path(federation))
     if old is not None:
@@ -128,17 +125,17 @@ def removal_plan(repo: Path, federation: str) -> Plan:
     return Plan(changes=tuple(sorted(changes, key=lambda c: c.path)))
 
 
-def _diff(repo: Path, federation: str, ledgers: Mapping[str, Mapping[str, object]], files: Mapping[str, bytes], shared: frozenset[str]) -> Plan:
-    mine = ledgers.get(federation, {})
-    own_previous = set(mine.get("files", {})) | set(mine.get("shared", []))  # type: ignore[arg-type, call-overload]
-    exclusive_of_others = {p: name for name, doc in ledgers.items() if name != federation for p in doc["files"]}  # type: ignore[attr-defined]
-    shared_anywhere = {p for doc in ledgers.values() for p in doc.get("shared", [])}  # type: ignore[attr-defined]
+def _diff(repo: Path, federation: str, ledgers: Mapping[str, Ledger], files: Mapping[str, bytes], shared: frozenset[str]) -> Plan:
+    mine = ledgers.get(federation)
+    own_previous = mine.owned if mine else frozenset()
+    exclusive_of_others = {p: name for name, ledger in ledgers.items() if name != federation for p in ledger.files}
+    shared_anywhere = {p for ledger in ledgers.values() for p in ledger.shared}
     changes: list[Change] = []
     unchanged: list[str] = []
     for path in sorted(files):
         if path in exclusive_of_others:
             other = ledgers[exclusive_of_others[path]]
-            raise InputError(f"{path}: owned by federation {exclusive_of_others[path]!r} (spec {other.get('spec')}); two federations cannot render the same file")
+            raise InputError(f"{path}: owned by federation {exclusive_of_others[path]!r} (spec {other.spec}); two federations cannot render the same file")
         old = _read(repo, path)
         new = files[path]
         if old == new:

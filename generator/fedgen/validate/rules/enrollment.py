@@ -3,7 +3,7 @@
     enrollment/<federation>/requests/<site>.request.zip   `nvflare cert request` output (the site's PR)
     enrollment/<federation>/signed/<site>.signed.zip      `fedgen enroll approve` output (the operator's commit)
 
-build.py reads each file (at most 64 KiB) and runs fedgen.enroll's pure inspections on it; these rules
+collect/enrollment.py reads each file (at most 64 KiB) and runs fedgen.enroll's pure inspections on it; these rules
 compare the results with the path, the federation's spec (fedgen.enroll's policy checks) and the root CA
 the server trusts (rootCA.pem of its rendered ConfigMap). One defect fires one rule: a zip that is malformed
 or holds a key is not checked further, a file of an unknown federation is not checked against a spec, and a

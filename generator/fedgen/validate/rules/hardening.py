@@ -8,7 +8,7 @@ from typing import Any
 
 from fedgen.validate.finding import ERROR, WARNING
 from fedgen.validate.k8s import PodTemplate, as_dict, as_list, pod_templates, to_int
-from fedgen import sizing
+from fedgen.spec import sizing
 from fedgen.validate.model import KObject, Model
 from fedgen.validate.nvflare import declared_sites, find_servers, server_containers
 from fedgen.validate.rule import Hit, Rule, on
@@ -134,7 +134,7 @@ def load_balancer_open(model: Model) -> Iterator[Hit]:
 
 
 def server_memory_below_estimate(model: Model) -> Iterator[Hit]:
-    """The NVFlare server container's memory limit against the estimate for the federation (fedgen.sizing):
+    """The NVFlare server container's memory limit against the estimate for the federation (fedgen.spec.sizing):
     every declared site connected, max_jobs jobs of all of them running (docs/sizing.md)."""
     for root in model.sync_roots:
         for server in find_servers(list(root.objects)):

@@ -1,0 +1,36 @@
+"""The repo's files, each read once: the private keys in it (any size), its text, and its documents when it
+is YAML or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from fedgen.untrusted import MAX_DEPTH, TooDeep
+from fedgen.validate.keyscan import scan_bytes, scan_path
+from fedgen.validate.model import RepoFile
+from fedgen.validate.scan import MAX_BYTES, as_text, read_small
+from fedgen.validate.yamlsource import parse_file
+
+
+def read_file(repo: Path, rel: str) -> RepoFile:
+    """One file: its keys (every file, any size), its text, and its documents when it is YAML/JSON."""
+    path = repo / rel
+    data = read_small(path)
+    found = scan_bytes(data) if data is not None else scan_path(path)
+    text = as_text(data)
+    if not rel.endswith((".yaml", ".yml", ".json")):
+        return RepoFile(rel, text, keys=found.keys, uninspectable=found.uninspectable)
+    if data is None:
+        too_large = found.uninspectable or f"larger than {MAX_BYTES // (1024 * 1024)} MiB, too large to parse"
+        return RepoFile(rel, None, keys=found.keys, uninspectable=too_large)
+    if text is None:
+        return RepoFile(rel, None, keys=found.keys, uninspectable=found.uninspectable)
+    parsed = parse_file(rel, text)
+    problem = found.uninspectable or (str(TooDeep(MAX_DEPTH)) if parsed.too_deep else None)
+    return RepoFile(rel, text, parsed.docs, parsed.error, parsed.error_line, found.keys, problem)
+
+
+def read_files(repo: Path, paths: Iterable[str]) -> dict[str, RepoFile]:
+    """Each of these files (what validate lists: scan.list_files) by path."""
+    return {rel: read_file(repo, rel) for rel in paths}
