@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from ruamel.yaml import YAML
 
 from fedgen.errors import ExternalError
 from fedgen.executables import find_tool
+
+if TYPE_CHECKING:
+    from fedgen.spec.model import Federation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +49,43 @@ OTHER_SPEC: dict[str, Any] = {
         "admins": [{"name": "lead@genomics.example.org", "org": "genomics_lab", "role": "project_admin"}],
     },
 }
+
+# The small federation of the provisioning tests (tests/test_provision*.py).
+ADMIN = "admin@example.com"
+HOSTS = ("fl.example.com", "fl-alt.example.com")
+
+
+def make_federation(
+    *,
+    sites: Sequence[tuple[str, str]] = (("site1", "org_b"), ("site2", "org_c")),
+    admins: Sequence[tuple[str, str, str]] = ((ADMIN, "org_a", "project_admin"),),
+    host_names: Sequence[str] = HOSTS,
+    server_name: str = "server1",
+    name: str = "proj",
+) -> Federation:
+    """A federation of (name, org) sites and (name, org, role) admins, loaded from a spec by the real loader.
+    Tests that need what the loader refuses (names NVFlare rejects, no admin) replace fields of its result."""
+    from fedgen.spec import load_federation
+
+    spec = {
+        "apiVersion": "fedgen/v1",
+        "kind": "Federation",
+        "metadata": {"name": name},
+        "spec": {
+            "nvflare": {"version": "2.9.0", "image": "example.com/nvflare:2.9.0"},
+            "gitops": {"engine": "config-sync", "repo": "https://example.com/repo.git"},
+            "clusters": [{"name": "c1", "projectId": "proj-one", "projectNumber": "123456789012", "region": "europe-west1"}],
+            "workspace": {"bucket": "ws", "bucketName": "ws-bucket"},
+            "server": {"name": server_name, "org": "org_a", "cluster": "c1", "tenant": "t1", "hostNames": list(host_names)},
+            "sites": [{"name": n, "org": o} for n, o in sites],
+            "admins": [{"name": n, "org": o, "role": r} for n, o, r in admins],
+        },
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "federation.yaml"
+        dump_yaml(spec, path)
+        return load_federation(path)
+
 
 def dump_yaml(data: Any, path: Path) -> None:
     yaml = YAML(typ="safe", pure=True)

@@ -14,55 +14,19 @@ from cryptography.x509.oid import NameOID
 
 from fedgen.errors import ExternalError, InputError
 from fedgen.provision import KitFile, ProvisionResult, provision
-from fedgen.spec.model import (
-    Admin,
-    Cluster,
-    Federation,
-    GitOps,
-    Platform,
-    Sealing,
-    Server,
-    Site,
-    Workspace,
-)
+from fedgen.spec.model import Federation
 from fedgen.state.document import StateDocument
-
-ADMIN = "admin@example.com"
-HOSTS = ("fl.example.com", "fl-alt.example.com")
+from tests.support import ADMIN, HOSTS, make_federation
 
 
-def make_federation(
-    *,
-    sites: tuple[Site, ...] = (Site("site1", "org_b"), Site("site2", "org_c")),
-    admins: tuple[Admin, ...] = (Admin(ADMIN, "org_a", "project_admin"),),
-    host_names: tuple[str, ...] = HOSTS,
-    server_name: str = "server1",
-    name: str = "proj",
-) -> Federation:
-    return Federation(
-        name=name,
-        nvflare_version="2.9.0",
-        image="example.com/nvflare:2.9.0",
-        gitops=GitOps(engine="config-sync", repo="https://example.com/repo.git", revision="main"),
-        sealing=Sealing(certificate=None, scope="strict"),
-        clusters=(Cluster(name="c1", project_id="p1", region="europe-west1"),),
-        platform=Platform(),
-        workspace=Workspace(bucket="ws", bucket_name="ws-bucket"),
-        server=Server(
-            name=server_name,
-            org="org_a",
-            cluster="c1",
-            tenant="t1",
-            fl_port=8002,
-            admin_port=8003,
-            host_names=host_names,
-            exposure="gateway",
-            load_balancer_source_ranges=(),
-        ),
-        sites=sites,
-        admins=admins,
-        spec_path=Path("/nonexistent/federation.yaml"),
-    )
+def bypassing_the_loader(fed: Federation, *, site: str | None = None, admin_role: str | None = None) -> Federation:
+    """`fed` with its first site renamed or its admin's role changed to what the spec loader refuses (names
+    NVFlare rejects, reserved names, no project_admin): input only a direct caller of provision() can give."""
+    if site is not None:
+        fed = replace(fed, sites=(replace(fed.sites[0], name=site), *fed.sites[1:]))
+    if admin_role is not None:
+        fed = replace(fed, admins=(replace(fed.admins[0], role=admin_role),))
+    return fed
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +153,7 @@ def test_left_out_participants_are_not_given_to_nvflare(base: ProvisionResult) -
 
 
 def test_adding_a_site_issues_exactly_one_certificate(base: ProvisionResult) -> None:
-    fed = make_federation(sites=(Site("site1", "org_b"), Site("site2", "org_c"), Site("client3", "org_b")))
+    fed = make_federation(sites=(("site1", "org_b"), ("site2", "org_c"), ("client3", "org_b")))
     result = provision(fed, doc_copy(base))
     assert result.issued == ("client3",)
     new, old = result.document, base.document
@@ -220,7 +184,7 @@ def test_changing_host_names_reissues_the_server_certificate_only(base: Provisio
 
 
 def test_changing_an_admin_role_reissues_that_admin_only(base: ProvisionResult) -> None:
-    fed = make_federation(admins=(Admin(ADMIN, "org_a", "lead"),))
+    fed = bypassing_the_loader(make_federation(), admin_role="lead")  # the spec needs a project_admin
     result = provision(fed, doc_copy(base))
     assert result.issued == (ADMIN,)
     for key in base.document.nvflare_cert:
@@ -232,7 +196,7 @@ def test_changing_an_admin_role_reissues_that_admin_only(base: ProvisionResult) 
 
 
 def test_changing_an_org_reissues_that_participant(base: ProvisionResult) -> None:
-    fed = make_federation(sites=(Site("site1", "org_x"), Site("site2", "org_c")))
+    fed = make_federation(sites=(("site1", "org_x"), ("site2", "org_c")))
     result = provision(fed, doc_copy(base), kits_for=["site1"])
     assert result.issued == ("site1",)
     org = cert_of(result.document, "site1").subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
@@ -249,7 +213,7 @@ def test_missing_record_reissues(base: ProvisionResult) -> None:
 
 
 def test_removed_participants_are_dropped(base: ProvisionResult) -> None:
-    fed = make_federation(sites=(Site("site1", "org_b"),), admins=())
+    fed = replace(make_federation(sites=(("site1", "org_b"),)), admins=())  # no admin: the loader requires one
     result = provision(fed, doc_copy(base))
     assert result.issued == ()
     assert set(result.document.nvflare_cert) == {"root_cert", "root_pri_key", "server1", "site1"}
@@ -284,8 +248,8 @@ def test_server_certificate_names_and_chain(base: ProvisionResult) -> None:
 
 
 def test_nvflare_exception_becomes_external_error() -> None:
-    # A site name the spec would refuse, constructed directly: NVFlare's Participant raises ValueError.
-    fed = make_federation(sites=(Site("bad name!", "org_b"),))
+    # A site name the spec would refuse, given directly: NVFlare's Participant raises ValueError.
+    fed = bypassing_the_loader(make_federation(sites=(("site9", "org_b"),)), site="bad name!")
     with pytest.raises(ExternalError) as info:
         provision(fed, StateDocument())
     message = str(info.value)
@@ -314,7 +278,7 @@ def test_input_errors(base: ProvisionResult) -> None:
     with pytest.raises(InputError, match="private key"):
         provision(make_federation(), doc)
     with pytest.raises(InputError, match="reserved"):
-        provision(make_federation(sites=(Site("root_cert", "org_b"),)), StateDocument())
+        provision(bypassing_the_loader(make_federation(sites=(("site9", "org_b"),)), site="root_cert"), StateDocument())
 
 
 def test_output_is_silent_and_no_key_material_is_left_behind(
@@ -325,13 +289,12 @@ def test_output_is_silent_and_no_key_material_is_left_behind(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.chdir(tmp_path)
     # An undefined role makes NVFlare print a warning; adding a site makes it log INFO lines.
-    fed = make_federation(
-        sites=(Site("site1", "org_b"), Site("site2", "org_c"), Site("site4", "org_b")),
-        admins=(Admin(ADMIN, "org_a", "auditor"),),
+    fed = bypassing_the_loader(
+        make_federation(sites=(("site1", "org_b"), ("site2", "org_c"), ("site4", "org_b"))), admin_role="auditor"
     )
     provision(fed, doc_copy(base))
     with pytest.raises(ExternalError):
-        provision(make_federation(sites=(Site("bad name!", "org_b"),)), StateDocument())
+        provision(bypassing_the_loader(make_federation(sites=(("site9", "org_b"),)), site="bad name!"), StateDocument())
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert list(scratch.iterdir()) == []
@@ -342,12 +305,12 @@ def test_output_is_silent_and_no_key_material_is_left_behind(
 
 
 def _nvflare_must_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedgen.provision import core
+    from fedgen.provision import lighter
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("NVFlare ran although every kit was recorded with the same inputs")
 
-    monkeypatch.setattr(core, "_run_nvflare", refuse)
+    monkeypatch.setattr(lighter, "run", refuse)
 
 
 def test_a_provision_that_issues_nothing_returns_the_recorded_kits_without_nvflare(base: ProvisionResult, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -368,16 +331,16 @@ def test_a_provision_that_issues_nothing_returns_the_recorded_kits_without_nvfla
 )
 def test_the_recorded_kit_is_used_only_for_the_same_inputs(base: ProvisionResult, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every input a kit is made from changes its key: NVFlare runs again and the kit shows the change."""
-    from fedgen.provision import core, kitcache
+    from fedgen.provision import kitcache, lighter
 
     runs: list[int] = []
-    real = core._run_nvflare
+    real = lighter.run
 
     def counting(*args: object, **kwargs: object) -> object:
         runs.append(1)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(core, "_run_nvflare", counting)
+    monkeypatch.setattr(lighter, "run", counting)
     fed, doc = make_federation(), copy.deepcopy(base.document)
     if change == "port":  # not a certificate input: nothing is re-issued, only fed_server.json differs
         fed = replace(fed, server=replace(fed.server, fl_port=9102))

@@ -1,4 +1,4 @@
-"""Parallel certificate issuance (fedgen.provision.core, worker processes) against the real NVFlare library."""
+"""Parallel certificate issuance (fedgen.provision.runner, worker processes) against the real NVFlare library."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -15,19 +17,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from fedgen.errors import ExternalError, InputError
-from fedgen.provision import ProvisionResult, core, provision
-from fedgen.spec.model import Admin, Site
+from fedgen.provision import ProvisionResult, provision, runner
+from fedgen.provision.roster import Roster
+from fedgen.spec.model import Federation
 from fedgen.state.document import StateDocument
-from tests.test_provision import ADMIN, HOSTS, make_federation
+from tests.support import ADMIN, HOSTS, make_federation
 
-SITES = tuple(Site(f"site{i}", "org_b" if i % 2 else "org_c") for i in range(1, 8))
-ADMINS = (Admin(ADMIN, "org_a", "project_admin"), Admin("lead@example.com", "org_b", "lead"))
-NAMES = ("server1", *(s.name for s in SITES), *(a.name for a in ADMINS))
+SITES = tuple((f"site{i}", "org_b" if i % 2 else "org_c") for i in range(1, 8))
+ADMINS = ((ADMIN, "org_a", "project_admin"), ("lead@example.com", "org_b", "lead"))
+NAMES = ("server1", *(name for name, _ in SITES), *(name for name, _, _ in ADMINS))
 # Kit files that hold a participant's own key material; everything else must not depend on how it was issued.
 KEY_MATERIAL = ("startup/server.crt", "startup/server.key", "startup/client.crt", "startup/client.key", "startup/rootCA.pem")
 
 
-def federation(**kwargs):
+def federation(**kwargs: Any) -> Federation:
     return make_federation(sites=kwargs.pop("sites", SITES), admins=kwargs.pop("admins", ADMINS), **kwargs)
 
 
@@ -97,13 +100,13 @@ def test_kits_are_a_function_of_the_state(parallel: ProvisionResult) -> None:
 
 
 def test_parallel_incremental_issue_keeps_every_other_entry(parallel: ProvisionResult) -> None:
-    extra = tuple(Site(f"new{i}", "org_d") for i in range(5))
+    extra = tuple((f"new{i}", "org_d") for i in range(5))
     fed = federation(sites=SITES + extra, host_names=("fl3.example.com",))
     result = provision(fed, parallel.document, kits_for=["server1"], workers=2)
     # The host names changed: the server is re-issued first, then the new sites in the workers.
-    assert result.issued == tuple(sorted(["server1", *(s.name for s in extra)]))
+    assert result.issued == tuple(sorted(["server1", *(name for name, _ in extra)]))
     assert set(result.kits) == {"server1"}
-    assert_valid_state(result.document, (*NAMES, *(s.name for s in extra)))
+    assert_valid_state(result.document, (*NAMES, *(name for name, _ in extra)))
     for key, value in parallel.document.nvflare_cert.items():
         if key != "server1":
             assert result.document.nvflare_cert[key] == value, key
@@ -114,28 +117,30 @@ def test_parallel_incremental_issue_keeps_every_other_entry(parallel: ProvisionR
 
 
 def test_worker_count() -> None:
-    assert core._worker_count(1, 500) == 1
-    assert core._worker_count(4, 2) == 2  # never more workers than certificates
-    assert core._worker_count(3, 0) == 1
-    assert core._worker_count(None, core.MIN_PER_WORKER - 1) == 1  # a small batch stays in-process
-    assert 1 <= core._worker_count(None, 10_000) <= core.MAX_WORKERS
+    assert runner.worker_count(1, 500) == 1
+    assert runner.worker_count(4, 2) == 2  # never more workers than certificates
+    assert runner.worker_count(3, 0) == 1
+    assert runner.worker_count(None, runner.MIN_PER_WORKER - 1) == 1  # a small batch stays in-process
+    assert 1 <= runner.worker_count(None, 10_000) <= runner.MAX_WORKERS
     with pytest.raises(InputError):
-        core._worker_count(0, 10)
-    assert [len(g) for g in core._split([str(i) for i in range(10)], 3)] == [4, 3, 3]
-    assert sum(core._split([str(i) for i in range(10)], 3), []) == [str(i) for i in range(10)]
+        runner.worker_count(0, 10)
+    assert [len(g) for g in runner.split([str(i) for i in range(10)], 3)] == [4, 3, 3]
+    assert sum(runner.split([str(i) for i in range(10)], 3), []) == [str(i) for i in range(10)]
 
 
 def test_worker_count_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(core.WORKERS_ENV, "2")
-    assert core._worker_count(None, 10) == 2
-    monkeypatch.setenv(core.WORKERS_ENV, "two")
-    with pytest.raises(InputError, match=core.WORKERS_ENV):
-        core._worker_count(None, 10)
+    monkeypatch.setenv(runner.WORKERS_ENV, "2")
+    assert runner.worker_count(None, 10) == 2
+    monkeypatch.setenv(runner.WORKERS_ENV, "two")
+    with pytest.raises(InputError, match=runner.WORKERS_ENV):
+        runner.worker_count(None, 10)
 
 
 def test_worker_failure_is_one_external_error() -> None:
-    # A name NVFlare refuses, in a worker's group: the worker's one-line reason reaches the caller.
-    fed = federation(sites=(*SITES, Site("bad name!", "org_b")))
+    # A name NVFlare refuses (and the spec loader too: given directly), in a worker's group: the worker's
+    # one-line reason reaches the caller.
+    fed = federation(sites=(*SITES, ("site8", "org_b")))
+    fed = replace(fed, sites=(*fed.sites[:-1], replace(fed.sites[-1], name="bad name!")))
     with pytest.raises(ExternalError) as info:
         provision(fed, StateDocument(), kits_for=(), workers=2)
     assert str(info.value).startswith("nvflare provisioning failed: ")
@@ -146,9 +151,9 @@ def test_worker_failure_is_one_external_error() -> None:
 def test_worker_stops_and_cleans_up_when_its_caller_is_gone(parallel: ProvisionResult, tmp_path: Path) -> None:
     """Closing the worker's stdin (what the caller's death does) stops it before it finishes its group."""
     many = [f"w{i}" for i in range(60)]
-    fed = federation(sites=tuple(Site(n, "org_b") for n in many))
+    fed = federation(sites=tuple((n, "org_b") for n in many))
     base = {k: parallel.document.nvflare_cert[k] for k in ("root_cert", "root_pri_key", "server1")}
-    request = {"roster": core._roster_json(core._Roster.of(fed)), "group": many, "base": base}
+    request = {"roster": Roster.of(fed).to_json(), "group": many, "base": base}
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
@@ -171,20 +176,70 @@ def test_worker_stops_and_cleans_up_when_its_caller_is_gone(parallel: ProvisionR
     assert list(scratch.iterdir()) == []
 
 
-def test_worker_replies_with_entries(parallel: ProvisionResult) -> None:
-    fed = federation()
+def _ask_worker(parallel: ProvisionResult, **extra: Any) -> subprocess.Popen[bytes]:
+    """A worker process asked to issue site1 and site2 (stdin left open: its end would mean the caller is gone)."""
     base = {k: parallel.document.nvflare_cert[k] for k in ("root_cert", "root_pri_key", "server1")}
-    request = {"roster": core._roster_json(core._Roster.of(fed)), "group": ["site1", "site2"], "base": base}
+    request = {"roster": Roster.of(federation()).to_json(), "group": ["site1", "site2"], "base": base, **extra}
     proc = subprocess.Popen([sys.executable, "-m", "fedgen.provision.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
     proc.stdin.write(json.dumps(request).encode() + b"\n")
-    proc.stdin.flush()  # and keep it open: its end would mean that the caller is gone
-    out = proc.stdout.read()
-    proc.stdin.close()
-    proc.stdout.close()
-    assert proc.wait(timeout=60) == 0
-    entries = json.loads(out)["entries"]
+    proc.stdin.flush()
+    return proc
+
+
+def _assert_entries(reply: bytes, parallel: ProvisionResult) -> None:
+    entries = json.loads(reply)["entries"]
     assert sorted(entries) == ["site1", "site2"]
     root = root_of(parallel.document)
     for entry in entries.values():
         x509.load_pem_x509_certificate(entry["cert"].encode()).verify_directly_issued_by(root)
+
+
+def test_worker_replies_with_entries_and_exits_with_stdin_still_open(parallel: ProvisionResult) -> None:
+    proc = _ask_worker(parallel)
+    assert proc.stdin is not None and proc.stdout is not None
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) == 0  # done with its reply, whether or not the caller ever closes stdin
+    proc.stdin.close()
+    proc.stdout.close()
+    _assert_entries(out, parallel)
+
+
+def test_worker_that_replied_exits_0_when_its_stdin_ends_at_once(parallel: ProvisionResult) -> None:
+    """The caller's normal goodbye: it closes stdin the moment the reply has ended. The worker's watcher sees
+    the end of its input while the worker itself exits; either way the status is 0 (it replied)."""
+    proc = _ask_worker(parallel)
+    assert proc.stdin is not None and proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    _assert_entries(out, parallel)
+
+
+def test_worker_reports_progress_per_batch(parallel: ProvisionResult) -> None:
+    proc = _ask_worker(parallel, batch=1)
+    assert proc.stdin is not None and proc.stdout is not None
+    lines = proc.stdout.read().splitlines()
+    assert proc.wait(timeout=60) == 0
+    proc.stdin.close()
+    proc.stdout.close()
+    assert [json.loads(line) for line in lines[:-1]] == [{"progress": 1}, {"progress": 2}]
+    _assert_entries(lines[-1], parallel)
+
+
+def test_progress_is_reported_as_certificates_are_issued(parallel: ProvisionResult) -> None:
+    """Serial and parallel: (0, total) first, (total, total) last, never backwards; total is what is issued."""
+    extra = tuple((f"p{i}", "org_d") for i in range(34))  # two workers: 17 each, issued 16 + 1
+    for workers in (1, 2):
+        seen: list[tuple[int, int]] = []
+        result = provision(federation(sites=SITES + extra), parallel.document, kits_for=(), workers=workers, progress=lambda d, t: seen.append((d, t)))
+        total = len(result.issued)
+        assert total == len(extra)
+        assert seen[0] == (0, total) and seen[-1] == (total, total), (workers, seen)
+        assert all(t == total for _, t in seen) and [d for d, _ in seen] == sorted(d for d, _ in seen), (workers, seen)
+        if workers == 2:
+            assert len(seen) > 3, seen  # the workers reported batches, not only their end
+    seen.clear()
+    assert provision(federation(), parallel.document, kits_for=(), progress=lambda d, t: seen.append((d, t))).issued == ()
+    assert seen == []

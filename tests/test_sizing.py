@@ -22,6 +22,7 @@ from fedgen.spec import sizing
 from fedgen.cli import main
 from fedgen.render import server
 from fedgen.spec import load_federation
+from fedgen.spec.schema import spec_schema
 from tests.support import OTHER_SPEC, dump_yaml, kustomize_build
 
 SpecWriter = Callable[..., Path]
@@ -48,6 +49,7 @@ def template_resources(tmp_path_factory: pytest.TempPathFactory, sealing_keypair
     local = next(d for d in built if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nvflare-flserver-local")
     template = json.loads(local["data"]["resources.json.default"])
     assert template["servers"][0]["max_num_clients"] == sizing.NVFLARE_MAX_CLIENTS, "the premise: NVFlare's template fixes 100"
+    assert _max_jobs(template) == _default_max_jobs(), "the spec's default maxJobs is NVFlare's own"
     return str(local["data"]["resources.json.default"]).encode()
 
 
@@ -57,6 +59,10 @@ def _rendered(write_spec: SpecWriter, template: bytes, edit: Callable[[dict[str,
     resources = json.loads(server.resources_json(fed, template))
     container = server.deployment(fed, digest="0")["spec"]["template"]["spec"]["containers"][0]
     return resources, container
+
+
+def _default_max_jobs() -> int:
+    return int(spec_schema()["properties"]["spec"]["properties"]["server"]["properties"]["maxJobs"]["default"])
 
 
 def _max_jobs(resources: dict[str, Any]) -> int:
@@ -70,7 +76,7 @@ def test_server_admits_every_declared_site_and_gets_memory_for_them(write_spec: 
     assert admitted >= sites and admitted >= sizing.NVFLARE_MAX_CLIENTS
     assert admitted < sites + sizing.SITE_STEP or admitted == sizing.NVFLARE_MAX_CLIENTS
     jobs = _max_jobs(resources)
-    assert jobs == sizing.NVFLARE_MAX_JOBS
+    assert jobs == _default_max_jobs()
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     assert limits["memory"] == requests["memory"] and limits["cpu"] == requests["cpu"] == "1"
     memory = sizing.memory_bytes(limits["memory"])

@@ -214,7 +214,7 @@ def test_old_ledgers_and_broken_specs_are_findings_not_crashes(tmp_path: Path) -
 
 
 def test_a_failed_rerender_is_an_error_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedgen.provision import core, static
+    from fedgen.provision import runner, static
 
     repo = fresh("ranged", tmp_path)
     monkeypatch.setattr(static, "_ANSWERS", {})
@@ -223,7 +223,7 @@ def test_a_failed_rerender_is_an_error_finding(tmp_path: Path, monkeypatch: pyte
     def cannot_start() -> None:
         raise OSError("no processes left")
 
-    monkeypatch.setattr(core, "spawn_worker", cannot_start)
+    monkeypatch.setattr(runner, "spawn_worker", cannot_start)
     report = validate(repo=repo)
     [failed] = [f for f in report.findings if f.rule == "FG125"]
     assert failed.path == LEDGER and "no processes left" in failed.message
@@ -252,8 +252,8 @@ def test_stand_in_kits_have_the_files_of_real_kits(kind: str) -> None:
     """NVFlare's static files plus certificate_files are exactly a real kit's files, and the static ones
     are byte-identical to a real provisioning's (the kits validate renders with are the real ones)."""
     from fedgen.provision import provision
-    from fedgen.provision.core import static_kits, static_request
-    from fedgen.provision.static import certificate_files
+    from fedgen.provision.lighter import static_kits
+    from fedgen.provision.static import certificate_files, static_request
     from fedgen.spec import load_federation
     from fedgen.state.document import StateDocument
 

@@ -17,10 +17,15 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError
-from fedgen.provision.version import installed_nvflare_version
+from fedgen.nvflare_version import installed_nvflare_version
+from fedgen.provision.policy import check_names
+from fedgen.provision.roster import Roster
+
+if TYPE_CHECKING:
+    from fedgen.spec.model import Federation
 
 TIMEOUT = 120  # seconds for NVFlare's import and its static files, however loaded the machine
 _CACHE_SIZE = 64
@@ -35,13 +40,23 @@ def certificate_files(server: bool) -> tuple[str, ...]:
     return ("startup/rootCA.pem", f"startup/{kind}.crt", f"startup/{kind}.key")
 
 
+def static_request(federation: Federation) -> dict[str, Any]:
+    """What StaticKits needs for the server's and the site-cluster sites' kits: only those in the roster,
+    since neither kit depends on the other participants (tested), so the request is a stable cache key."""
+    check_names(federation)
+    sites = federation.cluster_sites
+    members = tuple(("client", s.name, s.org, None) for s in sites)
+    roster = Roster(project=federation.name, server=Roster.of(federation).server, members=members)
+    return {"roster": roster.to_json(), "names": [federation.server.name, *(s.name for s in sites)]}
+
+
 def request_key(request: Mapping[str, Any]) -> str:
     text = json.dumps({"nvflare": installed_nvflare_version(), "request": request}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 class StaticKits:
-    """NVFlare's static kit files for a few requests (core.static_request), from one worker process.
+    """NVFlare's static kit files for a few requests (static_request), from one worker process.
 
     hints: what the caller will ask about (any strings that identify its input); the worker starts at once
     unless every hint was answered before in this process. Use as a context manager."""
@@ -53,10 +68,10 @@ class StaticKits:
             self._start()
 
     def _start(self) -> None:
-        from fedgen.provision.core import spawn_worker
+        from fedgen.provision import runner
 
         try:
-            self.proc = spawn_worker()
+            self.proc = runner.spawn_worker()
         except OSError as exc:
             self.failure = f"cannot start an NVFlare worker process ({exc})"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fedgen.errors import InputError, SpecErrors
-from fedgen.spec.sizing import NVFLARE_MAX_JOBS
+from fedgen.spec.defaults import fill_defaults
 from fedgen.spec.model import (
     Admin,
     Cluster,
@@ -20,13 +20,9 @@ from fedgen.spec.model import (
     Site,
     Workspace,
 )
-from fedgen.spec.schema import schema_errors
-from fedgen.refarch import REFERENCE_ARCHITECTURE
+from fedgen.spec.schema import schema_errors, spec_schema
 from fedgen.spec.semantic import derived_bucket_name, platform_bucket_name, semantic_problems
 from fedgen.spec.yamlsafe import forbidden_character, load_yaml_file
-
-DEFAULT_FL_PORT = 8002
-DEFAULT_ADMIN_PORT = 8003
 
 
 def load_federation(path: Path, *, now: datetime | None = None) -> Federation:
@@ -40,12 +36,14 @@ def load_federation(path: Path, *, now: datetime | None = None) -> Federation:
     errors = schema_errors(doc)
     if errors:
         raise SpecErrors([msg for _, msg in errors])
+    data = fill_defaults(doc.data, spec_schema())  # the one place defaults come from: the schema
     spec_dir = path.resolve().parent
-    problems = semantic_problems(doc, spec_dir, now=now)
+    problems = semantic_problems(data, spec_dir, now=now)
     if problems:
+        # A problem at a filled-in default points at the nearest part of the document that is written.
         positioned = sorted({(doc.position(p, key=k), doc.error(p, m, key=k)) for p, m, k in problems})
         raise SpecErrors([msg for _, msg in positioned])
-    return _build(doc.data, path.resolve(), spec_dir)
+    return _build(data, path.resolve(), spec_dir)
 
 
 def _display(path: Path) -> str:
@@ -54,44 +52,44 @@ def _display(path: Path) -> str:
 
 
 def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
+    """The records of a schema-valid document with its defaults filled in (no fallbacks here)."""
     spec = data["spec"]
     s = spec["server"]
-    ports = s.get("ports", {"fl": DEFAULT_FL_PORT, "admin": DEFAULT_ADMIN_PORT})
     server = Server(
         name=str(s["name"]),
         org=str(s["org"]),
         cluster=str(s["cluster"]),
         tenant=str(s["tenant"]),
-        fl_port=int(ports["fl"]),
-        admin_port=int(ports["admin"]),
-        host_names=tuple(str(h) for h in s.get("hostNames", [s["name"]])),
-        exposure=str(s.get("exposure", "gateway")),
-        load_balancer_source_ranges=tuple(sorted(str(c) for c in s.get("loadBalancerSourceRanges", []))),
+        fl_port=int(s["ports"]["fl"]),
+        admin_port=int(s["ports"]["admin"]),
+        # Derived, not a schema default: the server's own name.
+        host_names=tuple(str(h) for h in s["hostNames"]) if "hostNames" in s else (str(s["name"]),),
+        exposure=str(s["exposure"]),
+        load_balancer_source_ranges=tuple(sorted(str(c) for c in s["loadBalancerSourceRanges"])),
         external_address=_opt(s.get("externalAddress")),
         max_clients=int(s["maxClients"]) if "maxClients" in s else None,
-        max_jobs=int(s.get("maxJobs", NVFLARE_MAX_JOBS)),
-        resources=Resources(cpu=_opt(s.get("resources", {}).get("cpu")), memory=_opt(s.get("resources", {}).get("memory"))),
+        max_jobs=int(s["maxJobs"]),
+        resources=Resources(cpu=_opt(s["resources"].get("cpu")), memory=_opt(s["resources"].get("memory"))),
     )
     g = spec["gitops"]
     gitops = GitOps(
         engine=str(g["engine"]),
         repo=str(g["repo"]),
-        revision=str(g.get("revision", "main")),
-        auth=str(g.get("auth", "none")),
+        revision=str(g["revision"]),
+        auth=str(g["auth"]),
         secret_ref=_opt(g.get("secretRef")),
         gcp_service_account_email=_opt(g.get("gcpServiceAccountEmail")),
     )
-    sealing_spec = spec.get("sealing", {})
-    cert = sealing_spec.get("certificate")
+    cert = spec["sealing"].get("certificate")
     sealing = Sealing(
         certificate=(spec_dir / str(cert)).resolve() if cert else None,
-        scope=str(sealing_spec.get("scope", "strict")),
+        scope=str(spec["sealing"]["scope"]),
     )
-    p = spec.get("platform", {})
+    p = spec["platform"]
     platform = Platform(
-        kind=str(p.get("kind", REFERENCE_ARCHITECTURE)),
-        resource_name_prefix=str(p.get("resourceNamePrefix", "acp")),
-        platform_name=str(p.get("platformName", "dev")),
+        kind=str(p["kind"]),
+        resource_name_prefix=str(p["resourceNamePrefix"]),
+        platform_name=str(p["platformName"]),
     )
     bucket_name = derived_bucket_name(spec)
     assert bucket_name is not None  # the server cluster exists once semantic checks passed
@@ -108,7 +106,8 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
                 region=str(c["region"]),
                 project_number=_opt(c.get("projectNumber")),
                 sealing_certificate=(spec_dir / str(c["sealing"]["certificate"])).resolve() if "sealing" in c else None,
-                platform=str(c.get("platform", {}).get("kind", platform.kind)),
+                # Derived, not a schema default: the federation's platform.
+                platform=str(c["platform"]["kind"]) if "platform" in c else platform.kind,
             )
             for c in spec["clusters"]
         ),
@@ -120,12 +119,12 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
         ),
         server=server,
         sites=tuple(
-            Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster")), enrollment=str(x.get("enrollment", "bundle")))
+            Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster")), enrollment=str(x["enrollment"]))
             for x in spec["sites"]
         ),
         admins=tuple(Admin(name=str(x["name"]), org=str(x["org"]), role=str(x["role"])) for x in spec["admins"]),
         spec_path=spec_path,
-        node_pool_machine_type=str(p.get("nodePoolMachineType", "n4-standard-8")),
+        node_pool_machine_type=str(p["nodePoolMachineType"]),
     )
 
 

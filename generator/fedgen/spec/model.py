@@ -1,4 +1,7 @@
-"""The federation as typed, frozen records: what every later stage reads."""
+"""The federation as typed, frozen records: what every later stage reads.
+
+Every field is set by the loader (fedgen.spec.load) from a document whose defaults the schema filled in, so
+no field has a default here: the schema is the one place spec defaults are declared."""
 
 from __future__ import annotations
 
@@ -6,10 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedgen.refarch import REFERENCE_ARCHITECTURE
-from fedgen.spec.sizing import NVFLARE_MAX_JOBS
-
-DEFAULT_RESOURCE_NAME_PREFIX = "acp"
-DEFAULT_PLATFORM_NAME = "dev"
 # The gcsfuse mount point of the reference architecture; the job store lives below it.
 WORKSPACE_MOUNT = "/workspace/nvfl"
 # uid/gid the NVFlare container runs as (reference architecture).
@@ -21,9 +20,9 @@ class Cluster:
     name: str
     project_id: str
     region: str
-    project_number: str | None = None
-    sealing_certificate: Path | None = None  # site clusters: their own controller's certificate
-    platform: str = REFERENCE_ARCHITECTURE  # reference-architecture | standalone (spec.platform.kind unless overridden)
+    project_number: str | None
+    sealing_certificate: Path | None  # site clusters: their own controller's certificate
+    platform: str  # reference-architecture | standalone (spec.platform.kind unless overridden)
 
     @property
     def on_reference_architecture(self) -> bool:
@@ -35,8 +34,8 @@ class Cluster:
 class Resources:
     """server.resources: the server container's cpu and memory (request = limit); None = sized by fedgen."""
 
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: str | None
+    memory: str | None
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,10 @@ class Server:
     host_names: tuple[str, ...]
     exposure: str  # gateway | loadbalancer
     load_balancer_source_ranges: tuple[str, ...]
-    external_address: str | None = None
-    max_clients: int | None = None  # server.maxClients; None = every declared site (fedgen.spec.sizing)
-    max_jobs: int = NVFLARE_MAX_JOBS  # server.maxJobs: jobs the server runs at once
-    resources: Resources = Resources()
+    external_address: str | None
+    max_clients: int | None  # server.maxClients; None = every declared site (fedgen.spec.sizing)
+    max_jobs: int  # server.maxJobs: jobs the server runs at once
+    resources: Resources
 
     @property
     def default_host(self) -> str:
@@ -69,8 +68,8 @@ class Server:
 class Site:
     name: str
     org: str
-    cluster: str | None = None  # runs its client from the repo on this cluster, instead of a bundle
-    enrollment: str = "bundle"  # bundle | request (the site keeps its own key; see fedgen enroll)
+    cluster: str | None  # runs its client from the repo on this cluster, instead of a bundle
+    enrollment: str  # bundle | request (the site keeps its own key; see fedgen enroll)
 
     @property
     def namespace(self) -> str:
@@ -93,9 +92,9 @@ class GitOps:
     engine: str  # config-sync | argocd
     repo: str
     revision: str
-    auth: str = "none"
-    secret_ref: str | None = None
-    gcp_service_account_email: str | None = None
+    auth: str
+    secret_ref: str | None
+    gcp_service_account_email: str | None
 
     @property
     def engine_name(self) -> str:
@@ -110,9 +109,9 @@ class Sealing:
 
 @dataclass(frozen=True)
 class Platform:
-    kind: str = REFERENCE_ARCHITECTURE  # the default for every cluster (see Cluster.platform)
-    resource_name_prefix: str = DEFAULT_RESOURCE_NAME_PREFIX
-    platform_name: str = DEFAULT_PLATFORM_NAME
+    kind: str  # the default for every cluster (see Cluster.platform)
+    resource_name_prefix: str
+    platform_name: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ class Workspace:
     bucket_name: str  # the real GCS bucket name
     # The bucket is the one the reference architecture's cloud_storage module creates for the key `bucket`
     # (<project>-<prefix>-<platform>-<bucket>), not one named outright elsewhere by workspace.bucketName.
-    platform_bucket: bool = True
+    platform_bucket: bool
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class Federation:
     sites: tuple[Site, ...]
     admins: tuple[Admin, ...]
     spec_path: Path  # absolute path of the spec file
-    node_pool_machine_type: str = "n4-standard-8"
+    node_pool_machine_type: str
 
     @property
     def server_cluster(self) -> Cluster:

@@ -19,7 +19,8 @@ from fedgen.spec.yamlsafe import LoadedYaml
 
 @cache
 def spec_schema() -> dict[str, Any]:
-    return json.loads(SPEC_SCHEMA.read_text())
+    schema: dict[str, Any] = json.loads(SPEC_SCHEMA.read_text())
+    return schema
 
 
 def _whole_pattern(validator: Validator, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:

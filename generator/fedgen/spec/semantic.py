@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fedgen.errors import InputError
-from fedgen.provision.version import installed_nvflare_version
+from fedgen.nvflare_version import installed_nvflare_version
 from fedgen.refarch import REFERENCE_ARCHITECTURE
-from fedgen.spec.yamlsafe import LoadedYaml
 
 Path_ = list[str | int]
 Problem = tuple[Path_, str, bool]  # (path in the document, message, point at the key rather than the value)
@@ -51,9 +50,10 @@ RESERVED_NAMESPACE_PREFIXES = ("kube-", "gke-", "istio-", "config-management-", 
 CERT_MAX_BYTES = 64 * 1024
 
 
-def semantic_problems(doc: LoadedYaml, spec_dir: Path, *, now: datetime | None = None) -> list[Problem]:
-    """Run only on a document that passed the schema, so every field has its declared type."""
-    spec: dict[str, Any] = doc.data["spec"]
+def semantic_problems(data: dict[str, Any], spec_dir: Path, *, now: datetime | None = None) -> list[Problem]:
+    """Run only on a document that passed the schema, with its defaults filled in (fedgen.spec.defaults), so
+    every field has its declared type and every field with a default is there."""
+    spec: dict[str, Any] = data["spec"]
     return [
         *_names(spec),
         *_references(spec),
@@ -105,7 +105,7 @@ def _references(spec: dict[str, Any]) -> Iterator[Problem]:
     for i, site in enumerate(spec["sites"]):
         if "cluster" not in site:
             continue
-        if site.get("enrollment") == "request":
+        if site["enrollment"] == "request":
             yield (["spec", "sites", i, "enrollment"], f"site {site['name']!r} enrolls by request (it keeps its key), so fedgen cannot deploy it on a cluster; drop one of cluster or enrollment", False)
             continue
         if site["cluster"] not in clusters:
@@ -113,7 +113,7 @@ def _references(spec: dict[str, Any]) -> Iterator[Problem]:
         elif site["cluster"] == spec["server"]["cluster"]:
             yield (["spec", "sites", i, "cluster"], f"site {site['name']!r} cannot run on the server's cluster {site['cluster']!r}; give it its own cluster or use a bundle", False)
     gitops = spec["gitops"]
-    auth = gitops.get("auth", "none")
+    auth = gitops["auth"]
     if auth in ("ssh", "cookiefile", "token", "githubapp") and "secretRef" not in gitops:
         yield (["spec", "gitops", "auth"], f"gitops.auth {auth!r} needs gitops.secretRef (a Secret in config-management-system)", False)
     if auth == "gcpserviceaccount" and "gcpServiceAccountEmail" not in gitops:
@@ -143,9 +143,7 @@ def git_ref_problem(ref: str) -> str | None:
 
 
 def _revision(spec: dict[str, Any]) -> Iterator[Problem]:
-    revision = spec["gitops"].get("revision")
-    if revision is None:
-        return
+    revision = spec["gitops"]["revision"]
     problem = git_ref_problem(revision)
     if problem is not None:
         yield (["spec", "gitops", "revision"], f"gitops.revision {revision!r} is not a git branch, tag or commit name: {problem} (git check-ref-format)", False)
@@ -158,25 +156,25 @@ def _server(spec: dict[str, Any]) -> Iterator[Problem]:
         yield (["spec", "server", "tenant"], f"tenant {tenant!r} must be a DNS label (lower-case letters, digits, '-', at most 40): it is a namespace", False)
     elif tenant in RESERVED_NAMESPACES or tenant.startswith(RESERVED_NAMESPACE_PREFIXES):
         yield (["spec", "server", "tenant"], f"tenant {tenant!r} is a reserved namespace; pick a namespace of your own (e.g. fl-1)", False)
-    ports = server.get("ports")
-    if ports and ports["fl"] == ports["admin"]:
+    ports = server["ports"]
+    if ports["fl"] == ports["admin"]:
         yield (["spec", "server", "ports", "admin"], f"admin port {ports['admin']} equals the fl port; NVFlare needs two ports", False)
-    for i, host in enumerate(server.get("hostNames", [])):
+    hosts = server.get("hostNames") or []  # absent: the server's name, a DNS label checked above
+    for i, host in enumerate(hosts):
         if not HOST_NAME.fullmatch(host):
             yield (["spec", "server", "hostNames", i], f"host name {host!r} is not a DNS host name (lower-case, dot-separated labels)", False)
-    hosts = server.get("hostNames", [])
     if len(set(hosts)) != len(hosts):
         yield (["spec", "server", "hostNames"], "hostNames lists a name twice", False)
     address = server.get("externalAddress")
     if address is not None and not (_is_ip(address) or HOST_NAME.fullmatch(address)):
         yield (["spec", "server", "externalAddress"], f"externalAddress {address!r} is neither an IP address nor a DNS host name", False)
-    for i, cidr in enumerate(server.get("loadBalancerSourceRanges", [])):
+    for i, cidr in enumerate(server["loadBalancerSourceRanges"]):
         try:
             ipaddress.ip_network(cidr, strict=True)
         except ValueError as exc:
             yield (["spec", "server", "loadBalancerSourceRanges", i], f"{cidr!r} is not a CIDR ({exc})", False)
     declared = len(spec["sites"])
-    if server.get("maxClients", declared) < declared:
+    if "maxClients" in server and server["maxClients"] < declared:
         yield (["spec", "server", "maxClients"], f"maxClients {server['maxClients']} admits fewer clients than the {declared} declared sites: NVFlare would refuse {declared - server['maxClients']} of them ('Maximum number of clients reached')", False)
 
 
@@ -218,10 +216,8 @@ def platform_bucket_name(spec: dict[str, Any]) -> str | None:
     cluster = _server_cluster(spec)
     if cluster is None:
         return None
-    platform = spec.get("platform", {})
-    prefix = platform.get("resourceNamePrefix", "acp")
-    name = platform.get("platformName", "dev")
-    return f"{cluster['projectId']}-{prefix}-{name}-{spec['workspace']['bucket']}"
+    platform = spec["platform"]
+    return f"{cluster['projectId']}-{platform['resourceNamePrefix']}-{platform['platformName']}-{spec['workspace']['bucket']}"
 
 
 def _server_cluster(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -229,7 +225,8 @@ def _server_cluster(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _platform_kind(spec: dict[str, Any], cluster: dict[str, Any]) -> str:
-    return str(cluster.get("platform", {}).get("kind", spec.get("platform", {}).get("kind", REFERENCE_ARCHITECTURE)))
+    """A cluster's own platform kind, else the federation's (as the loader derives it)."""
+    return str(cluster["platform"]["kind"] if "platform" in cluster else spec["platform"]["kind"])
 
 
 def _project_number(spec: dict[str, Any]) -> Iterator[Problem]:
@@ -257,10 +254,12 @@ def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:
 
 
 def certificate_paths(spec: dict[str, Any]) -> list[tuple[Path_, str]]:
-    """(position, path as written) of every sealing certificate a schema-valid spec names."""
+    """(position, path as written) of every sealing certificate a schema-valid spec names. Also run on
+    documents not yet checked or filled in (validate's path guard), so it asks whether each part is there."""
     certs: list[tuple[Path_, str]] = []
-    if "certificate" in spec.get("sealing", {}):
-        certs.append((["spec", "sealing", "certificate"], spec["sealing"]["certificate"]))
+    sealing = spec.get("sealing")
+    if isinstance(sealing, dict) and "certificate" in sealing:
+        certs.append((["spec", "sealing", "certificate"], sealing["certificate"]))
     certs += [(["spec", "clusters", i, "sealing", "certificate"], c["sealing"]["certificate"]) for i, c in enumerate(spec["clusters"]) if "sealing" in c]
     return certs
 

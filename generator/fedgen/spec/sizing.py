@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 
-# NVFlare 2.9's provisioning template: max_num_clients in resources.json.default, max_jobs of the job scheduler.
+# NVFlare 2.9's provisioning template: max_num_clients in resources.json.default. (Its job scheduler's max_jobs,
+# 4, is the spec schema's default for server.maxJobs; tests/test_sizing.py checks they agree.)
 NVFLARE_MAX_CLIENTS = 100
-NVFLARE_MAX_JOBS = 4
 SITE_STEP = 50
 
 # Measured figures, MiB (the measurement's MB, read as MiB: slightly more, never less).

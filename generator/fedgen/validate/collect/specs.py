@@ -123,7 +123,7 @@ def spec_hint(repo: Path, spec: str) -> str:
 
 def static_kits(kits: StaticKits, repo: Path, specs: Mapping[str, SpecInfo]) -> dict[str, Any]:
     """spec path -> NVFlare's static kit files for its federation, or one line saying why there are none."""
-    from fedgen.provision.core import static_request
+    from fedgen.provision.static import static_request
 
     out: dict[str, Any] = {}
     asked: list[tuple[str, str, dict[str, Any]]] = []
