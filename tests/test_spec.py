@@ -6,8 +6,9 @@ import copy
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +19,7 @@ from ruamel.yaml import YAML
 
 from fedgen.cli import main
 from fedgen.errors import SpecErrors
-from fedgen.spec import load_federation
+from fedgen.spec import Federation, load_federation
 from fedgen.spec.schema import SpecValidator, spec_schema
 from fedgen.spec.semantic import git_ref_problem
 from tests.support import REPO_ROOT, tree_snapshot
@@ -254,3 +255,143 @@ def test_revision_rule_agrees_with_git_check_ref_format(ref: str) -> None:
         assert not ours
     else:
         assert ours == by_git, (ref, by_git)
+
+
+# ----------------------------------------------------------------------------- defaults: only in the schema
+
+# A spec with nothing optional written (one site, so the defaults of array items show).
+MINIMAL = GOOD.replace("    ports: {fl: 8002, admin: 8003}\n", "").replace("    - {name: client2, org: nvidia}\n", "")
+# Defaults the filler can never apply: a required property inside an optional object without a default.
+NEVER_FILLED = {"spec.clusters[].platform.kind"}
+
+
+def _schema_defaults(schema: dict[str, Any], root: dict[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, default) of every property of the schema that declares one, `$ref`s followed."""
+    for key, sub in (schema.get("properties") or {}).items():
+        child, sub = f"{path}.{key}" if path else key, _resolved(sub, root)
+        if "default" in sub:
+            yield child, sub["default"]
+        yield from _schema_defaults(sub, root, child)
+    if isinstance(schema.get("items"), dict):
+        yield from _schema_defaults(_resolved(schema["items"], root), root, f"{path}[]")
+
+
+def _resolved(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in schema:
+        return schema
+    target: Any = root
+    for part in schema["$ref"].removeprefix("#/").split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def _at(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        name, items = part.removesuffix("[]"), part.endswith("[]")
+        data = data[name]
+        if items:
+            data = data[0]
+    return data
+
+
+# Where the loaded Federation holds each default (None: an object whose default only makes its own
+# properties' defaults apply; those are checked one by one).
+FEDERATION_FIELD: dict[str, Callable[[Federation], Any] | None] = {
+    "spec.gitops.revision": lambda f: f.gitops.revision,
+    "spec.gitops.auth": lambda f: f.gitops.auth,
+    "spec.sealing": None,
+    "spec.sealing.scope": lambda f: f.sealing.scope,
+    "spec.platform": None,
+    "spec.platform.kind": lambda f: f.platform.kind,
+    "spec.platform.resourceNamePrefix": lambda f: f.platform.resource_name_prefix,
+    "spec.platform.platformName": lambda f: f.platform.platform_name,
+    "spec.platform.nodePoolMachineType": lambda f: f.node_pool_machine_type,
+    "spec.server.ports": lambda f: {"fl": f.server.fl_port, "admin": f.server.admin_port},
+    "spec.server.exposure": lambda f: f.server.exposure,
+    "spec.server.loadBalancerSourceRanges": lambda f: list(f.server.load_balancer_source_ranges),
+    "spec.server.maxJobs": lambda f: f.server.max_jobs,
+    "spec.server.resources": None,
+    "spec.sites[].enrollment": lambda f: f.sites[0].enrollment,
+}
+
+
+def test_every_schema_default_is_in_a_loaded_minimal_spec(tmp_path: Path) -> None:
+    from fedgen.spec.defaults import fill_defaults
+    from fedgen.spec.yamlsafe import load_yaml_file
+
+    schema = spec_schema()
+    defaults = dict(_schema_defaults(schema, schema))
+    assert len(defaults) >= 15, defaults  # the walk found them
+    path = _write(tmp_path, MINIMAL)
+    filled = fill_defaults(load_yaml_file(path).data, schema)
+    written = YAML(typ="safe", pure=True).load(MINIMAL)
+    fed = load_federation(path)
+    assert sorted(set(defaults) - NEVER_FILLED) == sorted(FEDERATION_FIELD), "map each new default to the field that holds it"
+    for where, default in defaults.items():
+        if where in NEVER_FILLED:
+            continue
+        with pytest.raises(KeyError):
+            _at(written, where)  # the minimal spec leaves it out
+        assert _at(filled, where) == default or default == {} and isinstance(_at(filled, where), dict), where
+        field = FEDERATION_FIELD[where]
+        if field is not None:
+            assert field(fed) == default, where
+    assert fed.clusters[0].platform == defaults["spec.platform.kind"]  # a cluster inherits the federation's
+
+
+def test_fill_defaults_keeps_what_is_written_and_follows_refs_objects_and_items() -> None:
+    from fedgen.spec.defaults import fill_defaults
+
+    schema = {
+        "$defs": {"kind": {"enum": ["a", "b"], "default": "a"}},
+        "properties": {
+            "kind": {"$ref": "#/$defs/kind"},
+            "box": {"default": {}, "properties": {"size": {"default": 3}, "inner": {"properties": {"x": {"default": 1}}}}},
+            "rows": {"items": {"properties": {"n": {"default": 0}}}},
+        },
+    }
+    assert fill_defaults({"rows": [{}, {"n": 5}], "extra": [1]}, schema) == {
+        "rows": [{"n": 0}, {"n": 5}],
+        "extra": [1],
+        "kind": "a",
+        "box": {"size": 3},
+    }
+    written = {"kind": "b", "box": {"size": 9, "inner": {}}}
+    assert fill_defaults(written, schema) == {"kind": "b", "box": {"size": 9, "inner": {"x": 1}}}
+    assert written == {"kind": "b", "box": {"size": 9, "inner": {}}}  # a copy: the input is not touched
+    filled = fill_defaults({}, schema)
+    filled["box"]["size"] = 4
+    assert fill_defaults({}, schema)["box"] == {"size": 3}  # defaults are copied, never shared
+
+
+SPEC_MODULES = ("model.py", "load.py", "semantic.py")
+
+
+def test_no_spec_default_is_repeated_in_the_model_loader_or_checks() -> None:
+    """The loader fills defaults from the schema; model, loader and semantic checks read filled values. So none
+    of them may hold a schema default's value as a literal, fall back with .get(<defaulted key>, ...), or give
+    a record field a default."""
+    import ast
+
+    schema = spec_schema()
+    defaults = dict(_schema_defaults(schema, schema))
+    keys = {where.rsplit(".", 1)[-1].removesuffix("[]") for where in defaults}
+    values = {v for v in defaults.values() if isinstance(v, (str, int)) and not isinstance(v, bool)}
+    found = []
+    for name in SPEC_MODULES:
+        source = REPO_ROOT / "generator" / "fedgen" / "spec" / name
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value in values:
+                found.append(f"{name}:{node.lineno}: the literal {node.value!r} is a schema default")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in keys
+            ):
+                found.append(f"{name}:{node.lineno}: .get({node.args[0].value!r}, ...) falls back for a schema default")
+            if name == "model.py" and isinstance(node, ast.ClassDef):
+                found += [f"{name}:{f.lineno}: field {f.target.id} of {node.name} has a default" for f in node.body if isinstance(f, ast.AnnAssign) and f.value is not None and isinstance(f.target, ast.Name)]
+    assert found == []
