@@ -8,7 +8,7 @@ import pytest
 
 from fedgen.validate.finding import Finding
 from fedgen.validate.rule import Registry, Rule
-from fedgen.validate.rules import REGISTRY
+from fedgen.validate.rules import NEVER_USED, REGISTRY, RETIRED
 from tests.test_validate_rules import PLANTS
 
 
@@ -43,6 +43,22 @@ def test_registry_refuses_duplicates() -> None:
         Registry([rule, Rule("FG198", rule.slug, rule.severity, rule.summary, rule.remediation, rule.check)])
     with pytest.raises(ValueError):
         Registry([twin])  # family digit 9 does not exist
+
+
+def test_retired_ids_are_never_reused_and_every_gap_is_accounted_for() -> None:
+    """An ID names one rule forever. Within each family, every number up to the highest in use is a rule, a
+    retired rule, or explicitly never used, so a hole cannot be filled by a new rule by accident."""
+    active = set(REGISTRY.ids)
+    assert REGISTRY.retired == RETIRED
+    assert not active & RETIRED and not active & NEVER_USED and not RETIRED & NEVER_USED
+    for family in "1234567":
+        numbers = [int(i[3:]) for i in active if i[2] == family]
+        for n in range(1, max(numbers) + 1):
+            rule_id = f"FG{family}{n:02d}"
+            assert rule_id in active | RETIRED | NEVER_USED, f"{rule_id}: a gap; retire it or mark it never used"
+    rule = REGISTRY.get("FG301")
+    with pytest.raises(ValueError, match="retired"):
+        Registry([Rule("FG310", rule.slug, rule.severity, rule.summary, rule.remediation, rule.check)], retired=RETIRED)
 
 
 def test_fingerprint_ignores_message_and_line() -> None:

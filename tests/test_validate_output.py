@@ -83,6 +83,8 @@ def test_list_rules_is_a_markdown_table() -> None:
     assert result.exit_code == 0
     assert result.output.splitlines()[0] == "| id | slug | severity | family | checks |"
     assert "| FG306 | virtual-service-host-not-fqdn | error | mesh |" in result.output
+    ids = [line.split("|")[1].strip() for line in result.output.splitlines()[2:]]
+    assert ids == sorted(ids) and "| FG310 | retired | - | mesh |" in result.output  # retired IDs are listed too
 
 
 # ------------------------------------------------------------------------------------------------ formats

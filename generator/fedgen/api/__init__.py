@@ -3,7 +3,7 @@ and never prints. Errors are fedgen.errors classes, each carrying its exit code.
 
 One module per family, the public names re-exported here:
     rendering   render, remove                          (RenderResult, RemoveResult)
-    validation  validate, rules, schema
+    validation  validate, rules, retired_rule_ids, schema
     sites       client_bundle, enroll_kit, enroll_approve (BundleResult, EnrollKitResult)
     certs       certificates, rotate                     (CertificateReport)
     workspace   workspace_push
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "rendering": ("RemoveResult", "RenderResult", "remove", "render"),
-    "validation": ("rules", "schema", "validate"),
+    "validation": ("retired_rule_ids", "rules", "schema", "validate"),
     "sites": ("FROM_CLUSTER", "BundleResult", "EnrollKitResult", "client_bundle", "enroll_approve", "enroll_kit"),
     "certs": ("CertificateReport", "certificates", "rotate"),
     "workspace": ("workspace_push",),
@@ -46,6 +46,7 @@ __all__ = [  # the names of _FAMILIES (tests/test_cli.py holds them equal), spel
     "enroll_kit",
     "remove",
     "render",
+    "retired_rule_ids",
     "rotate",
     "rules",
     "schema",
@@ -73,5 +74,5 @@ if TYPE_CHECKING:
     from fedgen.api.rendering import RemoveResult, RenderResult, remove, render
     from fedgen.api.sites import FROM_CLUSTER, BundleResult, EnrollKitResult, client_bundle, enroll_approve, enroll_kit
     from fedgen.api.state import UnlockOutcome, state_unlock, unlock_before
-    from fedgen.api.validation import rules, schema, validate
+    from fedgen.api.validation import retired_rule_ids, rules, schema, validate
     from fedgen.api.workspace import workspace_push

@@ -28,6 +28,13 @@ def rules() -> tuple[Rule, ...]:
     return tuple(REGISTRY)
 
 
+def retired_rule_ids() -> tuple[str, ...]:
+    """IDs of rules that were removed: never given to another rule (old reports and allowlists name them)."""
+    from fedgen.validate.rules import RETIRED
+
+    return tuple(sorted(RETIRED))
+
+
 def schema() -> dict[str, Any]:
     """The JSON Schema of the federation spec."""
     from fedgen.spec.schema import spec_schema

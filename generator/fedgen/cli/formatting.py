@@ -80,8 +80,12 @@ def certificates_json(report: CertificateReport) -> str:
     return json.dumps({"certificates": rows}, indent=2) + "\n"
 
 
-def rules_table(rules: Sequence[Rule]) -> str:
-    """The rules as a Markdown table (`fedgen validate --list-rules`)."""
+def rules_table(rules: Sequence[Rule], *, retired: Sequence[str] = ()) -> str:
+    """The rules as a Markdown table (`fedgen validate --list-rules`), retired IDs among them, by ID."""
+    from fedgen.validate.rule import FAMILIES
+
     lines = ["| id | slug | severity | family | checks |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.id} | {r.slug} | {r.severity} | {r.family} | {r.summary} |" for r in rules]
+    rows = {r.id: f"| {r.id} | {r.slug} | {r.severity} | {r.family} | {r.summary} |" for r in rules}
+    rows |= {i: f"| {i} | retired | - | {FAMILIES[i[2]]} | Nothing: a removed rule; its ID is never reused. |" for i in retired}
+    lines += [rows[rule_id] for rule_id in sorted(rows)]
     return "\n".join(lines) + "\n"

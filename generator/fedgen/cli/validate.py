@@ -59,7 +59,7 @@ def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: b
     2 invalid input (flags, allowlist), 3 kubectl or kubeconform missing (or a bug, an interrupt).
     """
     if list_rules:
-        click.echo(formatting.rules_table(api.rules()), nl=False)
+        click.echo(formatting.rules_table(api.rules(), retired=api.retired_rule_ids()), nl=False)
         return
     # A short-lived run that builds one large acyclic heap: no cyclic garbage collection until it is done.
     gc_was_enabled = gc.isenabled()

@@ -65,14 +65,21 @@ class Rule:
 
 
 class Registry:
-    """An explicit, ordered list of rules; refuses duplicate IDs or slugs and malformed entries."""
+    """An explicit, ordered list of rules; refuses duplicate IDs or slugs, malformed entries, and the IDs of
+    retired rules (a finding's ID means one thing forever: allowlists and SARIF baselines name it)."""
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(self, rules: Iterable[Rule], *, retired: Iterable[str] = ()) -> None:
         self._rules: dict[str, Rule] = {}
+        self.retired = frozenset(retired)
+        for rule_id in sorted(self.retired):
+            if not RULE_ID.match(rule_id):
+                raise ValueError(f"retired rule id {rule_id!r} is not FG<family 1-7><two digits>")
         slugs: set[str] = set()
         for rule in rules:
             if not RULE_ID.match(rule.id):
                 raise ValueError(f"rule id {rule.id!r} is not FG<family 1-7><two digits>")
+            if rule.id in self.retired:
+                raise ValueError(f"rule id {rule.id} is retired and never reused; take the next free number")
             if rule.id in self._rules:
                 raise ValueError(f"duplicate rule id {rule.id}")
             if not SLUG.match(rule.slug) or rule.slug in slugs:
