@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
+from tests.gcs_emulator import Emulator
 from tests.kubeapi.cluster import Kubectl, install_crds
 from tests.kubeapi.server import ApiServer, Clusters, Etcd
 from tests.support import OTHER_SPEC, dump_yaml
+
+# Property tests: the same examples on every run (derandomize: no flaky "new" example on a CI rerun, nothing
+# kept in a .hypothesis folder) and no per-example deadline (a loaded machine is slow, not wrong; hangs are
+# caught by the tests' own generous bounds). FEDGEN_HYPOTHESIS=explore draws fresh examples while developing.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("FEDGEN_HYPOTHESIS", "ci"))
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +55,30 @@ def write_spec(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> Callable[.
         return path
 
     return write
+
+
+# ------------------------------------------------------------------------------ Cloud Storage (fake-gcs-server)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    emulator = Emulator(tmp_path_factory.mktemp("fake-gcs"))
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.kill()
+
+
+@pytest.fixture
+def gcs(gcs_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """The session emulator with STORAGE_EMULATOR_HOST set for this test; short retries so failures are quick."""
+    if gcs_emulator.process is None or gcs_emulator.process.poll() is not None:
+        gcs_emulator.start()
+    for key, value in gcs_emulator.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FEDGEN_GCS_RETRY_SECONDS", "3")
+    return gcs_emulator
 
 
 # ------------------------------------------------------------------------------ a real Kubernetes API server

@@ -7,8 +7,13 @@ deletes, so it cannot restart on the same data; these tests start the same binar
 off half way). Note what the filesystem backend does not do: it ignores generation preconditions on DELETE
 and cannot store "folder/" marker objects; fedgen relies on neither.
 
-Use: `from tests.gcs_emulator import gcs, gcs_emulator  # noqa: F401` in a test module, then the `gcs`
-fixture (session emulator, STORAGE_EMULATOR_HOST set for the test). A missing binary fails, never skips.
+Tests use the `gcs` fixture of tests/conftest.py (the session emulator, STORAGE_EMULATOR_HOST set for the
+test), or an Emulator of their own. A missing binary fails, never skips.
+
+Ports: an Emulator picks a free loopback port and starts the binary on it; another process can take that port
+in between (the race of every "find a free port" helper), so a start that fails with "address already in
+use" tries another port, a few times. Once the emulator has answered, its port is fixed: a restart (after
+kill()) keeps its address, which clients already hold.
 
 `ReadOnlyProxy` stands in for credentials that may only read: a loopback HTTP proxy in front of the emulator
 that forwards GET and HEAD, answers every other method with 403 (as Cloud Storage answers a caller without
@@ -31,13 +36,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 READY_TIMEOUT = 15.0
+PORT_ATTEMPTS = 5
 
 
 def binary() -> Path:
@@ -64,7 +69,11 @@ class Emulator:
 
     def __init__(self, root: Path, port: int | None = None) -> None:
         self.root = root
+        # A bucket only this emulator holds (its root's folders are its buckets): the readiness check asks for
+        # it, so another test run's emulator that took our port is never mistaken for ours.
+        self.identity = f"fedgen-emulator-{uuid.uuid4().hex[:16]}"
         self.port = port or free_port()
+        self._port_fixed = port is not None  # given by the caller, or clients know it: never changed
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +81,19 @@ class Emulator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / self.identity).mkdir(parents=True, exist_ok=True)
+        for _ in range(PORT_ATTEMPTS):
+            problem = self._start_once()
+            if problem is None:
+                self._port_fixed = True
+                return
+            if self._port_fixed or "address already in use" not in problem:
+                pytest.fail(problem, pytrace=False)
+            self.port = free_port()  # another process took the port between free_port() and the bind
+        pytest.fail(f"fake-gcs-server found no free port in {PORT_ATTEMPTS} attempts", pytrace=False)
+
+    def _start_once(self) -> str | None:
+        """Start the binary on self.port; None once it answers, else why it did not."""
         self.process = subprocess.Popen(
             [
                 str(binary()),
@@ -91,15 +112,17 @@ class Emulator:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                pytest.fail(f"fake-gcs-server exited with {self.process.returncode}: {err.strip()}", pytrace=False)
+                code = self.process.returncode
+                self.kill()
+                return f"fake-gcs-server exited with {code}: {err.strip()}"
             try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as resp:
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b/{self.identity}", timeout=1) as resp:
                     if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
+                        return None
+            except (urllib.error.URLError, OSError):  # not up yet, or a server without our bucket (not ours)
                 time.sleep(0.05)
         self.kill()
-        pytest.fail(f"fake-gcs-server did not answer on {self.url} within {READY_TIMEOUT} s", pytrace=False)
+        return f"fake-gcs-server did not answer on {self.url} within {READY_TIMEOUT} s"
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish anything (a dropped connection, as far as clients can tell)."""
@@ -134,27 +157,6 @@ class Emulator:
 
     def read(self, bucket: str, name: str) -> bytes:
         return bytes(self.client().bucket(bucket).blob(name).download_as_bytes())
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    emulator = Emulator(tmp_path_factory.mktemp("fake-gcs"))
-    emulator.start()
-    try:
-        yield emulator
-    finally:
-        emulator.kill()
-
-
-@pytest.fixture
-def gcs(gcs_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    """The session emulator with STORAGE_EMULATOR_HOST set for this test; short retries so failures are quick."""
-    if gcs_emulator.process is None or gcs_emulator.process.poll() is not None:
-        gcs_emulator.start()
-    for key, value in gcs_emulator.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("FEDGEN_GCS_RETRY_SECONDS", "3")
-    return gcs_emulator
 
 
 class ReadOnlyProxy:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
+import os
 import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from ruamel.yaml import YAML
 
 from fedgen.errors import ExternalError
@@ -87,6 +97,44 @@ def make_federation(
         return load_federation(path)
 
 
+# The site that enrolls by request in the enrollment tests (with_request_site adds it to OTHER_SPEC).
+REQUEST_SITE, REQUEST_ORG = "site-c", "hospital_c"
+
+
+def with_request_site(d: dict[str, Any]) -> None:
+    d["spec"]["sites"].append({"name": REQUEST_SITE, "org": REQUEST_ORG, "enrollment": "request"})
+
+
+def craft_request(
+    project: str = OTHER_SPEC["metadata"]["name"], name: str = REQUEST_SITE, org: str = REQUEST_ORG, *, key: rsa.RSAPrivateKey | None = None, cn: str | None = None
+) -> dict[str, bytes]:
+    """Members of an enrollment request in NVFlare 2.9's format, made here (consistent digests), for the negative cases."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, cn or name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+        x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, "client"),
+    ])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    site_yaml = f"name: {project}\nparticipants:\n- name: {name}\n  type: client\n  org: {org}\n".encode()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    meta = {
+        "artifact_type": "nvflare.cert.request", "schema_version": "1", "request_id": os.urandom(16).hex(),
+        "created_at": "2026-01-01T00:00:00Z", "project": project, "name": name, "org": org, "kind": "site",
+        "cert_type": "client", "cert_role": None, "csr_sha256": hashlib.sha256(csr).hexdigest(),
+        "public_key_sha256": hashlib.sha256(spki).hexdigest(), "site_yaml_sha256": hashlib.sha256(site_yaml).hexdigest(),
+    }
+    return {"request.json": json.dumps(meta, indent=2).encode(), "site.yaml": site_yaml, f"{name}.csr": csr}
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
 def dump_yaml(data: Any, path: Path) -> None:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
@@ -121,6 +169,15 @@ def kustomize_build(folder: Path) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port nothing can listen on while the block runs: bound here and never listened on, so a
+    connection to it is refused (a merely "free" port could be taken by another process meanwhile)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def free_port_pair() -> tuple[int, int]:

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-
+from fedgen._crashpoint import PAUSE_ENV, REACHED_ENV
 from fedgen.state.document import StateDocument
-from tests.gcs_emulator import Emulator, gcs, gcs_emulator  # noqa: F401
+from tests.gcs_emulator import Emulator
 from tests.support import OTHER_SPEC, dump_yaml, tree_snapshot
 
 FEDGEN = str(Path(sys.executable).parent / "fedgen")
@@ -49,13 +49,26 @@ def _tree(repo: Path) -> dict[str, bytes]:
     return tree_snapshot(repo, exclude=(".fedgen/state", "spec"))
 
 
-def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
+def _start(repo: Path, *args: str, env: dict[str, str] | None = None, spec: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [FEDGEN, "render", str(repo / SPEC), "--repo", str(repo), *args],
+        [FEDGEN, "render", str(spec or repo / SPEC), "--repo", str(repo), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen[str], timeout: float = 300) -> bool:
+    """Wait until `proc` creates `marker` (a fedgen._crashpoint hook: True) or exits (False). The timeout only
+    keeps a broken run from hanging the suite."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            return marker.exists()
+        assert time.monotonic() < deadline, f"{marker.name} not reached within {timeout:.0f} s"
+        time.sleep(0.01)
+    return True
 
 
 def _together(repo: Path, *args: str) -> list[tuple[subprocess.Popen[str], str]]:
@@ -117,9 +130,7 @@ def test_two_renders_started_together_on_one_local_state(tmp_path: Path, sealing
     _race(run)
 
 
-def test_two_renders_started_together_on_one_gcs_state(
-    gcs: Emulator, tmp_path: Path, sealing_keypair: tuple[Path, Path]  # noqa: F811
-) -> None:
+def test_two_renders_started_together_on_one_gcs_state(gcs: Emulator, tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
     def run(attempt: int) -> list[tuple[subprocess.Popen[str], str]]:
         bucket = gcs.create_bucket()
         location = f"gs://{bucket}/fed/genomics"
@@ -203,13 +214,12 @@ def test_a_render_waits_for_another_renders_write_to_finish(tmp_path: Path, seal
 
         apply_mod._write_file = write  # type: ignore[assignment]
 
+    waiting = tmp_path / "b-waits-for-the-write-lock"
     with _render_paused(repo / SPEC, repo, after_two_staged_files) as pid:
         assert (repo / ".fedgen" / "tmp").is_dir()  # A is staging
-        b = _start(repo)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and b.poll() is None:
-            time.sleep(0.05)
-        # B is still waiting, or finished without touching anything of A's.
+        b = _start(repo, env={REACHED_ENV: f"write-lock-wait:{waiting}"})
+        _wait_for(waiting, b)
+        # B is waiting for A's write lock, or finished without touching anything of A's.
         assert (repo / ".fedgen" / "tmp").is_dir() and len(list((repo / ".fedgen" / "tmp").rglob("*"))) >= 3
     _, err = b.communicate(timeout=300)
     assert b.returncode in (0, 3), err
@@ -223,13 +233,12 @@ def test_a_render_waits_for_another_renders_write_to_finish(tmp_path: Path, seal
 def test_a_killed_holder_leaves_a_lock_the_next_render_can_take(tmp_path: Path, sealing_keypair: tuple[Path, Path]) -> None:
     """The local lock is an flock: it dies with its holder, so a SIGKILLed render never blocks the next one."""
     repo = tmp_path / "repo"
-    _spec(repo, sealing_keypair[1], sites=30)
-    a = _start(repo)
-    state_dir = repo / ".fedgen" / "state"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(state_dir.rglob("lock")):
-        time.sleep(0.02)
-    time.sleep(0.3)  # holding the lock, provisioning
+    _spec(repo, sealing_keypair[1], sites=2)
+    provisioning = tmp_path / "a-provisions"
+    # A stops inside NVFlare's provisioning, holding the state lock (one process: no worker pauses instead).
+    a = _start(repo, env={PAUSE_ENV: f"provision:{provisioning}", "FEDGEN_PROVISION_WORKERS": "1"})
+    assert _wait_for(provisioning, a), a.communicate()
+    assert any((repo / ".fedgen" / "state").rglob("lock"))
     a.send_signal(signal.SIGKILL)
     a.communicate(timeout=60)
     b = _start(repo)
@@ -266,12 +275,11 @@ def test_two_federations_rendering_into_one_repo_at_once_keep_both_contributions
 
         rendering.make_plan = plan_then_pause  # type: ignore[assignment]
 
+    waiting = tmp_path / "b-waits-for-the-write-lock"
     with _render_paused(repo / SPEC, repo, after_the_plan):
-        b = subprocess.Popen([FEDGEN, "render", str(imaging), "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            b.wait(10)  # with the bug B finishes here; without it, B waits for A's write lock
-        except subprocess.TimeoutExpired:
-            pass
+        b = _start(repo, env={REACHED_ENV: f"write-lock-wait:{waiting}"}, spec=imaging)
+        # B waits for A's write lock (with the bug it planned and wrote meanwhile: the checks below fail).
+        assert _wait_for(waiting, b), b.communicate()
     _, err = b.communicate(timeout=300)
     assert b.returncode == 0, err
     for spec in (repo / SPEC, imaging):

@@ -35,7 +35,7 @@ import pytest
 
 from fedgen import _crashpoint
 from fedgen.state.document import StateDocument
-from tests.support import OTHER_SPEC, dump_yaml, tree_snapshot
+from tests.support import OTHER_SPEC, craft_request, dump_yaml, tree_snapshot, with_request_site, zip_bytes
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL")
 
@@ -134,7 +134,7 @@ def _fork_call(fn: Callable[[], dict[str, Any]], out: Path) -> int:
         code = 0
         try:
             out.write_text(json.dumps(fn()))
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - whatever the child hit goes to the parent
             out.write_text(json.dumps({"error": traceback.format_exc()}))
             code = 1
         os._exit(code)
@@ -239,7 +239,7 @@ def _driver(start: Path, repo: Path, work: Path) -> dict[str, Any]:
                     classes[key] = f"class-{len(classes)}"
                     shutil.copytree(repo, work / classes[key])
                 outcome["class"] = classes[key]
-            except Exception as exc:  # reported per trial
+            except Exception as exc:  # noqa: BLE001 - reported per trial
                 outcome["error"] = f"{type(exc).__name__}: {exc}"
             outcomes.append(outcome)
             if limit > 1000:
@@ -279,7 +279,7 @@ def _rerender(repo: Path, new: Path) -> dict[str, Any]:
         out["no_drift"] = api.render(spec=repo / SPEC, repo=repo, check=True).plan.is_noop
         out["stale_files"] = sorted(p.name for p in _state_file(repo).parent.iterdir() if p.name not in ("state.json", "lock"))
         StateDocument.from_bytes(after_state, "state")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as data
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
 
@@ -566,12 +566,10 @@ def test_a_provisioning_worker_stopped_by_sigterm_leaves_no_key(write_spec: Call
 
 
 def test_enroll_approve_stopped_by_sigterm_leaves_no_root_ca_key(write_spec: Callable[..., Path], tmp_path: Path) -> None:
-    from tests.test_enroll import _craft, _with_request_site, _zip
-
-    spec = _rendered_repo(write_spec, _with_request_site)
+    spec = _rendered_repo(write_spec, with_request_site)
     repo, tmp, marker = spec.parent.parent, tmp_path / "tmp", tmp_path / "paused"
     request = tmp_path / "site-c.request.zip"
-    request.write_bytes(_zip(_craft()))
+    request.write_bytes(zip_bytes(craft_request()))
     args = ["enroll", "approve", str(request), "--spec", str(spec), "--repo", str(repo)]
     proc, pid = _start_paused(args, _key_env(tmp, "approve", marker, HOME=str(tmp_path)), marker)
     (folder,) = _key_folders(tmp)

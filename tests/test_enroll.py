@@ -53,16 +53,12 @@ from fedgen.enroll.kit import key_fingerprint_command
 from fedgen.errors import InputError
 from fedgen.spec import load_federation
 from fedgen.state import StateDocument
-from tests.support import tree_snapshot
+from tests.support import REQUEST_ORG, REQUEST_SITE, craft_request, tree_snapshot, with_request_site, zip_bytes
 
 SpecWriter = Callable[..., Path]
-SITE, ORG, PROJECT = "site-c", "hospital_c", "genomics"
+SITE, ORG, PROJECT = REQUEST_SITE, REQUEST_ORG, "genomics"
 NVFLARE = str(Path(sys.executable).parent / "nvflare")
 REQ_REL, SIGNED_REL = request_path(PROJECT, SITE), signed_path(PROJECT, SITE)
-
-
-def _with_request_site(d: dict[str, Any]) -> None:
-    d["spec"]["sites"].append({"name": SITE, "org": ORG, "enrollment": "request"})
 
 
 def _run(*args: str) -> Result:
@@ -72,7 +68,7 @@ def _run(*args: str) -> Result:
 @pytest.fixture
 def world(write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """A rendered repo whose spec has site-c (enrollment: request); the site's and operator's folders."""
-    spec = write_spec(_with_request_site)
+    spec = write_spec(with_request_site)
     repo = spec.parent.parent
     result = _run("render", str(spec), "--repo", str(repo))
     assert result.exit_code == 0, result.output
@@ -300,37 +296,9 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
 def _members(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return {n: zf.read(n) for n in zf.namelist()}
-
-
-def _craft(project: str = PROJECT, name: str = SITE, org: str = ORG, *, key: rsa.RSAPrivateKey | None = None, cn: str | None = None) -> dict[str, bytes]:
-    """Members of a request in NVFlare 2.9's format, made here (consistent digests), for the negative cases."""
-    key = key or _key()
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, cn or name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-        x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, "client"),
-    ])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-    site_yaml = f"name: {project}\nparticipants:\n- name: {name}\n  type: client\n  org: {org}\n".encode()
-    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    meta = {
-        "artifact_type": "nvflare.cert.request", "schema_version": "1", "request_id": os.urandom(16).hex(),
-        "created_at": "2026-01-01T00:00:00Z", "project": project, "name": name, "org": org, "kind": "site",
-        "cert_type": "client", "cert_role": None, "csr_sha256": hashlib.sha256(csr).hexdigest(),
-        "public_key_sha256": hashlib.sha256(spki).hexdigest(), "site_yaml_sha256": hashlib.sha256(site_yaml).hexdigest(),
-    }
-    return {"request.json": json.dumps(meta, indent=2).encode(), "site.yaml": site_yaml, f"{name}.csr": csr}
 
 
 def _tampered_csr(members: dict[str, bytes]) -> dict[str, bytes]:
@@ -355,16 +323,16 @@ def test_refused_requests_exit_2_and_write_nothing(world: dict[str, Path]) -> No
     for proc in procs:
         _wait(proc)
     site_key = _key()
-    good = _craft(key=site_key)
+    good = craft_request(key=site_key)
     key_pem = site_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     crafted = {
-        "tampered-csr": _zip(_tampered_csr(good)),
-        "cn-mismatch": _zip(_craft(cn="site-x")),
-        "org-mismatch": _zip(_craft(org="hospital_z")),
-        "key-inside": _zip({**good, f"{SITE}.key": key_pem}),
-        "key-in-yaml": _zip({**good, "site.yaml": good["site.yaml"] + b"# " + key_pem.replace(b"\n", b"\n# ")}),
-        "path-traversal": _zip({**good, f"../{SITE}.csr": good[f"{SITE}.csr"]}),
-        "extra-member": _zip({**good, "notes.txt": b"hello"}),
+        "tampered-csr": zip_bytes(_tampered_csr(good)),
+        "cn-mismatch": zip_bytes(craft_request(cn="site-x")),
+        "org-mismatch": zip_bytes(craft_request(org="hospital_z")),
+        "key-inside": zip_bytes({**good, f"{SITE}.key": key_pem}),
+        "key-in-yaml": zip_bytes({**good, "site.yaml": good["site.yaml"] + b"# " + key_pem.replace(b"\n", b"\n# ")}),
+        "path-traversal": zip_bytes({**good, f"../{SITE}.csr": good[f"{SITE}.csr"]}),
+        "extra-member": zip_bytes({**good, "notes.txt": b"hello"}),
         "signed-not-request": b"PK\x03\x04" + b"\0" * 40,
     }
     for label, data in crafted.items():
@@ -387,10 +355,10 @@ def test_refused_requests_exit_2_and_write_nothing(world: dict[str, Path]) -> No
 
     # A committed request is the one that gets approved: another request for the same site is refused.
     (repo / REQ_REL).parent.mkdir(parents=True)
-    (repo / REQ_REL).write_bytes(_zip(good))
+    (repo / REQ_REL).write_bytes(zip_bytes(good))
     before = _repo_state(repo)
     other = site / "other.request.zip"
-    other.write_bytes(_zip(_craft()))
+    other.write_bytes(zip_bytes(craft_request()))
     result = _approve(w, other)
     assert result.exit_code == 2 and "holds another request" in result.stderr, result.output
     assert _repo_state(repo) == before
@@ -434,7 +402,7 @@ def test_renders_keep_enrollment_and_a_new_root_ca_reapproves_the_same_request(w
     repo, spec = w["repo"], w["spec"]
     fed = load_federation(spec)
     (repo / REQ_REL).parent.mkdir(parents=True)
-    (repo / REQ_REL).write_bytes(_zip(_craft()))
+    (repo / REQ_REL).write_bytes(zip_bytes(craft_request()))
     first = _approve(w, repo / REQ_REL)
     assert first.exit_code == 0, first.output
     old_fp = fingerprint(server_root_pem(repo, fed) or b"")
@@ -460,20 +428,20 @@ def test_renders_keep_enrollment_and_a_new_root_ca_reapproves_the_same_request(w
 
 
 def test_inspect_request_accepts_nvflare_shape_and_refuses_unsafe_zips(write_spec: SpecWriter) -> None:
-    fed = load_federation(write_spec(_with_request_site))
-    good = _craft()
-    info = inspect_request_zip(_zip(good))
+    fed = load_federation(write_spec(with_request_site))
+    good = craft_request()
+    info = inspect_request_zip(zip_bytes(good))
     assert (info.project, info.name, info.org, info.key_bits) == (PROJECT, SITE, ORG, 2048)
     assert check_request(fed, info).name == SITE
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     cases = {
         "too large": (b"PK\x03\x04" + os.urandom(70_000), "more than"),
-        "weak key": (_zip(_craft(key=weak)), "at least 2048"),
-        "folder": (_zip({**good, "sub/": b""}), "unsafe member"),
-        "absolute": (_zip({**good, "/etc/passwd": b"x"}), "unsafe member"),
-        "bad name": (_zip(_craft(name="site c")), "client name rule"),
+        "weak key": (zip_bytes(craft_request(key=weak)), "at least 2048"),
+        "folder": (zip_bytes({**good, "sub/": b""}), "unsafe member"),
+        "absolute": (zip_bytes({**good, "/etc/passwd": b"x"}), "unsafe member"),
+        "bad name": (zip_bytes(craft_request(name="site c")), "client name rule"),
     }
-    for label, (data, message) in cases.items():
+    for data, message in cases.values():
         with pytest.raises(InputError, match=message):
             inspect_request_zip(data)
     link = io.BytesIO()
@@ -488,10 +456,10 @@ def test_inspect_request_accepts_nvflare_shape_and_refuses_unsafe_zips(write_spe
     key_pem = _key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
     for holder in ({**good, "extra.pem": key_pem}, {**good, "request.json": good["request.json"] + key_pem}):
         with pytest.raises(PrivateKeyFound):
-            inspect_request_zip(_zip(holder))
-    other = inspect_request_zip(_zip(_craft()))
+            inspect_request_zip(zip_bytes(holder))
+    other = inspect_request_zip(zip_bytes(craft_request()))
     with pytest.raises(InputError):
-        check_request(fed, inspect_request_zip(_zip(_craft(project="proteomics"))))
+        check_request(fed, inspect_request_zip(zip_bytes(craft_request(project="proteomics"))))
     assert other.sha256 != info.sha256
     assert classify(REQ_REL) is not None and classify(SIGNED_REL) is not None
     assert classify(f"enrollment/{PROJECT}/signed/{SITE}.request.zip") is None and classify("enrollment/x.zip") is None
@@ -523,7 +491,7 @@ def _cert(subject: str, issuer_key: rsa.RSAPrivateKey, issuer: str, key: rsa.RSA
 
 
 def test_certs_reads_enrolled_sites_from_the_state(write_spec: SpecWriter) -> None:
-    fed = load_federation(write_spec(_with_request_site))
+    fed = load_federation(write_spec(with_request_site))
     root_key, other_key, leaf_key = _key(), _key(), _key()
     root = _cert(PROJECT, root_key, PROJECT, root_key, ca=True)
     document = StateDocument(project=PROJECT, nvflare_cert={"root_cert": root})
@@ -584,7 +552,7 @@ def test_kit_readme_commands_run_as_intended_with_odd_but_valid_values(write_spe
     assume(git_ref_problem(revision) is None and out_name not in (".", ".."))
 
     def edit(d: dict[str, Any]) -> None:
-        _with_request_site(d)
+        with_request_site(d)
         d["spec"]["gitops"]["revision"] = revision
 
     fed = load_federation(write_spec(edit))

@@ -2,8 +2,8 @@
 
 Spec loader (fedgen.spec.load_federation): random YAML documents, random bytes, random mutations of a valid
 spec (structural and textual), deep nesting, huge scalars, alias bombs. The only exceptions allowed are
-InputError / SpecErrors, each message one line starting with the spec's path; a run is bounded in time
-(hypothesis deadline) and memory (tracemalloc on the extreme cases).
+InputError / SpecErrors, each message one line starting with the spec's path; the extreme cases run in a child
+process bounded in memory, and killed if they hang (no timing is asserted: see _bounded).
 Validate readers (fedgen.validate.yamlsource.parse_file, allowlist parsing): never raise on any text (an
 error is data: one line), and allowlist problems are InputErrors naming the file.
 """
@@ -33,9 +33,8 @@ from fedgen.errors import InputError, SpecErrors
 from fedgen.spec import Federation, load_federation
 from tests.support import OTHER_SPEC, dump_yaml
 
-# Generous for a loaded 2-CPU machine; a pathological input takes seconds or minutes, not this.
-DEADLINE_MS = 3000
-FUZZ = settings(deadline=DEADLINE_MS, max_examples=120, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+# No per-example deadline (the profile in tests/conftest.py): on a loaded machine a slow example is not a bug.
+FUZZ = settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 MEMORY_LIMIT = 256 * 2**20  # growth of the peak RSS while reading one extreme input (the file limit is 1 MiB)
 
 
@@ -217,7 +216,7 @@ def _bounded(fn: Callable[[], object], limit_seconds: float = 60.0) -> tuple[flo
         try:
             fn()
             report = {"ok": True}
-        except BaseException:  # the assertion or crash, to the parent
+        except BaseException:  # noqa: BLE001 - the assertion or crash, to the parent
             report = {"ok": False, "error": traceback.format_exc()}
         report["growth"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
         os.write(w, json.dumps(report).encode())

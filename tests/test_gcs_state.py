@@ -24,8 +24,8 @@ from fedgen.state import StateDocument
 from fedgen.state.gcs import LEASE_SECONDS, RENEW_SECONDS, GcsStore
 from fedgen.state.unlock import force_unlock
 from fedgen.state.local import LocalStore
-from tests.gcs_emulator import Emulator, ReadOnlyProxy, free_port, gcs, gcs_emulator  # noqa: F401
-from tests.support import tree_snapshot
+from tests.gcs_emulator import Emulator, ReadOnlyProxy
+from tests.support import refusing_port, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 
@@ -332,10 +332,11 @@ def test_missing_bucket_is_exit_3_in_one_line(gcs: Emulator, write_spec: SpecWri
 
 
 def test_unreachable_storage_is_exit_3_in_one_line(write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("FEDGEN_GCS_RETRY_SECONDS", "0.5")
     spec = write_spec()
-    result = _render(spec, "gs://some-bucket/p")
+    with refusing_port() as port:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        result = _render(spec, "gs://some-bucket/p")
     assert result.exit_code == 3
     assert "cannot reach Cloud Storage at http://127.0.0.1:" in _one_line(result.output)
 

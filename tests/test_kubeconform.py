@@ -19,7 +19,6 @@ import pytest
 import fedgen.executables
 
 from fedgen.errors import ExternalError, InputError
-from fedgen.validate import kubeconform as kc
 from fedgen.validate.kubeconform import (
     DEFAULT_KUBERNETES_VERSION,
     SchemaResult,

@@ -231,9 +231,14 @@ def test_worker_reports_progress_per_batch(parallel: ProvisionResult) -> None:
 def test_progress_is_reported_as_certificates_are_issued(parallel: ProvisionResult) -> None:
     """Serial and parallel: (0, total) first, (total, total) last, never backwards; total is what is issued."""
     extra = tuple((f"p{i}", "org_d") for i in range(34))  # two workers: 17 each, issued 16 + 1
+    seen: list[tuple[int, int]] = []
+
+    def record(done: int, total: int) -> None:
+        seen.append((done, total))
+
     for workers in (1, 2):
-        seen: list[tuple[int, int]] = []
-        result = provision(federation(sites=SITES + extra), parallel.document, kits_for=(), workers=workers, progress=lambda d, t: seen.append((d, t)))
+        seen.clear()
+        result = provision(federation(sites=SITES + extra), parallel.document, kits_for=(), workers=workers, progress=record)
         total = len(result.issued)
         assert total == len(extra)
         assert seen[0] == (0, total) and seen[-1] == (total, total), (workers, seen)
@@ -241,5 +246,5 @@ def test_progress_is_reported_as_certificates_are_issued(parallel: ProvisionResu
         if workers == 2:
             assert len(seen) > 3, seen  # the workers reported batches, not only their end
     seen.clear()
-    assert provision(federation(), parallel.document, kits_for=(), progress=lambda d, t: seen.append((d, t))).issued == ()
+    assert provision(federation(), parallel.document, kits_for=(), progress=record).issued == ()
     assert seen == []

@@ -28,7 +28,7 @@ from fedgen.cli import main
 from fedgen.errors import InputError
 from fedgen.seal.certificate import fingerprint, generate_development_keypair, parse_fingerprint
 from fedgen.seal.manifest import redact_ciphertext
-from tests.gcs_emulator import Emulator, gcs, gcs_emulator  # noqa: F401
+from tests.gcs_emulator import Emulator
 from tests.support import tool, tree_snapshot
 
 SpecWriter = Callable[..., Path]
@@ -299,7 +299,7 @@ class _ReadOnlyProxy(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def _read_only(gcs: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_ReadOnlyProxy]]:  # noqa: F811
+def _read_only(gcs: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_ReadOnlyProxy]]:
     """STORAGE_EMULATOR_HOST pointed at a proxy that lets only reads through to the emulator."""
     handler = type("Proxy", (_ReadOnlyProxy,), {"upstream": gcs.url, "refused": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -314,7 +314,7 @@ def _read_only(gcs: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[
             server.server_close()
 
 
-def test_check_needs_only_read_access_to_a_gcs_state(gcs: Emulator, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_check_needs_only_read_access_to_a_gcs_state(gcs: Emulator, write_spec: SpecWriter, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = gcs.create_bucket()
     location = f"gs://{bucket}/fed/genomics"
     spec = write_spec()

@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fedgen.validate import keyscan
 from fedgen.validate.engine import validate
 from fedgen.errors import InputError
-from tests.test_validate_rules import HAND_EDIT
-from tests.validate.support import CLUSTER, SERVER, SPEC, TENANT, edit, fresh, pem_key, restamp, rsa_key
+from tests.validate.support import CLUSTER, HAND_EDIT, SERVER, SPEC, TENANT, edit, fresh, pem_key, restamp, rsa_key
 
 OVERLAY = f"tenants/{TENANT}/overlays/{CLUSTER}"
 FEDGEN = [sys.executable, "-m", "fedgen"]

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedgen.validate.engine import Report, validate
+from fedgen.validate.rules import REGISTRY
 from tests.validate.support import (
     BASE_DIR,
     CLUSTER,
@@ -36,6 +37,7 @@ from tests.validate.support import (
     ENROLL_SIGNED,
     ENROLL_SITE,
     FEDERATION,
+    HAND_EDIT,
     INGRESS_DIR,
     SERVER,
     SERVER_DIR,
@@ -351,8 +353,6 @@ def _copy_ledger(repo: Path) -> None:
 # ------------------------------------------------------------------------------------------------ plants
 
 SHARED_EDIT = frozenset({"FG102"})
-# A hand edit of a rendered file or folder differs from what the spec renders, re-stamped ledger or not.
-HAND_EDIT = frozenset({"FG120", "FG121", "FG122", "FG123", "FG124"})
 # The example's own warning: no loadBalancerSourceRanges (FG709).
 EXAMPLE_WARNINGS = frozenset({"FG709"})
 
@@ -522,6 +522,19 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG711", "site-cluster image by tag", _set(f"{SITE_DIR}/deployment.yaml", "Deployment",
         lambda d: container(d).__setitem__("image", "nvflare:latest")), base="sites"),
 )
+
+
+def test_every_rule_has_a_planted_defect_test() -> None:
+    planted = {p.rule for p in PLANTS}
+    assert sorted(set(REGISTRY.ids) - planted) == [], "rules without a test that fires them"
+    assert sorted(planted - set(REGISTRY.ids)) == [], "plants for rules that do not exist"
+
+
+def test_clean_tree_tests_cover_every_rule() -> None:
+    """The clean-tree tests assert an empty report (all rules run), so none fires on a clean render; here we
+    check each planted rule's collateral is a real rule, so a typo cannot hide an unexpected finding."""
+    for plant in PLANTS:
+        assert plant.also <= set(REGISTRY.ids), plant
 
 
 @pytest.mark.parametrize("plant", PLANTS, ids=[f"{p.rule}-{p.name.replace(' ', '-')}" for p in PLANTS])

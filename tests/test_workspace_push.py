@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from fedgen.cli import main
 from fedgen.state import StateDocument
 from fedgen.state.gcs import GcsStore
-from tests.gcs_emulator import Emulator, ReadOnlyProxy, gcs, gcs_emulator  # noqa: F401
+from tests.gcs_emulator import Emulator, ReadOnlyProxy
 
 SpecWriter = Callable[..., Path]
 PREFIX = "genomics/flserver/transfer/"  # OTHER_SPEC: project genomics, server flserver

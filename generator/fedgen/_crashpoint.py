@@ -7,7 +7,11 @@ process with SIGKILL, exactly as a power cut or `kill -9` would at that point.
 pause(point): called where key material sits in a temporary place (fedgen.scratch). With
 FEDGEN_TEST_PAUSE_AT=<point>:<marker file>, the first process to reach that point creates the marker file
 (holding its pid) and waits for a signal, so a test can stop it right there (SIGTERM, SIGINT, SIGKILL).
-Without the variables, both hooks only read the environment.
+
+reached(point): called where a process starts waiting for another (the repo's write lock). With
+FEDGEN_TEST_REACHED=<point>:<marker file>, the first process to get there creates the marker file (holding its
+pid) and goes on, so a test can wait for that moment instead of sleeping.
+Without the variables, the hooks only read the environment.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 
 ENV = "FEDGEN_TEST_CRASH_AFTER"
 PAUSE_ENV = "FEDGEN_TEST_PAUSE_AT"
+REACHED_ENV = "FEDGEN_TEST_REACHED"
 _done = 0
 
 
@@ -31,14 +36,24 @@ def step() -> None:
 
 
 def pause(point: str) -> None:
-    name, _, marker = os.environ.get(PAUSE_ENV, "").partition(":")
+    if _mark(PAUSE_ENV, point):
+        while True:
+            signal.pause()
+
+
+def reached(point: str) -> None:
+    _mark(REACHED_ENV, point)
+
+
+def _mark(env: str, point: str) -> bool:
+    """Create the marker file `env` names for `point`, holding this pid; False when another process did first."""
+    name, _, marker = os.environ.get(env, "").partition(":")
     if name != point or not marker:
-        return
+        return False
     try:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return  # another process paused here first
+        return False
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
-    while True:
-        signal.pause()
+    return True

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedgen._crashpoint import reached as _crash_reached  # test hook: inert unless FEDGEN_TEST_REACHED is set
 from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
 from fedgen.errors import ExternalError, InputError
 from fedgen.ledger.guard import FEDGEN_DIR, path_problem, refuse_symlinks
@@ -60,6 +61,7 @@ def writing(repo: Path) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                _crash_reached("write-lock-wait")  # test hook: inert unless FEDGEN_TEST_REACHED is set
                 if time.monotonic() > deadline:
                     raise ExternalError(f"{folder}: another fedgen command has been writing this repo for {WRITE_LOCK_TIMEOUT:.0f} s; retry when it finishes") from None
                 time.sleep(0.05)
