@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything fedgen's example and tests need, inside the workspace where possible:
-#   .venv/           Python 3.11 virtualenv with fedgen (editable) and the test extras
+#   .venv/           Python 3.11 virtualenv with fedgen (editable) and the test and lint extras
 #   .tools/bin/      pinned Go tools: kubeconform, kubeseal, and kube-apiserver + etcd for the cluster tests
 #   .cache/          pip and Go caches (CI may cache this folder)
 # The first run builds kube-apiserver and etcd from source (tools/kube/): about 12 minutes on 2 cores, 1.8 GB
@@ -47,10 +47,10 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || die "$PYTHON is not Python 3.11"
 stamp=.venv/.fedgen-installed
 if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "creating .venv and installing fedgen with test extras"
+  say "creating .venv and installing fedgen with test and lint extras"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,lint]'
   touch "$stamp"
 fi
 

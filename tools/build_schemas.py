@@ -323,7 +323,7 @@ class BuiltinConverter:
             if name in local:
                 continue
             more: set[str] = set()
-            local[name] = _subschemas(_clean(self.defs[name], self.stats), lambda v: self._walk(v, more))
+            local[name] = _subschemas(_clean(self.defs[name], self.stats), lambda v: self._walk(v, more))  # noqa: B023 - called within this iteration
             pending.extend(sorted(more - local.keys()))
         if local:
             out["$defs"] = dict(sorted(local.items()))

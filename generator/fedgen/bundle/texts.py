@@ -13,8 +13,7 @@ import shlex
 from fedgen.bundle.k8s import FOLDER as K8S_FOLDER
 from fedgen.bundle.k8s import secret_command, site_names
 from fedgen.bundle.model import ADMIN_MODULE, CONTAINER_KIT_PARENT, BundleContext
-from fedgen.render.layout import gateway_object_name
-from fedgen.render.mesh import GATEWAY_NAMESPACE
+from fedgen.render.layout import GATEWAY_NAMESPACE, gateway_object_name
 from fedgen.render.pod import CLIENT_MODULE, PYTHON
 from fedgen.spec.model import RUN_AS_ID
 

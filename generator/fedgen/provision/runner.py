@@ -98,7 +98,7 @@ def issue_in_parallel(
                 progress(done, total)
     base = {k: seed[k] for k in (*ROOT_KEYS, server)}
     groups = split([n for n in to_issue if n != server], workers)
-    requests = [{"roster": roster.to_json(), "group": group, "base": base} for group in groups]
+    requests: list[dict[str, Any]] = [{"roster": roster.to_json(), "group": group, "base": base} for group in groups]
     reporter = None
     if progress is not None:
         for request, group in zip(requests, groups):

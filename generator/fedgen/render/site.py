@@ -67,7 +67,7 @@ def site_objects(fed: Federation, site: Site, kit: Mapping[str, bytes], sealed_k
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(_local_configmap(site), site, **_labels(site)), "data": local},
     ]
     digest = pod.kit_digest(configmaps, sealed_key["spec"]["encryptedData"])
-    objects = {
+    objects: dict[str, list[Obj]] = {
         "service-account.yaml": [service_account],
         "configmaps.yaml": configmaps,
         "sealed-secret.yaml": [sealed_key],

@@ -123,7 +123,7 @@ def _precheck(text: str, origin: str) -> None:
     as libyaml found it (libyaml reads ahead, so it can meet the error before the depth that makes the
     pure-Python parser slow). Without PyYAML's C extension nothing is checked here."""
     try:
-        import yaml as pyyaml
+        import yaml as pyyaml  # type: ignore[import-untyped]
 
         loader = pyyaml.CSafeLoader(text)
     except (ImportError, AttributeError):  # pragma: no cover - PyYAML comes with nvflare
