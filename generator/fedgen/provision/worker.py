@@ -8,8 +8,8 @@ last one its reply:
 - the kit files that need no key, for validate (see fedgen.provision.static): {"task": "static-kits",
   "requests": [...]} -> {"kits": [{name: {path: base64}} or {"error": message}, ...]}.
 The caller keeps stdin open while the worker runs: the end of stdin before the reply means the caller is
-gone, and the worker removes its temporary provisioning root (key material) and exits at once with status 1.
-Once the reply is out, the worker exits 0 whatever happens to stdin.
+gone, and the worker removes its temporary provisioning root (key material) and exits at once with status 1,
+sending no reply. Once the reply is out, the worker exits 0 whatever happens to stdin.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 from typing import IO, Any
@@ -25,18 +26,41 @@ from typing import IO, Any
 from fedgen.provision.lighter import RootWatch
 
 
+# How long the watcher waits for the main thread to act on its signal before it cleans up itself: only a main
+# thread stuck in one long call (no Python step for this long) gets there.
+_SIGNAL_GRACE_SECONDS = 30.0
+
+
 def _exit_when_caller_is_gone(fd: int, watch: RootWatch, replied: threading.Event) -> None:
+    """Start the watcher: at the end of stdin before the reply, remove the private root and exit 1.
+
+    The removal runs in the main thread, in a signal handler: between two Python steps of NVFlare (which runs
+    in the main thread), so nothing writes into the root while it goes and nothing can make it again (a removal
+    from the watcher thread raced NVFlare's os.makedirs, which made the root again)."""
+
+    def on_caller_gone(signum: int, frame: object) -> None:
+        root = watch.current
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
+        os._exit(1)
+
+    signal.signal(signal.SIGUSR1, on_caller_gone)
+
     def watch_input() -> None:
         while os.read(fd, 65536):  # raw reads: a daemon thread must not hold sys.stdin's lock at exit
             pass
-        # End of input: the caller closed it (after the reply: its normal goodbye) or died.
-        watch.lock.acquire()  # never released: no new root is made before the exit below
-        for _ in range(3):  # NVFlare may still be writing into it
-            root = watch.current
-            if not root or not os.path.exists(root):
-                break
+        # End of input: the caller closed it (after the reply: its normal goodbye) or died. Held for good from
+        # here: no new root is made, and no reply is sent (main() sends it under this lock), so the status
+        # says which came first.
+        watch.lock.acquire()
+        if replied.is_set():
+            os._exit(0)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        threading.Event().wait(_SIGNAL_GRACE_SECONDS)
+        root = watch.current
+        if root:
             shutil.rmtree(root, ignore_errors=True)
-        os._exit(0 if replied.is_set() else 1)
+        os._exit(1)
 
     threading.Thread(target=watch_input, name="fedgen-caller-watch", daemon=True).start()
 
@@ -109,8 +133,9 @@ def main() -> int:
         reply = {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the caller as one line
         reply = {"error": f"nvflare provisioning failed: worker: {type(exc).__name__}: {exc}"}
-    reply_out.write(json.dumps(reply).encode() + b"\n")
-    replied.set()  # before the close: the caller may close our stdin the moment it sees the reply end
+    with watch.lock:  # held for good by the watcher once the caller is gone: then this waits for its exit
+        reply_out.write(json.dumps(reply).encode() + b"\n")
+        replied.set()  # before the close: the caller may close our stdin the moment it sees the reply end
     reply_out.close()
     return 0
 
