@@ -42,7 +42,7 @@ class FedgenGroup(click.Group):
         except KeyboardInterrupt:
             err("interrupted")
             ctx.exit(INTERNAL_EXIT)
-        except Exception as exc:  # a bug: say so in one line, details with --debug
+        except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, details with --debug
             from fedgen.report import printable
 
             if ctx.params.get("debug"):
