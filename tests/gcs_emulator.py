@@ -5,7 +5,9 @@ fake-gcs-server-<os>-<arch>. Its FakeGCSServer class always runs on a fresh temp
 deletes, so it cannot restart on the same data; these tests start the same binary themselves with
 `-backend filesystem -filesystem-root <folder>`, which survives a SIGKILL and a restart (used to cut a push
 off half way). Note what the filesystem backend does not do: it ignores generation preconditions on DELETE
-and cannot store "folder/" marker objects; fedgen relies on neither.
+and cannot store "folder/" marker objects; fedgen relies on neither. And where it differs from Cloud Storage
+after a kill: an upload cut off leaves a file without its metadata, which breaks the bucket's listing; a
+start removes such files (Cloud Storage shows an object only once its upload completed).
 
 Tests use the `gcs` fixture of tests/conftest.py (the session emulator, STORAGE_EMULATOR_HOST set for the
 test), or an Emulator of their own. A missing binary fails, never skips.
@@ -43,6 +45,7 @@ import pytest
 
 READY_TIMEOUT = 15.0
 PORT_ATTEMPTS = 5
+METADATA_XATTR = "user.metadata"  # where the filesystem backend keeps an object's metadata
 
 
 def binary() -> Path:
@@ -82,6 +85,7 @@ class Emulator:
 
     def start(self) -> None:
         (self.root / self.identity).mkdir(parents=True, exist_ok=True)
+        self._drop_unfinished_writes()
         for _ in range(PORT_ATTEMPTS):
             problem = self._start_once()
             if problem is None:
@@ -91,6 +95,15 @@ class Emulator:
                 pytest.fail(problem, pytrace=False)
             self.port = free_port()  # another process took the port between free_port() and the bind
         pytest.fail(f"fake-gcs-server found no free port in {PORT_ATTEMPTS} attempts", pytrace=False)
+
+    def _drop_unfinished_writes(self) -> None:
+        """Remove object files a kill cut off before the emulator recorded their metadata (an xattr it sets
+        after writing the data). Cloud Storage never shows an object whose upload did not finish; the emulator
+        would instead answer 404 for the whole bucket's listing."""
+        for bucket in (p for p in self.root.iterdir() if p.is_dir()):
+            for path in (p for p in bucket.rglob("*") if p.is_file()):
+                if METADATA_XATTR not in os.listxattr(path):
+                    path.unlink()
 
     def _start_once(self) -> str | None:
         """Start the binary on self.port; None once it answers, else why it did not."""
