@@ -84,7 +84,7 @@ def read_encrypted_data(path: Path) -> dict[str, str]:
             if isinstance(doc, dict) and doc.get("kind") == "SealedSecret":
                 data = doc.get("spec", {}).get("encryptedData", {})
                 return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    except Exception:  # an unreadable file is simply re-sealed
+    except Exception:  # noqa: BLE001 - an unreadable file is simply re-sealed
         return {}
     return {}
 
