@@ -28,21 +28,14 @@ example:
 
 # Static checks, run by `make test` before the tests: ruff (lint), mypy, and the import contracts of
 # pyproject.toml (lint-imports: layers cli -> api -> features -> core -> spec -> errors, no cycles, nvflare
-# imported in one place). Two switches, until issue 18's restructuring lands as a whole:
-#   LINT_IMPORTS=1  broken contracts fail the check (0: they are printed, and do not fail it);
-#   LINT_FORMAT=1   `ruff format --check` runs too (0: skipped; the tree is formatted once, in one commit).
-LINT_IMPORTS ?= 0
+# imported in one place). One switch, until the tree is formatted once, in one commit:
+#   LINT_FORMAT=1   `ruff format --check` runs too (0: skipped).
 LINT_FORMAT ?= 0
 LINT_PATHS := generator tests bench tools
 lint: bootstrap
 	.venv/bin/ruff check $(LINT_PATHS)
 	.venv/bin/mypy
-	@if [ "$(LINT_IMPORTS)" = 1 ]; then \
-		echo ".venv/bin/lint-imports"; .venv/bin/lint-imports --no-logo --no-cache; \
-	else \
-		echo ".venv/bin/lint-imports (LINT_IMPORTS=0: reported, not failing)"; \
-		.venv/bin/lint-imports --no-logo --no-cache || echo "lint: import contracts broken (see above); LINT_IMPORTS=1 makes this fail"; \
-	fi
+	.venv/bin/lint-imports --no-logo --no-cache
 	@if [ "$(LINT_FORMAT)" = 1 ]; then \
 		echo ".venv/bin/ruff format --check $(LINT_PATHS)"; .venv/bin/ruff format --check $(LINT_PATHS); \
 	else \

@@ -26,7 +26,8 @@ from cryptography.x509.oid import NameOID
 from ruamel.yaml import YAML
 
 from fedgen.errors import InputError
-from fedgen.seal.certificate import SealingCertificate, generate_development_keypair, load_certificate
+from fedgen.spec.sealing_certificate import SealingCertificate, load_certificate
+from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.crypto import SCOPES, UnsealError, seal_value, unseal_value
 from fedgen.seal.manifest import sealed_secret_manifest
 from fedgen.seal.reuse import seal_data

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes
 
 from fedgen.cli import main
 from fedgen.errors import InputError
-from fedgen.seal.certificate import fingerprint, generate_development_keypair, parse_fingerprint
+from fedgen.spec.sealing_certificate import fingerprint, parse_fingerprint
+from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.manifest import redact_ciphertext
 from tests.gcs_emulator import Emulator
 from tests.support import tool, tree_snapshot
@@ -214,7 +215,7 @@ def test_redact_ciphertext_touches_only_encrypted_data() -> None:
 
 
 def test_fingerprints_read_as_openssl_prints_them(sealing_keypair: tuple[Path, Path]) -> None:
-    from fedgen.seal.certificate import load_certificate
+    from fedgen.spec.sealing_certificate import load_certificate
 
     pem = sealing_keypair[1].read_bytes()
     ours = fingerprint(load_certificate(pem, origin="cert").sha256)

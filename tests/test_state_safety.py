@@ -20,7 +20,6 @@ from ruamel.yaml import YAML
 from fedgen.cli import main
 from fedgen.enroll.fingerprints import fingerprint
 from fedgen.errors import InputError
-from fedgen.render.layout import workload_buckets
 from fedgen.spec import load_federation
 from fedgen.state.local import LocalStore
 from tests.support import tree_snapshot
@@ -239,7 +238,7 @@ def test_workload_buckets_name_every_bucket_the_rendered_tree_reaches(write_spec
                     found |= set(_bucket_names(doc))
             elif path.endswith(".json"):
                 found |= set(_bucket_names(json.loads(data)))
-        assert found and found <= set(workload_buckets(load_federation(spec))), found
+        assert found and found <= set(load_federation(spec).workload_buckets), found
 
 
 def _bucket_names(node: Any) -> list[str]:

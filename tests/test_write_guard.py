@@ -247,7 +247,7 @@ def test_path_rules() -> None:
 def test_owned_folders_cover_every_file_a_render_owns(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     """The folders checked for links before the state is locked are every folder the render writes into."""
     from fedgen.render.tree import owned_folders
-    from fedgen.seal.certificate import fingerprint, load_certificate
+    from fedgen.spec.sealing_certificate import fingerprint, load_certificate
     from fedgen.spec import load_federation
 
     def site_cluster(d: dict[str, Any]) -> None:

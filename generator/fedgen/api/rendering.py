@@ -14,7 +14,7 @@ from fedgen.ledger import Contribution, Ledger, read_ledgers
 from fedgen.render.platform_fit import platform_warnings
 from fedgen.render.shared import contributions, recorded_shared_files, shared_files
 from fedgen.render.tree import RenderInput, owned_folders, render_tree, secrets_to_seal
-from fedgen.seal.certificate import parse_fingerprint
+from fedgen.spec.sealing_certificate import parse_fingerprint
 from fedgen.seal.manifest import read_encrypted_data
 from fedgen.seal.policy import CertificateChange, seal_all
 from fedgen.spec import Federation, load_federation

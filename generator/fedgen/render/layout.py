@@ -68,11 +68,3 @@ def job_store_root(fed: Federation) -> str:
     from fedgen.spec.model import WORKSPACE_MOUNT
 
     return f"{WORKSPACE_MOUNT}/{fed.name}/{fed.server.name}"
-
-
-def workload_buckets(fed: Federation) -> tuple[str, ...]:
-    """Every Cloud Storage bucket a rendered workload can reach: the server mounts the workspace bucket
-    read-write (gcsfuse) and its KSA is granted it in the tfvars; site Deployments mount none. A state kept
-    in one of these would put the CA key within reach of the server pod (tests check this list against the
-    rendered tree)."""
-    return (fed.workspace.bucket_name,)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fedgen.errors import InputError
-from fedgen.seal.certificate import SealingCertificate
+from fedgen.spec.sealing_certificate import SealingCertificate
 
 SCOPES: tuple[str, ...] = ("strict", "namespace-wide", "cluster-wide")
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedgen.errors import InputError
-from fedgen.seal.certificate import SealingCertificate, fingerprint, generate_development_keypair, load_certificate
+from fedgen.spec.sealing_certificate import SealingCertificate, fingerprint, load_certificate
+from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.reuse import seal_data
 from fedgen.state import StateDocument
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from fedgen.seal.certificate import SealingCertificate
+from fedgen.spec.sealing_certificate import SealingCertificate
 from fedgen.seal.crypto import check_scope, seal_value
 
 

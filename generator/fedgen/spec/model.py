@@ -158,6 +158,14 @@ class Federation:
         return replace(self, sites=tuple(s for s in self.sites if s.enrollment != "request"))
 
     @property
+    def workload_buckets(self) -> tuple[str, ...]:
+        """Every Cloud Storage bucket a rendered workload can reach: the server mounts the workspace bucket
+        read-write (gcsfuse) and its KSA is granted it in the tfvars; site Deployments mount none. A state kept
+        in one of these would put the CA key within reach of the server pod (tests check this list against the
+        rendered tree)."""
+        return (self.workspace.bucket_name,)
+
+    @property
     def participant_names(self) -> tuple[str, ...]:
         return (self.server.name, *(s.name for s in self.sites), *(a.name for a in self.admins))
 

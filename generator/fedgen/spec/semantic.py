@@ -280,7 +280,7 @@ def _sealing_certificate(path: Path_, cert: str, spec_dir: Path, now: datetime) 
     if len(pem) > CERT_MAX_BYTES:
         yield (path, f"sealing certificate {cert!r} is larger than {CERT_MAX_BYTES // 1024} KiB; expected one PEM certificate", False)
         return
-    from fedgen.seal.certificate import load_certificate
+    from fedgen.spec.sealing_certificate import load_certificate
 
     try:
         load_certificate(pem, origin=cert, now=now)

@@ -54,6 +54,4 @@ def open_store(
 
 def federation_store(fed: Federation, location: str | None, repo: Path) -> StateStore:
     """open_store for a loaded spec: refuses a location inside any bucket its rendered workloads reach."""
-    from fedgen.render.layout import workload_buckets
-
-    return open_store(location, repo, fed.name, forbidden_buckets=workload_buckets(fed))
+    return open_store(location, repo, fed.name, forbidden_buckets=fed.workload_buckets)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def _key_bytes(path: Path | None) -> tuple[int | None, str | None]:
     if path is None:
         return None, None
-    from fedgen.seal.certificate import load_certificate
+    from fedgen.spec.sealing_certificate import load_certificate
 
     try:
         cert = load_certificate(path.read_bytes(), origin=str(path))
