@@ -286,3 +286,66 @@ def test_two_federations_rendering_into_one_repo_at_once_keep_both_contributions
         drift = api.render(spec=spec, repo=repo, check=True).plan
         assert drift.is_noop, (spec.name, [c.path for c in drift.changes])
     assert b"from spec/federation.yaml, spec/imaging.yaml" in (repo / "clusters/gke-eu/bootstrap/root-sync.yaml").read_bytes()
+
+
+def _held_by_another_open_file(lock_path: Path) -> int:
+    """An flock on lock_path through a descriptor of its own (flocks of two open files conflict even in one
+    process): what another process that has just taken the lock looks like, before it wrote its record."""
+    import fcntl
+
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_a_contender_waits_for_the_record_of_a_holder_that_has_just_taken_the_lock(tmp_path: Path) -> None:
+    """The holder writes its record just after its flock: a contender that finds no record yet reads again
+    instead of reporting "an unknown process" (the intermittent failure of the race test above)."""
+    import json
+    import threading
+
+    from fedgen.errors import ExternalError
+    from fedgen.holder import holder_record
+    from fedgen.state.local import LocalStore
+
+    store = LocalStore(tmp_path / "state")
+    with store.lock():
+        pass
+    lock_path = tmp_path / "state" / "lock"
+    assert lock_path.read_bytes() == b""  # released: no holder recorded
+    fd = _held_by_another_open_file(lock_path)
+    record = {**holder_record(), "pid": os.getpid(), "command": "fedgen render late.yaml"}
+    writer = threading.Timer(0.3, lambda: os.pwrite(fd, json.dumps(record).encode(), 0))
+    writer.start()
+    try:
+        with pytest.raises(ExternalError, match=rf"is locked by pid {os.getpid()} on \S+ since \S+ \(.*fedgen render late.yaml\)"):
+            with store.lock():
+                pass
+    finally:
+        writer.join()
+        os.close(fd)
+
+
+def test_a_contender_takes_a_lock_released_while_it_waited_and_records_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from fedgen.errors import ExternalError
+    from fedgen.state import local
+    from fedgen.state.local import LocalStore
+
+    store = LocalStore(tmp_path / "state")
+    with store.lock():
+        pass
+    lock_path = tmp_path / "state" / "lock"
+    # A record of a process of this host that is gone (killed while it held the lock) is no answer either:
+    # with the lock still held and no other record, the contender gives up after HOLDER_WAIT.
+    fd = _held_by_another_open_file(lock_path)
+    os.pwrite(fd, json.dumps({"host": os.uname().nodename, "pid": 2**22 + 7, "since": "2026-01-01T00:00:00Z"}).encode(), 0)
+    monkeypatch.setattr(local, "HOLDER_WAIT", 0.2)
+    with pytest.raises(ExternalError, match="is locked by an unknown process"):
+        with store.lock():
+            pass
+    os.close(fd)  # released meanwhile: the next contender takes it and writes its own record
+    with store.lock():
+        assert json.loads(lock_path.read_bytes())["pid"] == os.getpid()
+    assert lock_path.read_bytes() == b""

@@ -15,13 +15,14 @@ import json
 import os
 import shlex
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from fedgen._crashpoint import step as _crash_step  # test hook: inert unless FEDGEN_TEST_CRASH_AFTER is set
 from fedgen.errors import ExternalError, InputError
-from fedgen.holder import describe_holder, holder_record
+from fedgen.holder import describe_holder, holder_record, on_this_host, pid_alive
 from fedgen.state.document import StateDocument
 from fedgen.state.store import Backup, backup_name
 from fedgen.untrusted import loads_json
@@ -153,21 +154,54 @@ class LocalStore:
     def lock(self) -> Iterator[None]:
         """An flock on <state>/lock; the file records who holds it, for the error message.
 
-        No expiry is needed: the kernel releases an flock when its holder exits, however it exits."""
+        No expiry is needed: the kernel releases an flock when its holder exits, however it exits. The
+        record is written just after the flock is taken and cleared just before it is released, so a
+        contender may find it missing for a moment: take_or_read_holder waits for it (HOLDER_WAIT)."""
         self._ensure_dir()
         lock_path = self.path / LOCK
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            holder = take_or_read_holder(fd, lock_path)
+            if holder is not None:
+                raise ExternalError(f"state {self.path} is locked by {describe_holder(holder)}; retry when it finishes")
+            record = json.dumps(holder_record()).encode()
+            # Written over whatever is there, then cut to length: a reader sees an old record, a record cut
+            # short, or this one, never an empty file it could take for "no holder".
+            os.pwrite(fd, record, 0)
+            os.ftruncate(fd, len(record))
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = describe_holder(read_holder(lock_path))
-                raise ExternalError(f"state {self.path} is locked by {holder}; retry when it finishes") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder_record()).encode(), 0)
-            yield
+                yield
+            finally:
+                os.ftruncate(fd, 0)  # still locked: the next holder starts from an empty record
         finally:
             os.close(fd)
+
+
+# How long a contender waits for the record of a holder that has just taken the lock (it writes it at once,
+# but on a loaded machine the scheduler may pause it in between).
+HOLDER_WAIT = 2.0
+_HOLDER_POLL = 0.01
+
+
+def take_or_read_holder(fd: int, lock_path: Path) -> dict[str, object] | None:
+    """Take the flock on fd without waiting for it (None), or return the record of the process holding it.
+
+    A record that is not there yet (empty, cut short, or naming a process of this host that is gone: one
+    killed while it held the lock) is read again until HOLDER_WAIT has passed, trying the lock meanwhile (its
+    holder may finish); after that, an empty record ({}: "an unknown process")."""
+    deadline = time.monotonic() + HOLDER_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pass
+        record = read_holder(lock_path)
+        if record and not (on_this_host(record) and not pid_alive(record.get("pid"))):
+            return record
+        if time.monotonic() >= deadline:
+            return {}
+        time.sleep(_HOLDER_POLL)
 
 
 def read_holder(lock_path: Path) -> dict[str, object] | None:

@@ -34,7 +34,7 @@ def _local_unlock(path: Path) -> UnlockResult:
     import fcntl
 
     from fedgen.state.local import LOCK as LOCAL_LOCK
-    from fedgen.state.local import read_holder
+    from fedgen.state.local import take_or_read_holder
 
     lock_path = path / LOCAL_LOCK
     stale_note = "a local lock is released by the kernel when its holder exits, so it is never stale"
@@ -45,13 +45,11 @@ def _local_unlock(path: Path) -> UnlockResult:
     except OSError as exc:
         raise ExternalError(f"state {path}: {exc.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        holder = take_or_read_holder(fd, lock_path)
+        if holder is not None:
             raise ExternalError(
-                f"state {path} is locked by {describe_holder(read_holder(lock_path))}, a live process ({stale_note}); "
-                "wait for it to finish or stop it"
-            ) from None
+                f"state {path} is locked by {describe_holder(holder)}, a live process ({stale_note}); wait for it to finish or stop it"
+            )
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
