@@ -54,7 +54,7 @@ def test_rotate_a_site_changes_only_its_certificate_and_no_repo_file(write_spec:
     certs, tree = _certs(repo), _tree(repo)
     result = _run("rotate", "site-a", "--spec", str(spec), "--repo", str(repo))
     assert result.exit_code == 0, result.output
-    assert "issued certificates: site-a" in result.stderr and "redistribute bundles: site-a" in result.stderr
+    assert "issued 1 certificate: site-a" in result.stderr and "site-a: a new bundle (own certificate re-issued)" in result.stderr
     after = _certs(repo)
     assert {k for k in after if after[k] != certs.get(k)} == {"site-a"}
     assert after["site-a"]["pri_key"] != certs["site-a"]["pri_key"]
@@ -70,7 +70,7 @@ def test_rotate_the_server_changes_its_kit_files(write_spec: Callable[..., Path]
     result = _run("rotate", "flserver", "--spec", str(spec), "--repo", str(repo))
     assert result.exit_code == 0, result.output
     # The message names the GitOps engine the spec uses.
-    assert f"the server's kit changed: commit the rendered files so {name} rolls the server" in result.stderr
+    assert f"flserver: commit and push: {name} rolls the server (own certificate re-issued)" in result.stderr
     after = _certs(repo)
     assert {k for k in after if after[k] != certs.get(k)} == {"flserver"}
     new_tree = _tree(repo)
@@ -86,7 +86,7 @@ def test_rotate_root_ca_reissues_everything(write_spec: Callable[..., Path]) -> 
     assert result.exit_code == 0, result.output
     after = _certs(repo)
     assert all(after[k] != certs[k] for k in certs)
-    assert "redistribute bundles: lead@genomics.example.org, site-a, site-b" in result.stderr
+    assert "site-a, site-b, lead@genomics.example.org: a new bundle (root CA changed)" in result.stderr
 
 
 def test_rotate_unknown_participant_is_exit_2(write_spec: Callable[..., Path]) -> None:

@@ -424,6 +424,60 @@ def test_renders_keep_enrollment_and_a_new_root_ca_reapproves_the_same_request(w
     assert _certs(w)[1][SITE]["status"] == "ok"
 
 
+def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spec: SpecWriter) -> None:
+    """Render, approve and rotate name the site enrolling by request with what it needs (issue 17)."""
+    w = world
+    repo, spec = w["repo"], w["spec"]
+
+    def who(result: Result) -> dict[str, Any]:
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["who_must_act"]
+
+    def render_json(*args: str) -> dict[str, Any]:
+        return who(_run(*(args or ("render", str(spec))), "--repo", str(repo), "--format", "json"))
+
+    site = {r["name"]: r for r in render_json()["must_act"]}[SITE]
+    assert (site["action"], site["command"], [r["reason"] for r in site["reasons"]]) == ("enroll-kit", f"fedgen enroll kit {SITE} --spec {spec}", ["not-enrolled"])
+
+    key = _key()
+    (repo / REQ_REL).parent.mkdir(parents=True)
+    (repo / REQ_REL).write_bytes(_zip(_craft(key=key)))
+    first = _approve(w, repo / REQ_REL, "--format", "json")
+    document = json.loads(first.stdout)  # stdout: the document only
+    assert (document["action"], document["site"], document["signed"]) == ("approved", SITE, SIGNED_REL)
+    assert who(first)["must_act"] == [
+        {"name": SITE, "kind": "client", "action": "package", "command": None, "reasons": [{"reason": "new-participant", "old": None, "new": None, "fields": []}]}
+    ]
+    assert who(first)["new"] == [SITE]
+    assert SITE not in {r["name"] for r in render_json()["must_act"]}
+    assert who(_approve(w, repo / REQ_REL, "--format", "json"))["must_act"] == []  # unchanged: nobody
+
+    # A new request with the same key (merged through a PR) signs anew under the same root: the old
+    # certificate stays valid until it expires.
+    old_not_after = json.loads((repo / ".fedgen/state/genomics/state.json").read_text())["enrolled"][SITE]["not_after"]
+    (repo / REQ_REL).write_bytes(_zip(_craft(key=key)))
+    renewed = who(_approve(w, repo / REQ_REL, "--format", "json"))
+    assert [(r["action"], [x["reason"] for x in r["reasons"]]) for r in renewed["must_act"]] == [("package", ["own-certificate"])]
+    (superseded,) = renewed["superseded"]
+    assert superseded["name"] == SITE and superseded["valid_until"].startswith(old_not_after[:19])
+
+    # A new root CA: rotate names the site with the approval it needs; approving names the site again.
+    rotated = {r["name"]: r for r in render_json("rotate", "--root-ca", "--spec", str(spec), "--yes")["must_act"]}
+    assert rotated[SITE]["action"] == "approve" and [r["reason"] for r in rotated[SITE]["reasons"]] == ["root-ca"]
+    assert rotated[SITE]["command"] == f"fedgen enroll approve {REQ_REL} --spec {spec}"
+    text = _approve(w, repo / REQ_REL)
+    assert text.exit_code == 0, text.output
+    assert f"  {SITE}: pull {SIGNED_REL} and package its kit (nvflare package) (root CA changed)" in text.stderr
+
+    # Removed from the spec: its certificate still chains to the root; no request site is left to re-approve.
+    write_spec()
+    removed = render_json()
+    assert removed["removed"] == [{"name": SITE, "kind": "client"}]
+    assert [c["name"] for c in removed["still_valid"]] == [SITE] and removed["root_rotation"]["reapprove"] == []
+    certs = json.loads(_run("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
+    assert [c["name"] for c in certs["still_valid"]] == [SITE]
+
+
 # ---------------------------------------------------------------------------------------- pure helpers
 
 

@@ -175,7 +175,7 @@ def test_adding_a_site_issues_one_certificate_and_changes_no_repo_file(rendered:
     write_spec(lambda d: d["spec"]["sites"].append({"name": "site-c", "org": "hospital_c"}))
     result = _render(spec)
     assert result.exit_code == 0, result.output
-    assert "issued certificates: site-c" in result.stderr
+    assert "issued 1 certificate: site-c" in result.stderr
     after_certs = _state(repo)["nvflare_cert"]
     changed = {k for k in set(before_certs) | set(after_certs) if before_certs.get(k) != after_certs.get(k)}
     assert changed, "the new site's certificate must land in the state"
@@ -196,7 +196,7 @@ def test_host_name_change_reissues_the_server_certificate_only(rendered: tuple[P
     write_spec(lambda d: d["spec"]["server"].__setitem__("hostNames", ["fl2.genomics.example.org"]))
     result = _render(spec)
     assert result.exit_code == 0, result.output
-    assert "issued certificates: flserver" in result.stderr
+    assert "issued 1 certificate: flserver" in result.stderr
     after_certs = _state(repo)["nvflare_cert"]
     changed = _diff_keys(_flatten(before_certs), _flatten(after_certs))
     assert changed and all("flserver" in k for k in changed), changed

@@ -112,8 +112,8 @@ def test_a_state_with_another_root_ca_is_refused_and_new_root_ca_starts_over(ren
     (backup,) = sorted(other_state.glob("state.json.backup-*"))
     assert f"backed up the state {other_state} to {backup}" in started.stderr
     assert backup.read_bytes() == old_state and backup.stat().st_mode & 0o777 == 0o600
-    assert "redistribute bundles: lead@genomics.example.org, site-a, site-b" in started.output
-    assert "the server's kit changed" in started.output
+    assert "site-a, site-b, lead@genomics.example.org: a new bundle (root CA changed)" in started.output
+    assert "flserver: commit and push: Config Sync rolls the server (root CA changed)" in started.output
     new_root = _committed_root(repo)
     assert new_root not in (committed, theirs) and new_root == _state_root(other_state)
     assert _render(spec, "--state", str(other_state)).exit_code == 0  # now they agree
@@ -138,7 +138,7 @@ def test_rotate_root_ca_needs_no_flag_and_names_every_bundle(rendered: tuple[Pat
     committed = _committed_root(repo)
     result = _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes")
     assert result.exit_code == 0, result.output
-    assert "redistribute bundles: lead@genomics.example.org, site-a, site-b" in result.output
+    assert "site-a, site-b, lead@genomics.example.org: a new bundle (root CA changed)" in result.output
     assert _committed_root(repo) != committed
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+import re
+from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
+from fedgen.certs.offboarding import record_offboarded
+from fedgen.certs.redistribution import NOBODY, WhoMustAct, after_removal, after_render
 from fedgen.certs.rootguard import committed_roots, require_committed_root
 from fedgen.errors import InputError
 from fedgen.ledger import Contribution, Ledger, read_ledgers
+from fedgen.render.layout import server_base_dir
 from fedgen.render.platform_fit import platform_warnings
+from fedgen.render.pod import KIT_DIGEST
 from fedgen.render.shared import contributions, recorded_shared_files, shared_files
+from fedgen.render.site import site_dir
 from fedgen.render.tree import RenderInput, owned_folders, render_tree, secrets_to_seal
 from fedgen.spec.sealing_certificate import parse_fingerprint
 from fedgen.seal.manifest import read_encrypted_data
@@ -33,12 +40,15 @@ class RenderResult:
     # Clusters whose spec names a sealing certificate the state does not trust (--check only: a render refuses).
     sealing_changes: tuple[CertificateChange, ...] = ()
     backup: Backup | None = None  # new_root_ca: the copy of the state made before the old CA was dropped
+    who_must_act: WhoMustAct = NOBODY  # (check: what a render would require)
 
 
 @dataclass(frozen=True)
 class RemoveResult:
     plan: Plan
     backup: Backup | None = None  # the copy of the federation's state made before anything was removed
+    who_must_act: WhoMustAct = NOBODY  # every participant removed; the certificates that stay valid
+    state: str | None = None  # the state's location (left in place)
 
 
 def spec_name_in_repo(spec: Path, repo: Path) -> str:
@@ -54,6 +64,7 @@ def render(
     reissue: Collection[str] = (),
     new_root_ca: bool = False,
     accept_sealing_certs: Collection[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> RenderResult:
     """Provision from the state, render the tree, and (unless check) save the state and write the tree.
 
@@ -67,6 +78,10 @@ def render(
     check is read-only: it creates nothing (no state folder, no lock, no .fedgen folder), takes no lock (a
     read-only credential to a gs:// state is enough) and never seals to a certificate the state does not
     trust: such clusters come back in sealing_changes.
+
+    RenderResult.who_must_act says which participants need a new kit and why, who is new, who was removed and
+    which removed participants still hold valid certificates (fedgen.certs.redistribution). progress(done,
+    total) is called while certificates are issued (fedgen.provision.provision).
     """
     from fedgen.provision import provision
 
@@ -107,13 +122,14 @@ def render(
         document = load()  # (again, under the lock: the state may have changed before it was ours)
         backup = store.backup() if new_root_ca and not check else None
         kits_for = [fed.server.name, *(s.name for s in fed.cluster_sites)]
-        result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for)
+        result = provision(fed.provisioned, _forget_certificates(document, reissue, new_root_ca), kits_for=kits_for, progress=progress)
         kits = {name: {path: f.data for path, f in kit.items()} for name, kit in result.kits.items()}
         secrets = secrets_to_seal(fed, kits)
         # Read once, here (under the state lock when writing): ciphertext a render of this state committed
         # meanwhile is kept, not sealed again.
         committed_ciphertext = {s.repo_path: read_encrypted_data(repo / s.repo_path) for s in secrets}
-        sealed = seal_all(replace(result.document, project=fed.name), secrets, previous=committed_ciphertext, accepted=accepted)
+        provisioned = record_offboarded(fed, document, replace(result.document, project=fed.name))
+        sealed = seal_all(provisioned, secrets, previous=committed_ciphertext, accepted=accepted)
         if sealed.untrusted and not check:
             raise InputError(_untrusted_message(sealed.untrusted))
         new_doc, warnings = sealed.document, sealed.warnings
@@ -123,7 +139,8 @@ def render(
         warnings.extend(platform_warnings(fed))
         if check:
             plan = _plan(repo, fed, spec_name, owned, mine, ledgers, recorded)
-            return RenderResult(fed, plan, result.issued, tuple(warnings), False, tuple(notes), sealed.untrusted)
+            who = _who_must_act(fed, document, new_doc, result.issued, plan)
+            return RenderResult(fed, plan, result.issued, tuple(warnings), False, tuple(notes), sealed.untrusted, who_must_act=who)
         # The plan takes every federation's ledger (shared files): read again, the plan made and written under
         # the repo's write lock, so another federation's render into this repo cannot change a ledger in between.
         with writing(repo):
@@ -131,7 +148,30 @@ def render(
             if new_doc.to_bytes() != document.to_bytes():
                 store.save(new_doc)
             apply_plan_locked(repo, plan)
-    return RenderResult(fed, plan, result.issued, tuple(warnings), not plan.is_noop, tuple(notes), backup=backup)
+    who = _who_must_act(fed, document, new_doc, result.issued, plan)
+    return RenderResult(fed, plan, result.issued, tuple(warnings), not plan.is_noop, tuple(notes), backup=backup, who_must_act=who)
+
+
+def _who_must_act(fed: Federation, before: StateDocument, after: StateDocument, issued: Collection[str], plan: Plan) -> WhoMustAct:
+    return after_render(fed, before, after, issued, rolled=_rolled_workloads(fed, plan), now=datetime.now(timezone.utc))
+
+
+def _rolled_workloads(fed: Federation, plan: Plan) -> set[str]:
+    """The server and sites on their own clusters whose Deployment the plan moves to another kit digest (the
+    pod template's annotation), so the GitOps engine restarts them."""
+    workloads = {f"{server_base_dir(fed)}/deployment.yaml": fed.server.name}
+    workloads.update({f"{site_dir(s)}/deployment.yaml": s.name for s in fed.cluster_sites})
+    digest = re.compile(rb"^\s*" + re.escape(KIT_DIGEST.encode()) + rb":\s*['\"]?([0-9a-f]+)", re.MULTILINE)
+
+    def kit_digest(deployment: bytes) -> bytes | None:
+        found = digest.search(deployment)
+        return found.group(1) if found else None
+
+    return {
+        workloads[c.path]
+        for c in plan.changes
+        if c.path in workloads and c.old is not None and c.new is not None and kit_digest(c.old) != kit_digest(c.new)
+    }
 
 
 def _untrusted_message(changes: Collection[CertificateChange]) -> str:
@@ -160,17 +200,21 @@ def remove(*, federation: str, repo: Path, check: bool = False, state: str | Non
 
     Needs neither its spec nor its state: the ledger records what it owns and contributed. The state
     (`state`, default <repo>/.fedgen/state/<federation>) is left alone (delete it yourself once you are
-    sure), but first copied beside itself (RemoveResult.backup) before anything is removed.
+    sure), but first copied beside itself (RemoveResult.backup) before anything is removed. It is read for
+    RemoveResult.who_must_act: the federation's participants, and which of their certificates stay valid.
     """
     repo = repo.resolve()
+    store = open_store(state, repo, federation)
     if check:
-        return RemoveResult(_removal_plan(repo, federation))
+        plan = _removal_plan(repo, federation)
+        return RemoveResult(plan, who_must_act=after_removal(store.load(), now=datetime.now(timezone.utc)), state=store.description)
     recover(repo)
     with writing(repo):  # as in render: the plan reads every ledger
         plan = _removal_plan(repo, federation)
-        backup = open_store(state, repo, federation).backup()
+        document = store.load()
+        backup = store.backup()
         apply_plan_locked(repo, plan)
-    return RemoveResult(plan, backup)
+    return RemoveResult(plan, backup, after_removal(document, now=datetime.now(timezone.utc)), store.description)
 
 
 def _removal_plan(repo: Path, federation: str) -> Plan:

@@ -77,7 +77,21 @@ def enroll_approve(
 ) -> ApproveResult:
     """Verify a site's request zip, sign it with the federation's CA (NVFlare's `nvflare cert approve`), record
     it in the state and write the signed zip (fedgen.enroll.approve). replace_key signs a key other than the
-    one signed for the site before, after first copying the state beside itself (ApproveResult.backup)."""
+    one signed for the site before, after first copying the state beside itself (ApproveResult.backup).
+    ApproveResult.who_must_act: the site, when a new certificate was signed for it."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from fedgen.certs.redistribution import after_approval
     from fedgen.enroll.approve import approve
 
-    return approve(spec=spec, request_zip=request_zip, repo=repo, state=state, replace_key=replace_key, expected_key=expected_key)
+    result = approve(spec=spec, request_zip=request_zip, repo=repo, state=state, replace_key=replace_key, expected_key=expected_key)
+    who = after_approval(
+        result.site,
+        result.action,
+        root=result.signed.rootca_fingerprint,
+        previous_root=result.previous_root,
+        previous_not_after=result.previous_not_after,
+        now=datetime.now(timezone.utc),
+    )
+    return replace(result, who_must_act=who)

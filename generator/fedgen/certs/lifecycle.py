@@ -48,12 +48,12 @@ def _enrolled(name: str, document: StateDocument, root_pem: str | None, now: dat
     before that); stale when the current root CA did not issue it (approve the request again)."""
     pem = (document.enrolled.get(name) or {}).get("certificate")
     info = _info(name, "client", pem, now, within_days)
-    if pem and root_pem and info.status != "expired" and not _issued_by(pem, root_pem):
+    if pem and root_pem and info.status != "expired" and not issued_by(pem, root_pem):
         return CertificateInfo(name, "client", "stale", info.not_after, info.days_left, info.sha256)
     return info
 
 
-def _issued_by(pem: str, root_pem: str) -> bool:
+def issued_by(pem: str, root_pem: str) -> bool:
     from cryptography.exceptions import InvalidSignature
 
     cert = x509.load_pem_x509_certificate(pem.encode())

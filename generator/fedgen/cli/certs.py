@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from fedgen import api
-from fedgen.cli import formatting
-from fedgen.cli.options import REPO_PATH, SPEC_PATH, STATE_HELP, confirm, deprecated, err, one_spec, spec_input, yes_option
+from fedgen.cli import formatting, who_acts
+from fedgen.cli.options import REPO_PATH, SPEC_PATH, STATE_HELP, confirm, deprecated, err, format_option, one_spec, spec_input, yes_option
+from fedgen.cli.progress import progress_bar
 
 
 @click.command()
@@ -25,6 +26,9 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
     enrolled site's request), or is stale (an enrolled site approved under a previous root CA: approve its
     request again). Made for a scheduled CI job. NVFlare certificates are valid 360 days. Reads the state
     only (no lock).
+    Then the offboarding check: participants removed from the spec whose certificates are still valid
+    under the current root CA (NVFlare checks no revocation), until when, and what starting a new root
+    CA, the one way to end them, requires from every remaining site (listed, not an exit 1).
 
     \b
     Spec: SPEC or --spec SPEC.
@@ -34,7 +38,8 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
     Exit codes: 0 all fine, 1 a certificate needs attention, 2 invalid input, 3 external failure (storage).
     """
     report = api.certificates(spec=spec, repo=repo, state=state, within_days=within_days)
-    click.echo(formatting.certificates_json(report) if fmt == "json" else formatting.certificates_text(report), nl=False)
+    ctx = who_acts.Context(report.federation, spec, report.root_rotation.engine if report.root_rotation else "")
+    click.echo(formatting.certificates_json(report, ctx) if fmt == "json" else formatting.certificates_text(report, ctx), nl=False)
     if report.needs_attention:
         sys.exit(1)
 
@@ -46,12 +51,15 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
 @click.option("--state", "state", metavar="LOCATION", help=STATE_HELP)
 @click.option("--root-ca", is_flag=True, help="Start a new root CA: every certificate is re-issued and every bundle must be redistributed. Irreversible: asks first (--yes) and copies the state beside itself.")
 @yes_option
-def rotate(names: tuple[str, ...], spec: Path | None, repo: Path, state: str | None, root_ca: bool, yes: bool) -> None:
+@format_option
+def rotate(names: tuple[str, ...], spec: Path | None, repo: Path, state: str | None, root_ca: bool, yes: bool, fmt: str) -> None:
     """Re-issue one participant's key and certificate (or, with --root-ca, the root CA), then render.
 
     Everything else stays byte-identical. Rotating the server changes its ConfigMap and SealedSecret
     (commit them); rotating a site or admin changes no repo file: hand out a new bundle with
     `fedgen client-bundle PARTICIPANT --spec SPEC`. See docs/certificates.md for renewing the root CA.
+    Ends with WHO MUST ACT (as render; --format json for CI); the previous certificate stays valid
+    until it expires (NVFlare checks no revocation), which it says too.
 
     \b
     Spec: --spec SPEC (the older `fedgen rotate SPEC [PARTICIPANT]` still works, with a note).
@@ -72,9 +80,13 @@ def rotate(names: tuple[str, ...], spec: Path | None, repo: Path, state: str | N
     participant = participants[0] if participants else None
     if root_ca and participant is None:
         confirm(f"start a new root CA for the federation of {spec}", "every certificate is re-issued and every site and admin needs a new bundle", yes=yes)
-    result = api.rotate(spec=spec, repo=repo, state=state, participant=participant, root_ca=root_ca)
+    with progress_bar("issuing certificates") as bar:
+        result = api.rotate(spec=spec, repo=repo, state=state, participant=participant, root_ca=root_ca, progress=bar)
     for line in [*formatting.backup_line(result.backup), *formatting.render_lines(result)]:
         err(line)
     err(f"done: {formatting.change_summary(result.plan)}")
-    for line in formatting.redistribution(result, spec, new_root=root_ca):
+    if fmt == "json":
+        click.echo(who_acts.render_json(result, spec, "rotate"), nl=False)
+        return
+    for line in who_acts.who_must_act_lines(result.who_must_act, who_acts.render_context(result, spec)):
         err(line)

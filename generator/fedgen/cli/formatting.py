@@ -1,13 +1,13 @@
 """Text the commands print about what fedgen.api returned: pure functions of its results, no printing.
-Imports nothing of fedgen.cli (the command modules import it)."""
+Imports nothing of fedgen.cli but who_acts (the command modules import it)."""
 
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from fedgen.cli.who_acts import Context, issued_line, offboarding_lines, root_rotation_json, still_valid_json
 
 if TYPE_CHECKING:
     from fedgen.api import CertificateReport, RenderResult
@@ -20,9 +20,7 @@ def render_lines(result: RenderResult) -> list[str]:
     """Notes, warnings and issued certificates of a render (for stderr)."""
     lines = [f"note: {note}" for note in result.notes]
     lines += [f"warning: {warning}" for warning in result.warnings]
-    if result.issued:
-        lines.append(f"issued certificates: {', '.join(result.issued)}")
-    return lines
+    return lines + issued_line(result.issued)
 
 
 def change_summary(plan: Plan) -> str:
@@ -36,24 +34,6 @@ def change_list(plan: Plan) -> list[str]:
     return [f"{change.action}\t{change.path}" for change in plan.changes]
 
 
-def redistribution(result: RenderResult, spec: Path, *, new_root: bool) -> list[str]:
-    """Who needs something new after certificates were re-issued: bundles, the server (rolled by the GitOps
-    engine the spec names), and after a new root CA the sites that enroll by request."""
-    fed = result.federation
-    server = fed.server.name
-    quoted = shlex.quote(str(spec))
-    lines = []
-    to_hand_out = [n for n in result.issued if n != server]
-    if to_hand_out:
-        lines.append(f"redistribute bundles: {', '.join(to_hand_out)} (fedgen client-bundle NAME --spec {quoted})")
-    if server in result.issued:
-        lines.append(f"the server's kit changed: commit the rendered files so {fed.gitops.engine_name} rolls the server")
-    enrolled = sorted(s.name for s in fed.sites if s.enrollment == "request")
-    if enrolled and new_root:
-        lines.append(f"approve again under the new root CA: {', '.join(enrolled)} (fedgen enroll approve REQUEST --spec {quoted})")
-    return lines
-
-
 def backup_line(backup: Backup | None) -> list[str]:
     """Where the state was copied before an irreversible step (nothing when no copy was due)."""
     if backup is None:
@@ -63,21 +43,24 @@ def backup_line(backup: Backup | None) -> list[str]:
     return [f"backed up the state {backup.state} to {backup.copy}"]
 
 
-def certificates_text(report: CertificateReport) -> str:
+def certificates_text(report: CertificateReport, ctx: Context) -> str:
     width = max(len(c.name) for c in report.certificates)
     lines = []
     for c in report.certificates:
         expiry = f"{c.not_after:%Y-%m-%d} ({c.days_left} days)" if c.not_after else "-"
         lines.append(f"{c.name:<{width}}  {c.kind:<6}  {c.status:<10}  {expiry}")
+    if report.still_valid:
+        lines += ["", *offboarding_lines(report.still_valid, report.root_rotation, ctx)]
     return "\n".join(lines) + "\n"
 
 
-def certificates_json(report: CertificateReport) -> str:
+def certificates_json(report: CertificateReport, ctx: Context) -> str:
     rows = [
         {"name": c.name, "kind": c.kind, "status": c.status, "not_after": c.not_after.isoformat() if c.not_after else None, "days_left": c.days_left, "sha256": c.sha256}
         for c in report.certificates
     ]
-    return json.dumps({"certificates": rows}, indent=2) + "\n"
+    document = {"certificates": rows, "still_valid": still_valid_json(report.still_valid), "root_rotation": root_rotation_json(report.root_rotation, ctx)}
+    return json.dumps(document, indent=2) + "\n"
 
 
 def rules_table(rules: Sequence[Rule], *, retired: Sequence[str] = ()) -> str:

@@ -55,6 +55,18 @@ def one_spec(argument: Path | None, option: Path | None) -> Path:
     return spec
 
 
+def format_option(fn: F) -> F:
+    """--format text|json for the commands that end with WHO MUST ACT (the command gets `fmt`)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="json: one JSON document on stdout (what changed, WHO MUST ACT; docs/certificates.md) instead of the text.",
+    )(fn)
+
+
 def yes_option(fn: F) -> F:
     return click.option("--yes", "yes", is_flag=True, help="Confirm the irreversible step without asking (for scripts; required without a terminal).")(fn)
 

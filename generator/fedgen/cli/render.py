@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from fedgen import api
-from fedgen.cli import formatting
-from fedgen.cli.options import REPO_PATH, STATE_HELP, confirm, err, spec_input, yes_option
+from fedgen.cli import formatting, who_acts
+from fedgen.cli.options import REPO_PATH, STATE_HELP, confirm, err, format_option, spec_input, yes_option
+from fedgen.cli.progress import progress_bar
 
 
 @click.command()
@@ -23,8 +24,9 @@ from fedgen.cli.options import REPO_PATH, STATE_HELP, confirm, err, spec_input, 
 @click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
 @click.option("--new-root-ca", is_flag=True, help="Start a new root CA even though the repo holds a rendered federation with another (or the state has none): every site and admin needs a new bundle. Irreversible: asks first (--yes) and copies the state beside itself.")
 @yes_option
+@format_option
 def render(
-    spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, accept_sealing_certs: tuple[str, ...], force_unlock: bool, new_root_ca: bool, yes: bool
+    spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, accept_sealing_certs: tuple[str, ...], force_unlock: bool, new_root_ca: bool, yes: bool, fmt: str
 ) -> None:
     """Provision the federation's kits from the state and write the repo.
 
@@ -41,21 +43,30 @@ def render(
     Seals only to the sealing certificate the state records for each cluster (the first render records
     them); a spec naming another one is refused unless its fingerprint is given to --accept-sealing-cert.
     Stops (exit 2) rather than overwrite or delete a file that changed since fedgen wrote it.
+    Ends with WHO MUST ACT: the sites and admins whose kit changed and why (new participant, root CA,
+    own certificate, server name, host name, port), with the command that makes each one's bundle;
+    removed participants, and those whose certificates stay valid (NVFlare checks no revocation)
+    with what a new root CA would require. --format json prints it for CI (docs/certificates.md).
+    On a terminal, issuing certificates shows a progress bar on stderr.
 
     \b
     Spec: SPEC or --spec SPEC (see `fedgen schema`, examples/federation.yaml).
     Example:
       fedgen render federation.yaml                     # write the repo in the current folder
       fedgen render --spec federation.yaml --check --diff   # CI: exit 1 on drift, show it
+      fedgen render federation.yaml --format json       # the same as JSON on stdout
 
     Exit codes: 0 written (or up to date), 1 drift (--check), 2 invalid input (spec, flags, a hand-edited
     file, a state with another root CA), 3 external failure (NVFlare, storage, lock held).
     """
+    if show_diff and fmt == "json":
+        raise click.UsageError("--diff prints the diff on stdout, where --format json prints its document: choose one")
     if new_root_ca and not check:
         confirm(f"start a new root CA for the federation of {spec}", "every certificate is re-issued and every site and admin needs a new bundle", yes=yes)
     if force_unlock:
         err(f"note: {api.unlock_before(spec=spec, state=state, repo=repo).message}")
-    result = api.render(spec=spec, repo=repo, state=state, check=check, accept_sealing_certs=accept_sealing_certs, new_root_ca=new_root_ca)
+    with progress_bar("issuing certificates") as bar:
+        result = api.render(spec=spec, repo=repo, state=state, check=check, accept_sealing_certs=accept_sealing_certs, new_root_ca=new_root_ca, progress=bar)
     if show_diff:
         from fedgen.report.diff import unified_diff
 
@@ -64,21 +75,24 @@ def render(
     for line in [*formatting.backup_line(result.backup), *formatting.render_lines(result)]:
         err(line)
     summary = formatting.change_summary(result.plan)
+    if fmt == "json":
+        click.echo(who_acts.render_json(result, spec, "render"), nl=False)
     if check:
         if result.plan.is_noop and not result.sealing_changes:
             err(f"up to date ({summary})")
             return
-        for line in formatting.change_list(result.plan):
+        for line in formatting.change_list(result.plan) if fmt == "text" else []:
             click.echo(line)
         for cert in result.sealing_changes:
-            click.echo(f"sealing-certificate\t{cert.cluster}\t{' or '.join(cert.recorded) or 'none'} -> {cert.new}")
+            if fmt == "text":
+                click.echo(f"sealing-certificate\t{cert.cluster}\t{' or '.join(cert.recorded) or 'none'} -> {cert.new}")
             err(f"drift: {cert.describe()}; not sealed to it: a render needs --accept-sealing-cert {cert.new}")
         if not result.plan.is_noop:
             err(f"drift: the repo differs from the render ({summary}); run fedgen render {shlex.quote(str(spec))}")
         sys.exit(1)
     err(f"done: {summary}")
-    if new_root_ca:
-        for line in formatting.redistribution(result, spec, new_root=True):
+    if fmt == "text":
+        for line in who_acts.who_must_act_lines(result.who_must_act, who_acts.render_context(result, spec)):
             err(line)
 
 
@@ -88,7 +102,8 @@ def render(
 @click.option("--state", "state", metavar="LOCATION", help=f"The federation's state, copied beside itself before anything is removed. {STATE_HELP}")
 @click.option("--check", is_flag=True, help="Only list what would be deleted or rewritten.")
 @yes_option
-def remove(federation: str, repo: Path, state: str | None, check: bool, yes: bool) -> None:
+@format_option
+def remove(federation: str, repo: Path, state: str | None, check: bool, yes: bool, fmt: str) -> None:
     """Remove a federation (by metadata.name) from the repository.
 
     Deletes the files it owns, recomputes the files it shared with other federations (cluster sync roots,
@@ -97,6 +112,8 @@ def remove(federation: str, repo: Path, state: str | None, check: bool, yes: boo
     terminal (--yes for scripts) and copies the federation's state beside itself
     (state.json.backup-<time>); the state itself is left alone: remove it yourself once you are sure.
     Stops (exit 2) rather than delete or rewrite a file that changed since fedgen wrote it.
+    Ends with the participants removed and the certificates of theirs that stay valid under the
+    federation's root CA, and until when (NVFlare checks no revocation; --format json for CI).
 
     \b
     Example:
@@ -110,8 +127,14 @@ def remove(federation: str, repo: Path, state: str | None, check: bool, yes: boo
         planned = api.remove(federation=federation, repo=repo, check=True).plan
         confirm(f"remove federation {federation} from {repo.resolve()}", f"{len(planned.changes)} files are deleted or rewritten", yes=yes)
     result = api.remove(federation=federation, repo=repo, check=check, state=state)
-    for line in formatting.change_list(result.plan):
-        click.echo(line)
+    if fmt == "json":
+        click.echo(who_acts.remove_json(result, federation, check), nl=False)
+    else:
+        for line in formatting.change_list(result.plan):
+            click.echo(line)
     for line in formatting.backup_line(result.backup):
         err(line)
     err(("would change" if check else "removed federation: changed") + f" {len(result.plan.changes)} files")
+    if fmt == "text":
+        for line in who_acts.removal_lines(result.who_must_act, result.state, check=check):
+            err(line)

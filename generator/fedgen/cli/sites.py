@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from fedgen import api
-from fedgen.cli import formatting
-from fedgen.cli.options import REPO_PATH, STATE_HELP, confirm, err, kube_options, spec_input, yes_option
+from fedgen.cli import formatting, who_acts
+from fedgen.cli.options import REPO_PATH, STATE_HELP, confirm, err, format_option, kube_options, spec_input, yes_option
 
 _REPO_HELP = "The GitOps repository (rendered; where the default state lives)."
 
@@ -148,7 +148,8 @@ def kit(site: str, spec: Path, repo: Path, state: str | None, out: Path | None) 
     "first). Irreversible: asks first (--yes) and copies the state beside itself before replacing the record.",
 )
 @yes_option
-def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expected_key: str | None, replace_key: bool, yes: bool) -> None:
+@format_option
+def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expected_key: str | None, replace_key: bool, yes: bool, fmt: str) -> None:
     """Verify a site's request zip, sign it with the federation's CA, write the signed zip.
 
     \b
@@ -168,7 +169,8 @@ def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expect
     at enrollment/<federation>/requests/<site>.request.zip when it is not there yet);
     records the certificate in the state for `fedgen certs`. Approving an unchanged request
     again writes nothing ('unchanged'); a new root CA, or a new request with the same key,
-    signs anew.
+    signs anew. Ends with WHO MUST ACT: the site, when a new certificate was signed for it
+    (--format json for CI).
 
     \b
     Spec: --spec SPEC.
@@ -183,7 +185,8 @@ def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expect
         confirm(f"sign {request_zip} even if another key was signed for its site before", "the state's record of that key is replaced", yes=yes)
     result = api.enroll_approve(spec=spec, request_zip=request_zip, repo=repo, state=state, replace_key=replace_key, expected_key=expected_key)
     signed = result.signed
-    click.echo(result.signed_path)
+    ctx = who_acts.Context(result.federation, spec, "")
+    click.echo(who_acts.approve_json(result, ctx) if fmt == "json" else result.signed_path, nl=fmt == "text")
     for line in formatting.backup_line(result.backup):
         err(line)
     err(f"request public key {result.key_fingerprint}: {result.site} must have sent you this fingerprint over a second channel")
@@ -196,7 +199,8 @@ def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expect
             f"{result.action} {result.site} (org {signed.org}) of {result.federation}: certificate serial {signed.serial}, "
             f"valid until {signed.not_after:%Y-%m-%d}"
         )
-        if result.previous_serial and result.previous_serial != signed.serial:
-            err(f"note: the previous certificate {result.previous_serial} stays valid until it expires (NVFlare has no revocation)")
         err(f"wrote {', '.join(result.written)}: commit and push ({shlex.join(['git', 'add', *result.written])})")
     err(f"root CA fingerprint {signed.rootca_fingerprint}: confirm it with {result.site} out of band; they pass it to nvflare package --fingerprint")
+    if fmt == "text" and result.who_must_act is not None:
+        for line in who_acts.who_must_act_lines(result.who_must_act, ctx):
+            err(line)

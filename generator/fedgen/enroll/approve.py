@@ -34,7 +34,9 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -54,6 +56,9 @@ from fedgen.spec import Federation, load_federation
 from fedgen.spec.model import Site
 from fedgen.state.document import StateDocument
 from fedgen.state.store import Backup
+
+if TYPE_CHECKING:
+    from fedgen.certs.redistribution import WhoMustAct
 
 # NVFlare's centralized provisioning issues leaves for 360 days; enrolled sites get the same (capped by the root).
 VALID_DAYS = 360
@@ -75,6 +80,9 @@ class ApproveResult:
     previous_serial: str | None = None  # re-approved: the certificate that stays valid until it expires
     replaced_key: str | None = None  # --replace: the fingerprint of the key signed before, now replaced
     backup: Backup | None = None  # --replace that replaced a key: the copy of the state made before signing
+    previous_root: str | None = None  # re-approved: the root CA fingerprint the previous certificate chains to
+    previous_not_after: datetime | None = None  # re-approved: when the previous certificate expires
+    who_must_act: WhoMustAct | None = None  # filled by fedgen.api.enroll_approve
 
 
 def _read_input(path: Path) -> bytes:
@@ -361,4 +369,16 @@ def approve(
     action = "re-approved" if record is not None else "approved"
     previous_serial = record.get("serial") if record is not None else None
     replaced = key_fingerprint(previous.sha256) if previous is not None and replacing else None
-    return ApproveResult(action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced, backup)
+    previous_root = record.get("rootca_fingerprint") if record is not None else None
+    previous_not_after = _recorded_time(record.get("not_after")) if record is not None else None
+    return ApproveResult(
+        action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced, backup, previous_root, previous_not_after
+    )
+
+
+def _recorded_time(text: str | None) -> datetime | None:
+    """A record's not_after (UTC, `%Y-%m-%dT%H:%M:%SZ`); None when missing or malformed."""
+    try:
+        return datetime.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None

@@ -28,6 +28,9 @@ class StateDocument:
         the request and signed files. Never a key: those sites keep theirs.
     kits: the startup kits the last render built, keyed by what they are made from (fedgen.provision.kitcache),
         so a render that issues nothing needs no NVFlare run.
+    offboarded: per participant removed from the spec since the current root CA was made, its kind and the
+        certificate it was last issued (public, never a key): NVFlare checks no revocation, so fedgen keeps
+        saying who still holds a valid certificate (fedgen.certs.offboarding).
     """
 
     project: str | None = None
@@ -38,6 +41,7 @@ class StateDocument:
     sealed: dict[str, dict[str, str]] = field(default_factory=dict)
     enrolled: dict[str, dict[str, str]] = field(default_factory=dict)
     kits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    offboarded: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def require_project(self, federation: str, where: str) -> None:
         """Refuse a state that belongs to another federation (InputError naming both)."""
@@ -59,6 +63,8 @@ class StateDocument:
             doc["enrolled"] = self.enrolled
         if self.kits:
             doc["kits"] = self.kits
+        if self.offboarded:  # absent until a participant is removed, so older states stay byte-identical
+            doc["offboarded"] = self.offboarded
         return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -78,4 +84,5 @@ class StateDocument:
             sealed=dict(doc.get("sealed") or {}),
             enrolled=dict(doc.get("enrolled") or {}),
             kits=dict(doc.get("kits") or {}),
+            offboarded=dict(doc.get("offboarded") or {}),
         )
