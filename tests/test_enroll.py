@@ -441,7 +441,7 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
 
     key = _key()
     (repo / REQ_REL).parent.mkdir(parents=True)
-    (repo / REQ_REL).write_bytes(_zip(_craft(key=key)))
+    (repo / REQ_REL).write_bytes(zip_bytes(craft_request(key=key)))
     first = _approve(w, repo / REQ_REL, "--format", "json")
     document = json.loads(first.stdout)  # stdout: the document only
     assert (document["action"], document["site"], document["signed"]) == ("approved", SITE, SIGNED_REL)
@@ -455,7 +455,7 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
     # A new request with the same key (merged through a PR) signs anew under the same root: the old
     # certificate stays valid until it expires.
     old_not_after = json.loads((repo / ".fedgen/state/genomics/state.json").read_text())["enrolled"][SITE]["not_after"]
-    (repo / REQ_REL).write_bytes(_zip(_craft(key=key)))
+    (repo / REQ_REL).write_bytes(zip_bytes(craft_request(key=key)))
     renewed = who(_approve(w, repo / REQ_REL, "--format", "json"))
     assert [(r["action"], [x["reason"] for x in r["reasons"]]) for r in renewed["must_act"]] == [("package", ["own-certificate"])]
     (superseded,) = renewed["superseded"]

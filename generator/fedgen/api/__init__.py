@@ -4,7 +4,7 @@ and never prints. Errors are fedgen.errors classes, each carrying its exit code.
 One module per family, the public names re-exported here:
     rendering   render, remove                          (RenderResult, RemoveResult)
     validation  validate, rules, retired_rule_ids, schema
-    sites       client_bundle, enroll_kit, enroll_approve (BundleResult, EnrollKitResult)
+    sites       client_bundle, enroll_kit, enroll_approve (BundleResult, EnrollKitResult, ApprovalResult)
     certs       certificates, rotate                     (CertificateReport)
     workspace   workspace_push
     state       state_unlock, unlock_before              (UnlockOutcome)
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "rendering": ("RemoveResult", "RenderResult", "remove", "render"),
     "validation": ("retired_rule_ids", "rules", "schema", "validate"),
-    "sites": ("FROM_CLUSTER", "BundleResult", "EnrollKitResult", "client_bundle", "enroll_approve", "enroll_kit"),
+    "sites": ("FROM_CLUSTER", "ApprovalResult", "BundleResult", "EnrollKitResult", "client_bundle", "enroll_approve", "enroll_kit"),
     "certs": ("CertificateReport", "certificates", "rotate"),
     "workspace": ("workspace_push",),
     "state": ("UnlockOutcome", "state_unlock", "unlock_before"),
@@ -31,6 +31,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
 _FAMILY_OF = {name: family for family, names in _FAMILIES.items() for name in names}
 
 __all__ = [  # the names of _FAMILIES (tests/test_cli.py holds them equal), spelled out for linters
+    "ApprovalResult",
     "BundleResult",
     "CertificateReport",
     "DEFAULT_TIMEOUT",
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
     from fedgen.api.certs import CertificateReport, certificates, rotate
     from fedgen.api.cluster import DEFAULT_TIMEOUT, bootstrap, server_address, status
     from fedgen.api.rendering import RemoveResult, RenderResult, remove, render
-    from fedgen.api.sites import FROM_CLUSTER, BundleResult, EnrollKitResult, client_bundle, enroll_approve, enroll_kit
+    from fedgen.api.sites import FROM_CLUSTER, ApprovalResult, BundleResult, EnrollKitResult, client_bundle, enroll_approve, enroll_kit
     from fedgen.api.state import UnlockOutcome, state_unlock, unlock_before
     from fedgen.api.validation import retired_rule_ids, rules, schema, validate
     from fedgen.api.workspace import workspace_push

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from fedgen.kube.client import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
+    from fedgen.certs.redistribution import WhoMustAct
     from fedgen.enroll.approve import ApproveResult
     from fedgen.enroll.kit import EnrollKit
 
@@ -26,6 +27,12 @@ class BundleResult:
     sha256: str
     size: int  # bytes of the archive
     address_from_cluster: str | None = None  # server_address=FROM_CLUSTER: the address the cluster gave
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    approval: ApproveResult  # what was verified, signed and written (fedgen.enroll.approve)
+    who_must_act: WhoMustAct  # the site, when a new certificate was signed for it
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,11 @@ def enroll_kit(*, spec: Path, site: str, repo: Path = Path("."), state: str | No
 
 def enroll_approve(
     *, spec: Path, request_zip: Path, repo: Path = Path("."), state: str | None = None, replace_key: bool = False, expected_key: str | None = None
-) -> ApproveResult:
+) -> ApprovalResult:
     """Verify a site's request zip, sign it with the federation's CA (NVFlare's `nvflare cert approve`), record
     it in the state and write the signed zip (fedgen.enroll.approve). replace_key signs a key other than the
-    one signed for the site before, after first copying the state beside itself (ApproveResult.backup).
-    ApproveResult.who_must_act: the site, when a new certificate was signed for it."""
-    from dataclasses import replace
+    one signed for the site before, after first copying the state beside itself (ApproveResult.backup); and
+    who must act: the site, when a new certificate was signed for it."""
     from datetime import datetime, timezone
 
     from fedgen.certs.redistribution import after_approval
@@ -94,4 +100,4 @@ def enroll_approve(
         previous_not_after=result.previous_not_after,
         now=datetime.now(timezone.utc),
     )
-    return replace(result, who_must_act=who)
+    return ApprovalResult(result, who)

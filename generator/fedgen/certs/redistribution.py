@@ -137,7 +137,8 @@ def recorded_address(document: StateDocument) -> ServerAddress | None:
     hosts = document.participants[server].get("host_names") or [server]
     fl_port = admin_port = None
     record = document.kits.get(server)
-    kit = cached_kit(record, record.get("key")) if isinstance(record, dict) else None
+    # (its own key, whatever its inputs were: the kit the last render built is the one to compare with)
+    kit = cached_kit(record, str(record.get("key"))) if isinstance(record, dict) else None
     config = kit.get("startup/fed_server.json") if kit else None
     if config is not None:
         try:

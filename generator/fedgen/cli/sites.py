@@ -183,10 +183,10 @@ def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expect
     """
     if replace_key:
         confirm(f"sign {request_zip} even if another key was signed for its site before", "the state's record of that key is replaced", yes=yes)
-    result = api.enroll_approve(spec=spec, request_zip=request_zip, repo=repo, state=state, replace_key=replace_key, expected_key=expected_key)
-    signed = result.signed
+    approval = api.enroll_approve(spec=spec, request_zip=request_zip, repo=repo, state=state, replace_key=replace_key, expected_key=expected_key)
+    result, signed = approval.approval, approval.approval.signed
     ctx = who_acts.Context(result.federation, spec, "")
-    click.echo(who_acts.approve_json(result, ctx) if fmt == "json" else result.signed_path, nl=fmt == "text")
+    click.echo(who_acts.approve_json(approval, ctx) if fmt == "json" else result.signed_path, nl=fmt == "text")
     for line in formatting.backup_line(result.backup):
         err(line)
     err(f"request public key {result.key_fingerprint}: {result.site} must have sent you this fingerprint over a second channel")
@@ -201,6 +201,6 @@ def approve(request_zip: Path, spec: Path, state: str | None, repo: Path, expect
         )
         err(f"wrote {', '.join(result.written)}: commit and push ({shlex.join(['git', 'add', *result.written])})")
     err(f"root CA fingerprint {signed.rootca_fingerprint}: confirm it with {result.site} out of band; they pass it to nvflare package --fingerprint")
-    if fmt == "text" and result.who_must_act is not None:
-        for line in who_acts.who_must_act_lines(result.who_must_act, ctx):
+    if fmt == "text":
+        for line in who_acts.who_must_act_lines(approval.who_must_act, ctx):
             err(line)

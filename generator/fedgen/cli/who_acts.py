@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 from fedgen.enroll.layout import request_path, signed_path
 
 if TYPE_CHECKING:
-    from fedgen.api import RemoveResult, RenderResult
+    from fedgen.api import ApprovalResult, RemoveResult, RenderResult
     from fedgen.certs.offboarding import RootRotationPlan, StillValid
     from fedgen.certs.redistribution import Reason, Recipient, WhoMustAct
-    from fedgen.enroll.approve import ApproveResult
     from fedgen.write import Plan
 
 SHOWN = 5  # names shown of a long list before "… and N more"
@@ -258,9 +257,9 @@ def remove_json(result: RemoveResult, federation: str, check: bool) -> str:
     )
 
 
-def approve_json(result: ApproveResult, ctx: Context) -> str:
+def approve_json(approval: ApprovalResult, ctx: Context) -> str:
     """`fedgen enroll approve --format json`."""
-    assert result.who_must_act is not None
+    result = approval.approval
     return dumps(
         {
             "command": "enroll approve",
@@ -273,6 +272,6 @@ def approve_json(result: ApproveResult, ctx: Context) -> str:
             "rootca_fingerprint": result.signed.rootca_fingerprint,
             "valid_until": result.signed.not_after.isoformat(),
             "backup": result.backup.copy if result.backup else None,
-            "who_must_act": who_must_act_json(result.who_must_act, ctx),
+            "who_must_act": who_must_act_json(approval.who_must_act, ctx),
         }
     )

@@ -36,7 +36,6 @@ import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -56,9 +55,6 @@ from fedgen.spec import Federation, load_federation
 from fedgen.spec.model import Site
 from fedgen.state.document import StateDocument
 from fedgen.state.store import Backup
-
-if TYPE_CHECKING:
-    from fedgen.certs.redistribution import WhoMustAct
 
 # NVFlare's centralized provisioning issues leaves for 360 days; enrolled sites get the same (capped by the root).
 VALID_DAYS = 360
@@ -82,7 +78,6 @@ class ApproveResult:
     backup: Backup | None = None  # --replace that replaced a key: the copy of the state made before signing
     previous_root: str | None = None  # re-approved: the root CA fingerprint the previous certificate chains to
     previous_not_after: datetime | None = None  # re-approved: when the previous certificate expires
-    who_must_act: WhoMustAct | None = None  # filled by fedgen.api.enroll_approve
 
 
 def _read_input(path: Path) -> bytes:
