@@ -349,3 +349,32 @@ def test_a_contender_takes_a_lock_released_while_it_waited_and_records_itself(tm
     with store.lock():
         assert json.loads(lock_path.read_bytes())["pid"] == os.getpid()
     assert lock_path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("made_with, refused", [(0o700, False), (0o755, True)])
+def test_a_state_folder_made_meanwhile_by_another_process_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made_with: int, refused: bool) -> None:
+    """Two renders started together on a new state both find its folder missing; the one that loses the mkdir
+    goes on (and then loses the lock, naming the winner) instead of failing with "File exists", and judges
+    the folder the other one made like any it finds."""
+    from fedgen.errors import InputError
+    from fedgen.state.local import LocalStore
+
+    state = tmp_path / ".fedgen" / "state" / "genomics"
+    real_mkdir = Path.mkdir
+
+    def made_by_another_first(self: Path, mode: int = 0o777, parents: bool = False, exist_ok: bool = False) -> None:
+        if self == state:
+            real_mkdir(self)
+            os.chmod(self, made_with)
+            raise FileExistsError(17, "File exists")
+        real_mkdir(self, mode, parents, exist_ok)
+
+    monkeypatch.setattr(Path, "mkdir", made_by_another_first)
+    store = LocalStore(state, private_parents=2)
+    if refused:
+        with pytest.raises(InputError, match=f"state {state} is open to other users"):
+            with store.lock():
+                pass
+        return
+    with store.lock():
+        assert (state / "lock").is_file()

@@ -74,14 +74,21 @@ class LocalStore:
 
     def _ensure_dir(self) -> None:
         self.check_private()
+        raced = False
         try:
             # Every folder fedgen creates on the way is owner-only too (mkdir(parents=True) would use the umask).
             for folder in reversed([self.path, *self.path.parents]):
                 if not folder.exists():
-                    folder.mkdir(mode=0o700)
+                    try:
+                        folder.mkdir(mode=0o700)
+                    except FileExistsError:  # made meanwhile by another process (two renders started together)
+                        raced = True
+                        continue
                     os.chmod(folder, 0o700)
         except OSError as exc:
             raise ExternalError(f"state folder {self.path}: {exc.strerror}") from None
+        if raced:
+            self.check_private()  # what the other process made is judged like anything found
 
     def load(self) -> StateDocument:
         """The document; an empty one when none was saved. Reads only: creates nothing, takes no lock."""
