@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
 
+from fedgen.certs.redistribution import ACTIONS, REASONS
 from fedgen.cli import main
 from fedgen.cli.progress import ProgressBar
 from fedgen.seal.certificate import generate_development_keypair
@@ -302,12 +303,14 @@ def test_the_json_shape_is_stable(rendered: tuple[Path, Path], write_spec: SpecW
     assert all(set(f) == {"action", "path"} for f in document["changes"]["files"])
     who = document["who_must_act"]
     assert set(who) == {"must_act", "new", "removed", "superseded", "still_valid", "root_rotation"}
+    assert ACTIONS == ("bundle", "commit", "approve", "enroll-kit", "package")  # what docs/certificates.md lists
+    assert set(REASONS) == {"new-participant", "not-enrolled", "root-ca", "own-certificate", "server-name", "host-name", "port", "kit-changed"}
     for recipient in who["must_act"]:
         assert set(recipient) == {"name", "kind", "action", "command", "reasons"}
         assert recipient["kind"] in ("server", "client", "admin")
-        assert recipient["action"] in ("bundle", "commit", "approve", "enroll-kit", "package")
+        assert recipient["action"] in ACTIONS
         for reason in recipient["reasons"]:
-            assert set(reason) == {"reason", "old", "new", "fields"}
+            assert set(reason) == {"reason", "old", "new", "fields"} and reason["reason"] in REASONS
             assert all(set(f) == {"file", "field", "old", "new"} for f in reason["fields"])
     for cert in who["superseded"]:
         assert set(cert) == {"name", "kind", "valid_until", "days_left"}
