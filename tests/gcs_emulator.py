@@ -96,6 +96,13 @@ class Emulator:
             self.port = free_port()  # another process took the port between free_port() and the bind
         pytest.fail(f"fake-gcs-server found no free port in {PORT_ATTEMPTS} attempts", pytrace=False)
 
+    def _scratch(self) -> Path:
+        """The emulator's temp folder, beside its root (a folder inside the root would be a bucket): the files it
+        writes before renaming them into place stay with the test, not in /tmp, when a kill cuts a write off."""
+        scratch = self.root.with_name(f"{self.root.name}-tmp")
+        scratch.mkdir(parents=True, exist_ok=True)
+        return scratch
+
     def _drop_unfinished_writes(self) -> None:
         """Remove object files a kill cut off before the emulator recorded their metadata (an xattr it sets
         after writing the data). Cloud Storage never shows an object whose upload did not finish; the emulator
@@ -120,6 +127,7 @@ class Emulator:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env={**os.environ, "TMPDIR": str(self._scratch())},
         )
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
