@@ -478,6 +478,78 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
     assert [c["name"] for c in certs["still_valid"]] == [SITE]
 
 
+def test_the_signed_zip_carries_the_server_name_and_fl_port_and_a_new_one_is_signed_when_they_change(world: dict[str, Path], write_spec: SpecWriter) -> None:
+    """What an enrolled site's kit takes from its signed zip (NVFlare 2.9): rootCA.pem, the server's name and fl
+    port (signed.json's server block); the host it dials comes from its own request folder's site.yaml. So a new
+    fl port needs a new signed zip (approve re-signs, who must act says so), a new host name an edit by the site."""
+    w = world
+    repo, spec = w["repo"], w["spec"]
+    request_dir = _site_request(w)
+    kit = request_dir.parent
+    (repo / REQ_REL).parent.mkdir(parents=True)
+    (repo / REQ_REL).write_bytes((request_dir / f"{SITE}.request.zip").read_bytes())
+    assert _approve(w, repo / REQ_REL).exit_code == 0
+    with zipfile.ZipFile(repo / SIGNED_REL) as zf:
+        assert sorted(zf.namelist()) == sorted(["signed.json", "signed.json.sig", "site.yaml", f"{SITE}.crt", "rootCA.pem"])
+        assert json.loads(zf.read("signed.json"))["server"] == {"host": "flserver", "fed_learn_port": 9102, "admin_port": 9103}
+    fp = fingerprint(server_root_pem(repo, load_federation(spec)) or b"")
+    startup = kit / "workspace" / PROJECT / "prod_00" / SITE / "startup"
+
+    def package() -> str:
+        args = ["package", str(repo / SIGNED_REL), "--request-dir", SITE, "-w", "workspace", "--fingerprint", fp, "--force"]
+        _wait(_nvflare(args, kit, w["site"] / "home"))
+        return str(json.loads((startup / "fed_client.json").read_text())["servers"][0]["service"]["target"])
+
+    def render_who(*args: str) -> dict[str, dict[str, Any]]:
+        result = _run("render", str(spec), "--repo", str(repo), "--format", "json", *args)
+        assert result.exit_code in (0, 1), result.output
+        return {r["name"]: r for r in json.loads(result.stdout)["who_must_act"]["must_act"]}
+
+    assert package() == "fl.genomics.example.org:9102"
+
+    def moved(port: int, host: str) -> Callable[[dict[str, Any]], None]:
+        def edit(d: dict[str, Any]) -> None:
+            with_request_site(d)
+            d["spec"]["server"]["ports"]["fl"] = port
+            d["spec"]["server"]["hostNames"] = [host, "flserver"]
+
+        return edit
+
+    # A new fl port: the signed zip is out of date until approved again, and render says so on every run.
+    write_spec(moved(9202, "fl.genomics.example.org"))
+    for _ in range(2):
+        site = render_who()[SITE]
+        assert (site["action"], site["command"]) == ("approve", f"fedgen enroll approve {REQ_REL} --spec {spec}")
+        assert [(r["reason"], r["old"], r["new"], r["fields"]) for r in site["reasons"]] == [
+            ("port", "9102", "9202", [{"file": "startup/fed_client.json", "field": "servers[0].service.target", "old": "fl.genomics.example.org:9102", "new": "fl.genomics.example.org:9202"}])
+        ]
+    approved = _approve(w, repo / REQ_REL, "--format", "json")
+    assert approved.exit_code == 0, approved.output
+    document = json.loads(approved.stdout)
+    assert document["action"] == "re-approved"
+    (recipient,) = document["who_must_act"]["must_act"]
+    assert (recipient["action"], [(r["reason"], r["old"], r["new"]) for r in recipient["reasons"]]) == ("package", [("port", "9102", "9202")])
+    assert inspect_signed_zip((repo / SIGNED_REL).read_bytes()).fl_port == 9202
+    assert package() == "fl.genomics.example.org:9202"
+    assert "unchanged" in _approve(w, repo / REQ_REL).stderr
+    assert SITE not in render_who()
+
+    # A new host name: the signed zip does not carry it (approve stays unchanged); the site sets connect_to.host
+    # in its request folder's site.yaml and re-packages, as who must act tells it.
+    write_spec(moved(9202, "fl2.genomics.example.org"))
+    site = render_who("--check")[SITE]  # (--check writes nothing: the render below says the same)
+    assert (site["action"], site["command"], [r["reason"] for r in site["reasons"]]) == ("reconfigure", None, ["host-name"])
+    assert (
+        f"  {SITE}: it sets connect_to.host: fl2.genomics.example.org in {SITE}/site.yaml (its request folder), then it re-packages "
+        "its kit (nvflare package --force) (host name fl.genomics.example.org -> fl2.genomics.example.org)"
+    ) in _run("render", str(spec), "--repo", str(repo)).stderr
+    assert SITE not in render_who()  # said once: the site's own configuration is not fedgen's to track
+    assert "unchanged" in _approve(w, repo / REQ_REL).stderr
+    site_yaml = request_dir / "site.yaml"
+    site_yaml.write_text(site_yaml.read_text().replace("host: fl.genomics.example.org", "host: fl2.genomics.example.org"))
+    assert package() == "fl2.genomics.example.org:9202"
+
+
 # ---------------------------------------------------------------------------------------- pure helpers
 
 
@@ -521,7 +593,7 @@ def test_inspect_request_accepts_nvflare_shape_and_refuses_unsafe_zips(write_spe
         project=PROJECT, name=SITE, org=ORG, request_id=info.request_id, approved_at="2026-01-01T00:00:00Z",
         certificate_pem=b"", rootca_pem=b"", rootca_fingerprint="", serial="0x1", not_after=datetime.now(timezone.utc),
         csr_sha256=info.csr_sha256, public_key_sha256=info.public_key_sha256, server_host="flserver", fl_port=1,
-        admin_port=2, sha256="",
+        admin_port=2, connect_to=None, sha256="",
     )
     check_pair(info, answer)
     with pytest.raises(InputError, match="another request"):

@@ -8,10 +8,12 @@ The spec is tests/support.OTHER_SPEC: server flserver (hostNames fl.genomics.exa
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -195,6 +197,61 @@ def test_a_site_on_its_own_cluster_is_rolled_by_a_commit(write_spec: SpecWriter)
     assert "  site-a: commit and push: Config Sync rolls the client on its cluster (own certificate re-issued)" in text.stderr
 
 
+def _bundle_digest(spec: Path, name: str, out: Path) -> str:
+    result = _run("client-bundle", name, "--spec", str(spec), "--repo", str(spec.parent.parent), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def _rendered_changes(document: dict[str, Any]) -> list[str]:
+    """The files a render changed, without fedgen's own ledger (which records every file's digest)."""
+    return sorted(f["path"] for f in document["changes"]["files"] if not f["path"].startswith(".fedgen/"))
+
+
+def test_a_new_external_address_names_whoever_maps_the_server_name_to_it(write_spec: SpecWriter, tmp_path: Path) -> None:
+    """server.externalAddress is in no kit and no bundle; a site on its own cluster holds its IP (hostAliases,
+    egress policy), every other site and admin maps the server's name to it by itself."""
+
+    def spec_with(address: str) -> Callable[[dict[str, Any]], None]:
+        def edit(d: dict[str, Any]) -> None:
+            d["spec"]["clusters"].append({"name": "gke-hosp-b", "projectId": "hosp-b-proj", "region": "europe-west1", "sealing": {"certificate": "hosp-b.pem"}})
+            d["spec"]["sites"][1]["cluster"] = "gke-hosp-b"
+            d["spec"]["server"]["externalAddress"] = address
+
+        return edit
+
+    spec = write_spec(spec_with("203.0.113.10"))
+    (spec.parent / "hosp-b.pem").write_bytes(generate_development_keypair(common_name="hospital-b-sealing")[1])
+    assert _render(spec).exit_code == 0
+    bundles = {name: _bundle_digest(spec, name, tmp_path / f"{name}-1.tar.gz") for name in ("site-a", "lead@genomics.example.org")}
+
+    write_spec(spec_with("203.0.113.20"))
+    document = json.loads(_render(spec, "--format", "json").stdout)
+    site_b = "clusters/gke-hosp-b/sites/site-b"
+    assert _rendered_changes(document) == [f"{site_b}/deployment.yaml", f"{site_b}/network-policies.yaml"]
+    who = _by_name(document["who_must_act"])
+    assert list(who) == SITES_AND_ADMIN  # the server's own files did not change
+    for name, action in (("site-a", "reconfigure"), ("site-b", "commit"), ("lead@genomics.example.org", "reconfigure")):
+        assert (who[name]["action"], who[name]["command"]) == (action, None)
+        assert [(r["reason"], r["old"], r["new"], r["fields"]) for r in who[name]["reasons"]] == [("server-address", "203.0.113.10", "203.0.113.20", [])]
+    # Nothing in a bundle changes: the same bytes (the site maps the name itself; the text says how).
+    assert {name: _bundle_digest(spec, name, tmp_path / f"{name}-2.tar.gz") for name in bundles} == bundles
+    write_spec(spec_with("fl-lb.example.net"))
+    text = _render(spec).stderr
+    assert (
+        "  site-a, lead@genomics.example.org: if it maps the server's host name itself (/etc/hosts, --add-host, hostAliases): "
+        "now to fl-lb.example.net (server address 203.0.113.20 -> fl-lb.example.net)"
+    ) in text
+    assert "  site-b: commit and push: Config Sync rolls the client on its cluster (server address 203.0.113.20 -> fl-lb.example.net)" in text
+
+    # From one DNS name to another, the site cluster's files stay as they are (no IP to map): only the others.
+    write_spec(spec_with("fl-lb2.example.net"))
+    document = json.loads(_render(spec, "--format", "json").stdout)
+    assert _rendered_changes(document) == []
+    assert list(_by_name(document["who_must_act"])) == ["site-a", "lead@genomics.example.org"]
+    assert _by_name(_who(_render(spec, "--format", "json"))) == {}  # said once: the state records the address
+
+
 def test_a_server_kit_change_without_a_new_certificate_still_names_the_server(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     spec, _ = rendered
     write_spec(lambda d: d["spec"]["server"].__setitem__("maxClients", 300))  # resources.json in its kit
@@ -303,8 +360,12 @@ def test_the_json_shape_is_stable(rendered: tuple[Path, Path], write_spec: SpecW
     assert all(set(f) == {"action", "path"} for f in document["changes"]["files"])
     who = document["who_must_act"]
     assert set(who) == {"must_act", "new", "removed", "superseded", "still_valid", "root_rotation"}
-    assert ACTIONS == ("bundle", "commit", "approve", "enroll-kit", "package")  # what docs/certificates.md lists
-    assert set(REASONS) == {"new-participant", "not-enrolled", "root-ca", "own-certificate", "server-name", "host-name", "port", "kit-changed"}
+    # What docs/certificates.md lists: the reasons' table, the actions' paragraph and the JSON sketch.
+    docs = (Path(__file__).parent.parent / "docs" / "certificates.md").read_text().split("## Who must act", 1)[1].split("\n## ", 1)[0]
+    assert REASONS == tuple(re.findall(r"^\| `([a-z-]+)` \|", docs, re.MULTILINE))
+    actions = docs.split("How each gets its kit (`action`):", 1)[1].split("Also listed", 1)[0]
+    assert ACTIONS == tuple(re.findall(r"`([a-z-]+)`\s+\(", actions))
+    assert " | ".join(ACTIONS) in docs
     for recipient in who["must_act"]:
         assert set(recipient) == {"name", "kind", "action", "command", "reasons"}
         assert recipient["kind"] in ("server", "client", "admin")

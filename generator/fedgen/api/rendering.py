@@ -132,7 +132,7 @@ def render(
         sealed = seal_all(provisioned, secrets, previous=committed_ciphertext, accepted=accepted)
         if sealed.untrusted and not check:
             raise InputError(_untrusted_message(sealed.untrusted))
-        new_doc, warnings = sealed.document, sealed.warnings
+        new_doc, warnings = replace(sealed.document, server={"external_address": fed.server.external_address}), sealed.warnings
         owned = render_tree(RenderInput(federation=fed, spec_name=spec_name, kits=kits, sealed=sealed.encrypted))
         if not fed.server.load_balancer_source_ranges:
             warnings.append("server.loadBalancerSourceRanges is empty: the NVFlare ports are open to any address")

@@ -85,7 +85,8 @@ def enroll_approve(
     """Verify a site's request zip, sign it with the federation's CA (NVFlare's `nvflare cert approve`), record
     it in the state and write the signed zip (fedgen.enroll.approve). replace_key signs a key other than the
     one signed for the site before, after first copying the state beside itself (ApproveResult.backup); and
-    who must act: the site, when a new certificate was signed for it."""
+    who must act: the site, when a new certificate was signed for it (and why: a new root CA, server name or fl port
+    in its signed zip, or its own new certificate)."""
     from datetime import datetime, timezone
 
     from fedgen.certs.redistribution import after_approval
@@ -99,5 +100,7 @@ def enroll_approve(
         previous_root=result.previous_root,
         previous_not_after=result.previous_not_after,
         now=datetime.now(timezone.utc),
+        signed=result.signed,
+        previous_profile=result.previous_profile,
     )
     return ApprovalResult(result, who)

@@ -5,15 +5,25 @@ host names), when the root CA changes (every kit trusts exactly one), and when t
 NVFlare configuration changes: fed_client.json dials `<default host>:<fl port>` and expects the server's name as
 the certificate CN, fed_admin.json dials `<default host>` on the admin port (server_fields, checked against
 NVFlare's own kits by the tests). The state before and after a render holds everything needed: the root CA,
-who had a certificate, and the server's address (its host names record, its kit's fed_server.json). Pure.
+who had a certificate, the server's address (its host names record, its kit's fed_server.json, the recorded
+externalAddress) and, per enrolled site, the signed zip its kit was packaged from. Pure.
+
+A site enrolling by request packages its own kit (`nvflare package`) from its signed zip and its own request
+folder: the signed zip carries the root CA, the server's name and its fl port (enroll.kit.client_profile), the
+site's site.yaml the host it dials (connect_to.host). So a new root CA, server name or fl port needs a new
+signed zip (approve), a new default host an edit on the site's side only.
 
 How each participant gets its new kit (Recipient.action):
     bundle      a site with a bundle, or an admin: `fedgen client-bundle NAME`, sent to it
     commit      the server, a site on its own cluster: commit and push; the GitOps engine rolls the workload
-    approve     a site enrolling by request, after a new root CA: approve its request again; it re-packages
-    enroll-kit  a site enrolling by request that has no certificate yet, or whose kit dials an old address:
-                `fedgen enroll kit NAME`, then request (again) and approve
+    approve     an enrolled site whose signed zip is out of date (root CA, server name, fl port): approve its
+                request again; it re-packages
+    enroll-kit  a site enrolling by request that has no certificate yet: `fedgen enroll kit NAME`, then it
+                requests and you approve
     package     a site whose request was just approved: it pulls the signed zip and runs `nvflare package`
+    reconfigure a participant whose kit from fedgen is unchanged but whose own configuration names the old
+                value: an enrolled site's connect_to.host (host-name), the address a site or admin maps the
+                server's name to itself (server-address)
 """
 
 from __future__ import annotations
@@ -26,7 +36,10 @@ from cryptography import x509
 
 from fedgen.certs.lifecycle import issued_by
 from fedgen.certs.offboarding import ROOT_CERT, RootRotationPlan, StillValid, certificate_of, known_participants, root_rotation_plan, still_valid
-from fedgen.spec.model import Federation
+from fedgen.enroll.approve import recorded_signed_zip
+from fedgen.enroll.kit import client_profile
+from fedgen.enroll.signed_zip import SignedInfo
+from fedgen.spec.model import Federation, address_ip
 from fedgen.state import StateDocument
 
 # Why a participant must act (Reason.reason), in the order they are reported.
@@ -37,9 +50,11 @@ OWN_CERTIFICATE = "own-certificate"
 SERVER_NAME = "server-name"
 HOST_NAME = "host-name"
 PORT = "port"
+SERVER_ADDRESS = "server-address"  # server.externalAddress: what the server's name is mapped to
 KIT_CHANGED = "kit-changed"  # the server or a site on its own cluster: another part of its kit changed
-REASONS = (NEW_PARTICIPANT, NOT_ENROLLED, ROOT_CA, OWN_CERTIFICATE, SERVER_NAME, HOST_NAME, PORT, KIT_CHANGED)
-ACTIONS = ("bundle", "commit", "approve", "enroll-kit", "package")
+REASONS = (NEW_PARTICIPANT, NOT_ENROLLED, ROOT_CA, OWN_CERTIFICATE, SERVER_NAME, HOST_NAME, PORT, SERVER_ADDRESS, KIT_CHANGED)
+ACTIONS = ("bundle", "commit", "approve", "enroll-kit", "package", "reconfigure")
+_SIGNED = (ROOT_CA, SERVER_NAME, PORT)  # what an enrolled site's signed zip carries: a new one is approved
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,7 @@ class FieldChange:
 @dataclass(frozen=True)
 class Reason:
     reason: str  # one of REASONS
-    old: str | None = None  # server-name, host-name, port: the value before
+    old: str | None = None  # server-name, host-name, port, server-address: the value before (None: unset)
     new: str | None = None  # and after
     fields: tuple[FieldChange, ...] = ()  # the kit fields it changed
 
@@ -181,6 +196,7 @@ def after_render(
     first = not old_root
     root_changed = not first and old_root != new_root
     old_address, new_address = recorded_address(before), spec_address(fed)
+    readdressed = _readdressed(before, fed) if not first else None
     had = {n: k for n, k in known_participants(before).items() if n not in before.offboarded}  # (offboarded: gone)
     recipients = []
     for name, kind, delivery in _roster(fed):
@@ -189,11 +205,11 @@ def after_render(
         if delivery == "request":
             record = after.enrolled.get(name)
             if record is None or not record.get("certificate"):
-                reasons.append(Reason(NOT_ENROLLED))
-            elif new_root and not issued_by(record["certificate"], str(new_root)):
-                reasons.append(Reason(ROOT_CA))
-            reasons += moved
-            action = "approve" if reasons and reasons[0].reason == ROOT_CA and not moved else "enroll-kit"
+                reasons = [Reason(NOT_ENROLLED), *moved]  # (the kit it makes next holds the new address)
+                action = "enroll-kit"
+            else:
+                reasons = _enrolled_reasons(fed, name, record, new_root, moved) + ([readdressed] if readdressed else [])
+                action = "approve" if any(r.reason in _SIGNED for r in reasons) else "reconfigure"
         else:
             if first or name not in had:
                 reasons.append(Reason(NEW_PARTICIPANT))
@@ -203,9 +219,11 @@ def after_render(
                 reasons.append(Reason(OWN_CERTIFICATE))
             if not first and name in had:
                 reasons += moved
+                if readdressed and kind != "server" and (delivery == "bundle" or address_ip(readdressed.old) != address_ip(readdressed.new)):
+                    reasons.append(readdressed)  # (a site cluster's Deployment and egress policy hold the IP only)
             if not reasons and name in rolled:
                 reasons.append(Reason(KIT_CHANGED))
-            action = delivery
+            action = "reconfigure" if reasons and all(r.reason == SERVER_ADDRESS for r in reasons) and delivery == "bundle" else delivery
         if reasons:
             recipients.append(Recipient(name, kind, action, tuple(reasons)))
     # `after` went through offboarding.record_offboarded: who it records anew is who this change removed.
@@ -219,6 +237,25 @@ def after_render(
         still_valid=valid,
         root_rotation=root_rotation_plan(fed) if valid else None,
     )
+
+
+def _readdressed(before: StateDocument, fed: Federation) -> Reason | None:
+    """server.externalAddress changed since the render that made `before` (None also when it did not record it)."""
+    if "external_address" not in before.server:
+        return None
+    old, new = before.server["external_address"], fed.server.external_address
+    return Reason(SERVER_ADDRESS, old, new) if old != new else None
+
+
+def _enrolled_reasons(fed: Federation, name: str, record: dict[str, str], root: str | None, moved: list[Reason]) -> list[Reason]:
+    """Why an enrolled site must act: its signed zip is not under the root CA `root` or carries another server
+    name or fl port than the spec (until it is approved again); the host its kit dials moved (its own site.yaml)."""
+    reasons = [] if not root or issued_by(record["certificate"], str(root)) else [Reason(ROOT_CA)]
+    signed = recorded_signed_zip(record, name)
+    host = signed.dialled
+    (server, fl_port), (want_server, want_port) = signed.client_profile, client_profile(fed)
+    reasons += _address_reasons("client", ServerAddress(server, host, fl_port, None), ServerAddress(want_server, host, want_port, None))
+    return reasons + [r for r in moved if r.reason == HOST_NAME]
 
 
 def _superseded(before: StateDocument, names: Collection[str], now: datetime) -> tuple[StillValid, ...]:
@@ -235,9 +272,13 @@ def _superseded(before: StateDocument, names: Collection[str], now: datetime) ->
     return tuple(out)
 
 
-def after_approval(site: str, action: str, *, root: str, previous_root: str | None, previous_not_after: datetime | None, now: datetime) -> WhoMustAct:
+def after_approval(
+    site: str, action: str, *, root: str, previous_root: str | None, previous_not_after: datetime | None, now: datetime,
+    signed: SignedInfo, previous_profile: tuple[str, int] | None = None,
+) -> WhoMustAct:
     """Who must act after `fedgen enroll approve` (action: approved | re-approved | restored | unchanged) under
-    the root CA `root` (fingerprint): the site, when a new certificate was signed for it."""
+    the root CA `root` (fingerprint): the site, when a new certificate was signed for it; why: a new root CA,
+    another server name or fl port in its signed zip than `previous_profile` carried, else its new certificate."""
     if action == "approved":
         return WhoMustAct((Recipient(site, "client", "package", (Reason(NEW_PARTICIPANT),)),), (site,), (), ())
     if action != "re-approved":
@@ -246,8 +287,12 @@ def after_approval(site: str, action: str, *, root: str, previous_root: str | No
     superseded: tuple[StillValid, ...] = ()
     if not new_root and previous_not_after is not None and previous_not_after > now:
         superseded = (StillValid(site, "client", previous_not_after, (previous_not_after - now).days),)
-    reason = Reason(ROOT_CA) if new_root else Reason(OWN_CERTIFICATE)
-    return WhoMustAct((Recipient(site, "client", "package", (reason,)),), (), (), superseded)
+    reasons = [Reason(ROOT_CA)] if new_root else []
+    if previous_profile is not None:
+        host = signed.dialled
+        (was_name, was_port), (name, port) = previous_profile, signed.client_profile
+        reasons += _address_reasons("client", ServerAddress(was_name, host, was_port, None), ServerAddress(name, host, port, None))
+    return WhoMustAct((Recipient(site, "client", "package", tuple(reasons or [Reason(OWN_CERTIFICATE)])),), (), (), superseded)
 
 
 def after_removal(document: StateDocument, *, now: datetime) -> WhoMustAct:

@@ -75,19 +75,39 @@ def _reason_text(reason: Reason) -> str:
     if reason.reason in fixed:
         return fixed[reason.reason]
 
-    return f"{reason.reason.replace('-', ' ')} {reason.old} -> {reason.new}"
+    return f"{reason.reason.replace('-', ' ')} {reason.old or '(unset)'} -> {reason.new or '(unset)'}"
+
+
+REPACKAGE = "it re-packages its kit (nvflare package --force)"
+
+
+def _own_steps(recipient: Recipient) -> list[str]:
+    """What the participant changes in its own configuration, which no file from the operator holds: an enrolled
+    site's connect_to.host (then it re-packages), the address it maps the server's name to."""
+    steps = []
+    for reason in recipient.reasons:
+        if reason.reason == "host-name" and recipient.action in ("approve", "reconfigure"):
+            steps.append(f"it sets connect_to.host: {reason.new} in {recipient.name}/site.yaml (its request folder), then {REPACKAGE}")
+        if reason.reason == "server-address" and recipient.action != "commit":
+            steps.append(f"if it maps the server's host name itself (/etc/hosts, --add-host, hostAliases): now to {reason.new or 'the address you give it'}")
+    return steps
 
 
 def _action_text(recipient: Recipient, ctx: Context) -> str:
     if recipient.action == "commit":
         workload = "the server" if recipient.kind == "server" else "the client on its cluster"
         return f"commit and push: {ctx.engine} rolls {workload}"
-    return {
-        "bundle": "a new bundle",
-        "approve": "approve its request again, then it re-packages its kit (nvflare package --force)",
-        "enroll-kit": "an enrollment kit, then it requests and you approve (docs/enrollment.md)",
-        "package": f"pull {signed_path(ctx.federation, recipient.name)} and package its kit (nvflare package)",
+    own = _own_steps(recipient)
+    if recipient.action == "approve":
+        repackaged = any(r.reason == "host-name" for r in recipient.reasons)  # (its own step says so)
+        return "; ".join(["approve its request again", *([] if repackaged else [REPACKAGE]), *own])
+    text = {
+        "bundle": ["a new bundle"],
+        "enroll-kit": ["an enrollment kit, then it requests and you approve (docs/enrollment.md)"],
+        "package": [f"pull {signed_path(ctx.federation, recipient.name)} and package its kit (nvflare package)"],
+        "reconfigure": [],
     }[recipient.action]
+    return "; ".join([*text, *own])
 
 
 _COMMAND_LABELS = {"bundle": "bundles", "enroll-kit": "enrollment kits", "approve": "approvals"}

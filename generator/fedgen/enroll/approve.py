@@ -12,11 +12,13 @@ Steps, all checks before any write (a refused request writes nothing):
    turn into a certificate for someone else's key without the operator confirming the new key with the site.
 4. Under the state lock: the state's root CA must be the one the server trusts (rootCA.pem of the rendered
    startup ConfigMap). Then, by the record in `StateDocument.enrolled[site]`:
-   - same request digest, same root, signed zip present with the recorded digest: unchanged, nothing written;
-   - same request and root, signed zip missing or different: the recorded signed zip is restored byte for byte;
-   - otherwise (first approval, a new request, or a new root CA): NVFlare's own `nvflare cert approve` signs
-     it, with a CA folder materialized from the state in a private temporary folder (rootCA.pem, rootCA.key,
-     ca.json, as `nvflare cert init` lays it out) that is deleted afterwards; the result is re-checked
+   - same request digest, same root, same client profile (kit.client_profile: the server's name and fl port,
+     which `nvflare package` puts into the site's fed_client.json from the signed zip), signed zip present
+     with the recorded digest: unchanged, nothing written;
+   - the same, but the signed zip missing or different: the recorded signed zip is restored byte for byte;
+   - otherwise (first approval, a new request, a new root CA, server name or fl port): NVFlare's own `nvflare
+     cert approve` signs it, with a CA folder materialized from the state in a private temporary folder
+     (rootCA.pem, rootCA.key, ca.json, as `nvflare cert init` lays it out) that is deleted afterwards; the result is re-checked
      (inspect_signed_zip, check_signed against the server's root, check_pair against the request); the record
      is saved, then the request (when not in the repo yet) and the signed zip are written atomically.
 
@@ -42,7 +44,7 @@ from cryptography import x509
 from fedgen._crashpoint import pause as _crash_pause  # test hook: inert unless FEDGEN_TEST_PAUSE_AT is set
 from fedgen.enroll.files import inside, write_atomic
 from fedgen.enroll.fingerprints import certificate_key_sha256, fingerprint, key_fingerprint, sha256_hex
-from fedgen.enroll.kit import PROVISION_VERSION, profile_yaml
+from fedgen.enroll.kit import PROVISION_VERSION, client_profile, profile_yaml
 from fedgen.enroll.layout import request_path, signed_path
 from fedgen.enroll.policy import check_pair, check_request, check_signed
 from fedgen.enroll.request_zip import RequestInfo, inspect_request_zip
@@ -78,6 +80,7 @@ class ApproveResult:
     backup: Backup | None = None  # --replace that replaced a key: the copy of the state made before signing
     previous_root: str | None = None  # re-approved: the root CA fingerprint the previous certificate chains to
     previous_not_after: datetime | None = None  # re-approved: when the previous certificate expires
+    previous_profile: tuple[str, int] | None = None  # re-approved: the client profile the previous signed zip carried
 
 
 def _read_input(path: Path) -> bytes:
@@ -236,11 +239,25 @@ def normalize_key_fingerprint(value: str) -> str:
     return key_fingerprint(digest)
 
 
-def _unchanged(record: dict[str, str] | None, info: RequestInfo, root_fp: str, committed: bytes | None, current: bytes | None) -> bool:
+def recorded_signed_zip(record: dict[str, str], site: str) -> SignedInfo:
+    """The signed zip an enrollment record keeps (what the site packaged its kit from), checked again."""
+    return inspect_signed_zip(base64.b64decode(record["signed_zip"]), what=f"recorded signed zip of {site}")
+
+
+def _current(record: dict[str, str] | None, info: RequestInfo, root_fp: str, fed: Federation, site: str) -> bool:
+    """The record answers this request under this root with the spec's client profile: nothing to sign."""
     return (
         record is not None
         and record.get("request_sha256") == info.sha256
         and record.get("rootca_fingerprint") == root_fp
+        and recorded_signed_zip(record, site).client_profile == client_profile(fed)
+    )
+
+
+def _unchanged(record: dict[str, str] | None, info: RequestInfo, root_fp: str, fed: Federation, site: str, committed: bytes | None, current: bytes | None) -> bool:
+    return (
+        record is not None
+        and _current(record, info, root_fp, fed, site)
         and committed is not None
         and current is not None
         and sha256_hex(current) == record.get("signed_sha256")
@@ -312,9 +329,8 @@ def approve(
     # not even the lock file's holder record.
     document, root_pem, root_fp = load()
     current = _read_optional(signed_abs)
-    if _unchanged(document.enrolled.get(site.name), info, root_fp, committed, current):
-        recorded = document.enrolled[site.name]
-        signed = inspect_signed_zip(base64.b64decode(recorded["signed_zip"]), what=f"recorded signed zip of {site.name}")
+    if _unchanged(document.enrolled.get(site.name), info, root_fp, fed, site.name, committed, current):
+        signed = recorded_signed_zip(document.enrolled[site.name], site.name)
         return ApproveResult("unchanged", fed.name, site.name, req_rel, signed_rel, signed, (), key_fp)
 
     def previous_key(document: StateDocument, current: bytes | None) -> SignedKey | None:
@@ -329,12 +345,11 @@ def approve(
         root_key = document.nvflare_cert[ROOT_KEY]
         record = document.enrolled.get(site.name)
         current = _read_optional(signed_abs)
-        same = record is not None and record.get("request_sha256") == info.sha256 and record.get("rootca_fingerprint") == root_fp
-        if same and record is not None:
+        if record is not None and _current(record, info, root_fp, fed, site.name):
             kept = base64.b64decode(record["signed_zip"])
             if sha256_hex(kept) != record["signed_sha256"]:
                 raise ExternalError(f"state {store.description}: the recorded signed zip of {site.name} does not match its digest")
-            signed = inspect_signed_zip(kept, what=f"recorded signed zip of {site.name}")
+            signed = recorded_signed_zip(record, site.name)
             written: list[str] = []
             if committed is None:
                 write_atomic(req_abs, data)
@@ -366,8 +381,10 @@ def approve(
     replaced = key_fingerprint(previous.sha256) if previous is not None and replacing else None
     previous_root = record.get("rootca_fingerprint") if record is not None else None
     previous_not_after = _recorded_time(record.get("not_after")) if record is not None else None
+    previous_profile = recorded_signed_zip(record, site.name).client_profile if record is not None else None
     return ApproveResult(
-        action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced, backup, previous_root, previous_not_after
+        action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced, backup, previous_root,
+        previous_not_after, previous_profile,
     )
 
 

@@ -84,6 +84,14 @@ def project_profile(fed: Federation) -> dict[str, Any]:
     }
 
 
+def client_profile(fed: Federation) -> tuple[str, int]:
+    """What of project_profile reaches an enrolled site's kit through its signed zip (`nvflare package`, checked
+    against NVFlare 2.9): the server's name (fed_client.json's identity) and fl port (its target's port). The admin
+    port is signed too, but no file of a client's kit holds it; scheme and connection security are fixed here.
+    The host the kit dials is the site's own (its site.yaml's connect_to.host), not in the profile."""
+    return fed.server.name, fed.server.fl_port
+
+
 def participant_yaml(fed: Federation, site: Site, spec_name: str) -> bytes:
     header = (
         f"Participant definition for `nvflare cert request -p {PARTICIPANT}` (NVFlare {fed.nvflare_version}):\n"
@@ -201,8 +209,12 @@ its startup files). Or `{kit}/startup/start.sh`, which restarts the client when 
 
 ## Later
 
-- The operator renewed the root CA: they re-approve your committed request (same key); pull, then run
-  step 5 again with `--force` and the new fingerprint.
+- The operator renewed the root CA, or changed the server's name or fl port (your signed zip carries
+  them): they re-approve your committed request (same key); pull, then run step 5 again with `--force` (and
+  the new fingerprint after a new root CA).
+- The operator changed the host name the server is dialled by (`{s.default_host}` today): set
+  `connect_to.host` to the new name in `{site.name}/site.yaml` (and in `{PARTICIPANT}`), then run step 5 again
+  with `--force`. A new server address: map the name to it where you map it (step 6).
 - You lost your key or want a new one: run step 2 again with `--force`, send the new key's fingerprint
   (step 3) and open a pull request replacing `{req}`. The operator's approval refuses a new key for your
   site until they confirm it with you (`fedgen enroll approve --replace`).

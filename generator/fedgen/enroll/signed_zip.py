@@ -63,7 +63,18 @@ class SignedInfo:
     server_host: str
     fl_port: int
     admin_port: int
+    connect_to: str | None  # the host the site's kit dials (site.yaml's connect_to.host, the site's own choice)
     sha256: str  # of the whole zip
+
+    @property
+    def dialled(self) -> str:
+        """The host the site's kit dials: its connect_to.host, else (NVFlare's default) the server's name."""
+        return self.connect_to or self.server_host
+
+    @property
+    def client_profile(self) -> tuple[str, int]:
+        """What of the operator's project profile reaches the site's kit through this zip (kit.client_profile)."""
+        return self.server_host, self.fl_port
 
 
 def _load_cert(data: bytes, member: str, what: str) -> x509.Certificate:
@@ -140,7 +151,7 @@ def inspect_signed_zip(data: bytes, *, what: str = "signed zip") -> SignedInfo:
     if meta["scheme"] not in ("grpc", "tcp", "http") or meta["default_connection_security"] not in ("clear", "tls", "mtls"):
         raise fail(what, "signed.json: scheme or default_connection_security is not one NVFlare knows")
 
-    site_yaml(members["site.yaml"], project, name, org, what)
+    connect_to = site_yaml(members["site.yaml"], project, name, org, what)
     rootca_pem, cert_pem = members["rootCA.pem"], members[cert_name]
     root = _load_cert(rootca_pem, "rootCA.pem", what)
     cert = _load_cert(cert_pem, cert_name, what)
@@ -198,5 +209,6 @@ def inspect_signed_zip(data: bytes, *, what: str = "signed zip") -> SignedInfo:
         server_host=server["host"],
         fl_port=server["fed_learn_port"],
         admin_port=server["admin_port"],
+        connect_to=connect_to,
         sha256=sha256_hex(data),
     )

@@ -9,7 +9,6 @@ namespace, default deny and DNS egress come from the platform and are not render
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,16 +45,6 @@ def _meta(name: str, site: Site, **labels: str) -> Obj:
     return {"name": name, "namespace": site.namespace, "labels": {**MANAGED_BY, **labels}}
 
 
-def _server_ip(fed: Federation) -> str | None:
-    address = fed.server.external_address
-    if address is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
-
-
 def site_objects(fed: Federation, site: Site, kit: Mapping[str, bytes], sealed_key: Obj) -> dict[str, list[Obj]]:
     """File name (in the site's folder) -> objects."""
     ns = site.namespace
@@ -87,7 +76,7 @@ def _on_platform(fed: Federation, site: Site) -> bool:
 
 
 def _deployment(fed: Federation, site: Site, digest: str) -> Obj:
-    ip = _server_ip(fed)
+    ip = fed.server.external_ip
     return pod.deployment(
         pod.NvflarePod(
             role=pod.CLIENT,
@@ -115,7 +104,7 @@ def _deployment(fed: Federation, site: Site, digest: str) -> Obj:
 
 
 def _network_policies(fed: Federation, site: Site) -> list[Obj]:
-    ip = _server_ip(fed)
+    ip = fed.server.external_ip
     server_peer = [{"ipBlock": {"cidr": f"{ip}/32" if ":" not in ip else f"{ip}/128"}}] if ip else [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
     server_egress = {
         "apiVersion": "networking.k8s.io/v1",

@@ -5,6 +5,7 @@ no field has a default here: the schema is the one place spec defaults are decla
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,14 @@ class Resources:
     memory: str | None
 
 
+def address_ip(address: str | None) -> str | None:
+    """`address` in its normal form when it is an IP address, else None."""
+    try:
+        return str(ipaddress.ip_address(address)) if address is not None else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
@@ -57,6 +66,12 @@ class Server:
     @property
     def default_host(self) -> str:
         return self.host_names[0]
+
+    @property
+    def external_ip(self) -> str | None:
+        """externalAddress when it is an IP address: what site clusters map the default host to (hostAliases)
+        and allow egress to; a DNS name maps nothing."""
+        return address_ip(self.external_address)
 
     @property
     def workload_name(self) -> str:

@@ -31,6 +31,8 @@ class StateDocument:
     offboarded: per participant removed from the spec since the current root CA was made, its kind and the
         certificate it was last issued (public, never a key): NVFlare checks no revocation, so fedgen keeps
         saying who still holds a valid certificate (fedgen.certs.offboarding).
+    server: what the last render took from the spec about the server that no kit holds: external_address (the
+        address sites map the server's name to; null when unset), so the next render can tell who must act.
     """
 
     project: str | None = None
@@ -42,6 +44,7 @@ class StateDocument:
     enrolled: dict[str, dict[str, str]] = field(default_factory=dict)
     kits: dict[str, dict[str, Any]] = field(default_factory=dict)
     offboarded: dict[str, dict[str, str]] = field(default_factory=dict)
+    server: dict[str, str | None] = field(default_factory=dict)
 
     def require_project(self, federation: str, where: str) -> None:
         """Refuse a state that belongs to another federation (InputError naming both)."""
@@ -65,6 +68,8 @@ class StateDocument:
             doc["kits"] = self.kits
         if self.offboarded:  # absent until a participant is removed, so older states stay byte-identical
             doc["offboarded"] = self.offboarded
+        if self.server:  # absent until a render records it, so older states stay byte-identical
+            doc["server"] = self.server
         return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -85,4 +90,5 @@ class StateDocument:
             enrolled=dict(doc.get("enrolled") or {}),
             kits=dict(doc.get("kits") or {}),
             offboarded=dict(doc.get("offboarded") or {}),
+            server=dict(doc.get("server") or {}),
         )
