@@ -90,7 +90,7 @@ def test_site_bundle_holds_only_its_own_kit(rendered: tuple[Path, Path], site_ar
             body = "".join(certs[other][field].strip().splitlines()[1:-1])[:64]
             assert all(body.encode() not in data.replace(b"\n", b"") for _, data in members.values()), (other, field)
     expected = {
-        "readme.txt", "README.md", "run.sh", "doctor.sh", "doctor.py", "SHA256SUMS", "k8s/kustomization.yaml",
+        "readme.txt", "README.md", "run.sh", "doctor.sh", "doctor/__main__.py", "SHA256SUMS", "k8s/kustomization.yaml",
         "startup/client.crt", "startup/client.key", "startup/fed_client.json", "startup/rootCA.pem",
     }
     present = {n[len(SITE) + 1 :] for n, (i, _) in members.items() if i.isfile()}
@@ -287,21 +287,22 @@ def test_admin_bundle_opens_the_console_and_submits_jobs(rendered: tuple[Path, P
 
 @pytest.mark.parametrize("name", [SITE, ADMIN])
 def test_every_bundle_carries_the_connectivity_doctor(rendered: tuple[Path, Path], site_archive: Path, tmp_path: Path, name: str) -> None:
-    """doctor.py is the package's own stdlib-only script, byte for byte; doctor.sh runs it on the kit with the
+    """doctor/ is the package's own stdlib-only modules, byte for byte; doctor.sh runs it on the kit with the
     federation's version, both ports and the address the bundle was made for; the README explains it."""
-    from fedgen.bundle.build import doctor_script
+    from fedgen.bundle.build import doctor_files
 
     archive = site_archive
     if name == ADMIN:
         archive = tmp_path / "admin.tar.gz"
         assert _bundle(rendered, archive, ADMIN, "--server-address", ADDRESS).exit_code == 0
     members = _members(archive)
-    info, script = members[f"{name}/doctor.py"]
-    assert script == doctor_script() and stat.S_IMODE(info.mode) == 0o755
+    shipped = {path[len(name) + 1 :]: data for path, (info, data) in members.items() if path.startswith(f"{name}/doctor/") and info.isfile()}
+    assert shipped == doctor_files()
+    assert all(stat.S_IMODE(members[f"{name}/{path}"][0].mode) == 0o644 for path in shipped)
     info, wrapper = members[f"{name}/doctor.sh"]
     assert stat.S_IMODE(info.mode) == 0o755
     last = wrapper.decode().rstrip("\n").splitlines()[-1]
-    assert last == f'exec python3 "$KIT/doctor.py" --kit "$KIT" --nvflare 2.9.0 --fl-port 9102 --admin-port 9103 --server-address {ADDRESS} "$@"'
+    assert last == f'exec python3 "$KIT/doctor" --kit "$KIT" --nvflare 2.9.0 --fl-port 9102 --admin-port 9103 --server-address {ADDRESS} "$@"'
     readme = members[f"{name}/README.md"][1].decode()
     assert f"`./{name}/doctor.sh`" in readme and "FAIL: <cause> - <what to do>" in readme
     # Run from another folder, it finds its kit; --help proves the arguments doctor.sh passes are complete.
@@ -566,7 +567,7 @@ def test_generated_commands_run_as_intended_with_odd_but_valid_values(odd_folder
     doctor_sh.write_bytes(texts.doctor_sh(ctx))
     resolved = str(kit.resolve())
     assert _run_recorded("", odd_folder, stubs, version, run_file=doctor_sh) == [
-        f"{resolved}/doctor.py", "--kit", resolved, "--nvflare", version, "--fl-port", "9102", "--admin-port", "9103", "--server-address", ADDRESS,
+        f"{resolved}/doctor", "--kit", resolved, "--nvflare", version, "--fl-port", "9102", "--admin-port", "9103", "--server-address", ADDRESS,
     ]
 
     # The README's docker block, pasted into a shell in the folder that holds the kit.

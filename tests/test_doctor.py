@@ -1,4 +1,4 @@
-"""The connectivity doctor shipped in bundles (fedgen.bundle.doctor), piece by piece and without a federation:
+"""The connectivity doctor shipped in bundles (the package fedgen.bundle.doctor), piece by piece and without a federation:
 its certificate reader against cryptography's, the clock and version checks, and TLS outcomes against small
 local servers. tests/e2e/test_connectivity.py runs it from real bundles against a real NVFlare server."""
 
@@ -21,8 +21,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fedgen.bundle import doctor
-from fedgen.bundle.build import doctor_script
+from fedgen.bundle.build import doctor_files
+from fedgen.bundle.doctor import checks, run
+from fedgen.bundle.doctor import x509 as doctor_x509
+from fedgen.bundle.doctor.kit import Kit, KitError, load_kit
+from fedgen.bundle.doctor.tls import H2_PREFACE, check_tls
+from tests.support import refusing_port
 from tests.validate.support import cert_pem, certificate, pem_key, rsa_key
 
 NOW = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -46,7 +50,7 @@ def test_reads_subject_issuer_and_validity_like_cryptography() -> None:
             .public_key(key.public_key()).serial_number(7).not_valid_before(NOW).not_valid_after(not_after)
             .sign(key, hashes.SHA256())
         )  # fmt: skip
-        got = doctor.parse_pem(cert_pem(cert))
+        got = doctor_x509.parse_pem(cert_pem(cert))
         assert got.subject == (("CN", "site-ä"), ("O", "hospital_a"), ("C", "DE"))
         assert got.issuer == (("CN", "root"),) and got.cn == "site-ä"
         assert (got.not_before, got.not_after) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
@@ -56,9 +60,9 @@ def test_reads_subject_issuer_and_validity_like_cryptography() -> None:
 @pytest.mark.parametrize("data", [b"", b"\x30", b"\x30\x84\xff\xff\xff\xff", b"\x30\x03\x02\x01\x00", b"\x04\x02ab"])
 def test_malformed_certificates_are_value_errors(data: bytes) -> None:
     with pytest.raises(ValueError):
-        doctor.parse_der(data)
+        doctor_x509.parse_der(data)
     with pytest.raises(ValueError):
-        doctor.parse_pem("no certificate here")
+        doctor_x509.parse_pem("no certificate here")
 
 
 @pytest.mark.parametrize(
@@ -71,8 +75,8 @@ def test_malformed_certificates_are_value_errors(data: bytes) -> None:
     ],
 )
 def test_clock_against_validity(before: dt.datetime, after: dt.datetime, status: str, words: str) -> None:
-    cert = doctor.Cert((("CN", "x"),), (("CN", "r"),), before, after, "0")
-    line = doctor.check_validity("the kit", cert, NOW, "renew it")
+    cert = doctor_x509.Cert((("CN", "x"),), (("CN", "r"),), before, after, "0")
+    line = checks.check_validity("the kit", cert, NOW, "renew it")
     assert (line.status, line.check) == (status, "clock") and words in line.text, line
     assert (line.fix != "") == (status == "FAIL")
 
@@ -80,29 +84,34 @@ def test_clock_against_validity(before: dt.datetime, after: dt.datetime, status:
 def test_nvflare_version(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.metadata as metadata
 
-    assert doctor.check_nvflare("2.9.0").status == "OK"  # this venv runs the federation's NVFlare
+    assert checks.check_nvflare("2.9.0").status == "OK"  # this venv runs the federation's NVFlare
     monkeypatch.setattr(metadata, "version", lambda _: "2.8.1")
-    line = doctor.check_nvflare("2.9.0")
+    line = checks.check_nvflare("2.9.0")
     assert line.status == "FAIL" and "pip install nvflare==2.9.0" in line.fix and "docker" in line.fix
 
     def absent(_: str) -> str:
         raise metadata.PackageNotFoundError("nvflare")
 
     monkeypatch.setattr(metadata, "version", absent)
-    line = doctor.check_nvflare("2.9.0")
+    line = checks.check_nvflare("2.9.0")
     assert line.status == "WARN" and "fine for the docker path" in line.text
 
 
-def test_the_shipped_script_needs_only_the_standard_library(tmp_path: Path) -> None:
-    script = tmp_path / "doctor.py"
-    script.write_bytes(doctor_script())
-    assert doctor_script() == Path(doctor.__file__).read_bytes()
-    # -I -S: no site-packages, no user site, no PYTHONPATH: every import must come from the standard library.
-    proc = subprocess.run([sys.executable, "-I", "-S", str(script), "--help"], capture_output=True, text=True, timeout=30)
+def test_the_shipped_folder_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """The bundle's doctor/ is every module of the package, byte for byte, and runs as a folder from the kit."""
+    package = Path(run.__file__).parent
+    assert doctor_files() == {f"doctor/{p.name}": p.read_bytes() for p in sorted(package.glob("*.py"))}
+    assert {"doctor/__main__.py", "doctor/run.py", "doctor/tls.py"} <= set(doctor_files())
+    for path, data in doctor_files().items():
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+    # -I -S: no site-packages, no user site, no PYTHONPATH: every import must come from the standard library
+    # (or the folder itself); run from another folder, the kit defaults to the folder's parent.
+    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "doctor"), "--help"], capture_output=True, text=True, timeout=30, cwd="/")
     assert proc.returncode == 0 and "--nvflare" in proc.stdout, proc.stderr
-    missing = subprocess.run([sys.executable, "-I", "-S", str(script), "--kit", str(tmp_path), "--nvflare", "2.9.0",
-                              "--fl-port", "1", "--admin-port", "2"], capture_output=True, text=True, timeout=30)  # fmt: skip
-    assert missing.returncode == 1
+    missing = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "doctor"), "--nvflare", "2.9.0",
+                              "--fl-port", "1", "--admin-port", "2"], capture_output=True, text=True, timeout=30, cwd="/")  # fmt: skip
+    assert missing.returncode == 1, missing.stderr
     assert missing.stdout.splitlines()[-1].startswith(f"FAIL: kit: {tmp_path / 'startup'} holds neither fed_client.json nor fed_admin.json - ")
 
 
@@ -127,7 +136,7 @@ class Pki:
         self.site_key = pem_key(site_key)
 
 
-def _kit(folder: Path, pki: Pki, port: int) -> doctor.Kit:
+def _kit(folder: Path, pki: Pki, port: int) -> Kit:
     startup = folder / "startup"
     startup.mkdir(parents=True)
     (startup / "rootCA.pem").write_text(cert_pem(pki.root))
@@ -139,7 +148,7 @@ def _kit(folder: Path, pki: Pki, port: int) -> doctor.Kit:
         "client": {"ssl_private_key": "client.key", "ssl_cert": "client.crt", "ssl_root_cert": "rootCA.pem", "fqsn": "site-a", "connection_security": "mtls"},
     }
     (startup / "fed_client.json").write_text(json.dumps(fed_client))
-    return doctor.load_kit(folder)
+    return load_kit(folder)
 
 
 @pytest.fixture(scope="module")
@@ -182,15 +191,15 @@ def _tls_server(pki: Pki, trust: Path, cert: Path | None = None, key: Path | Non
 
     def handle(conn: socket.socket) -> None:
         with ctx.wrap_socket(conn, server_side=True) as tls:
-            if tls.recv(len(doctor.H2_PREFACE)):
+            if tls.recv(len(H2_PREFACE)):
                 tls.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # a SETTINGS frame back
 
     return handle
 
 
-def _run(kit: doctor.Kit) -> tuple[int, list[str]]:
+def _run(kit: Kit) -> tuple[int, list[str]]:
     lines: list[str] = []
-    code = doctor.diagnose(kit, want="2.9.0", ports={"fl": kit.port, "admin": kit.port}, server_address=None, timeout=5, now=dt.datetime.now(dt.timezone.utc), emit=lines.append)
+    code = run.diagnose(kit, want="2.9.0", ports={"fl": kit.port, "admin": kit.port}, server_address=None, timeout=5, now=dt.datetime.now(dt.timezone.utc), emit=lines.append)
     return code, lines
 
 
@@ -229,9 +238,8 @@ def test_a_server_certificate_for_another_name(pki: Pki, tmp_path: Path) -> None
 
 
 def test_nothing_listening_is_a_refused_port(pki: Pki, tmp_path: Path) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
-    code, lines = _run(_kit(tmp_path / "kit", pki, port))
+    with refusing_port() as port:
+        code, lines = _run(_kit(tmp_path / "kit", pki, port))
     assert code == 1 and lines[-1].startswith(f"FAIL: tcp: 127.0.0.1 port {port} (fl) refused the connection"), lines
     assert any(line.startswith("SKIP  tls") for line in lines)
 
@@ -239,7 +247,7 @@ def test_nothing_listening_is_a_refused_port(pki: Pki, tmp_path: Path) -> None:
 def test_unreadable_key_says_who_must_run_it(pki: Pki, tmp_path: Path) -> None:
     kit = _kit(tmp_path / "kit", pki, 1)
     kit.key.write_text("garbage")
-    line = doctor.check_tls(kit, doctor.parse_pem(cert_pem(pki.root)), "127.0.0.1", 1).lines[0]
+    line = check_tls(kit, doctor_x509.parse_pem(cert_pem(pki.root)), "127.0.0.1", 1).lines[0]
     assert line.status == "FAIL" and "do not load" in line.text and "sha256sum -c SHA256SUMS" in line.fix
 
 
@@ -249,11 +257,11 @@ def test_admin_kit_is_read_from_fed_admin_json(tmp_path: Path) -> None:
     (startup / "fed_admin.json").write_text(json.dumps({"admin": {
         "username": "lead@example.org", "host": "fl.example.org", "port": 9103, "server_identity": SERVER,
         "connection_security": "mtls", "client_cert": "client.crt", "client_key": "client.key", "ca_cert": "rootCA.pem"}}))  # fmt: skip
-    kit = doctor.load_kit(tmp_path / "admin")
+    kit = load_kit(tmp_path / "admin")
     assert (kit.kind, kit.name, kit.host, kit.port, kit.identity) == ("admin", "lead@example.org", "fl.example.org", 9103, SERVER)
     (startup / "fed_admin.json").write_text("{}")
-    with pytest.raises(doctor.KitError, match="incomplete"):
-        doctor.load_kit(tmp_path / "admin")
+    with pytest.raises(KitError, match="incomplete"):
+        load_kit(tmp_path / "admin")
 
 
 def test_a_certificate_over_an_ec_key_parses() -> None:
@@ -263,4 +271,4 @@ def test_a_certificate_over_an_ec_key_parses() -> None:
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec")])).public_key(key.public_key())
         .serial_number(1).not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1)).sign(key, hashes.SHA256())
     )  # fmt: skip
-    assert doctor.parse_der(_der(cert)).cn == "ec"
+    assert doctor_x509.parse_der(_der(cert)).cn == "ec"

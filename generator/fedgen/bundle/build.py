@@ -91,7 +91,7 @@ def build_bundle(
 
 
 def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
-    """Kit + README.md + run.sh + doctor.sh/doctor.py (+ k8s/ for a site, submit_job.py for an admin) +
+    """Kit + README.md + run.sh + doctor.sh and doctor/ (+ k8s/ for a site, submit_job.py for an admin) +
     SHA256SUMS, as a tar.gz."""
     from fedgen.provision import KitFile
 
@@ -108,7 +108,8 @@ def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
         extra["submit_job.py"] = Entry(texts.submit_job_py(ctx), EXEC_MODE)
     extra["run.sh"] = Entry(texts.run_sh(ctx), EXEC_MODE)
     extra[texts.DOCTOR_SH] = Entry(texts.doctor_sh(ctx), EXEC_MODE)
-    extra[texts.DOCTOR_PY] = Entry(doctor_script(), EXEC_MODE)
+    for path, data in doctor_files().items():
+        extra[path] = Entry(data, FILE_MODE)
     clash = sorted(set(extra) & set(kit))
     if clash:
         raise ExternalError(f"the kit of {p.name} already holds {', '.join(clash)}; cannot add fedgen's files")
@@ -122,9 +123,12 @@ def assemble(ctx: BundleContext, kit: Mapping[str, Entry]) -> Bundle:
     return Bundle(ctx.federation.name, p.name, p.kind, MappingProxyType(files), empty, archive, sha256_hex(archive))
 
 
-def doctor_script() -> bytes:
-    """The connectivity doctor as shipped in bundles: fedgen.bundle.doctor's own source, byte for byte."""
-    return resources.files("fedgen.bundle").joinpath("doctor.py").read_bytes()
+def doctor_files() -> dict[str, bytes]:
+    """The connectivity doctor as shipped in bundles: the modules of fedgen.bundle.doctor, byte for byte, in
+    the folder doctor/ (bundle path -> source)."""
+    package = resources.files("fedgen.bundle.doctor")
+    modules = sorted(entry.name for entry in package.iterdir() if entry.name.endswith(".py"))
+    return {f"{texts.DOCTOR_DIR}/{name}": package.joinpath(name).read_bytes() for name in modules}
 
 
 def _check_single_key(name: str, files: Mapping[str, Entry]) -> None:

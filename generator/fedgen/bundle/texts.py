@@ -19,7 +19,7 @@ from fedgen.spec.model import RUN_AS_ID
 
 CHECKSUMS = "SHA256SUMS"
 DOCTOR_SH = "doctor.sh"
-DOCTOR_PY = "doctor.py"
+DOCTOR_DIR = "doctor"  # the stdlib-only package fedgen.bundle.doctor, shipped as a folder
 # The script's own folder (the kit), resolved from any working directory.
 KIT_DIR_LINE = 'KIT="$(cd "$(dirname "${BASH_SOURCE[0]}")" >/dev/null 2>&1 && pwd -P)"'
 q = shlex.quote
@@ -92,7 +92,7 @@ done
 
 
 def doctor_sh(ctx: BundleContext) -> bytes:
-    """Run doctor.py (shipped next to it) on this kit with the federation's facts."""
+    """Run the doctor/ folder (shipped next to it) on this kit with the federation's facts."""
     fed, t = ctx.federation, ctx.target
     address = t.ip or t.host
     args = ["--nvflare", fed.nvflare_version, "--fl-port", str(t.fl_port), "--admin-port", str(t.admin_port)]
@@ -104,7 +104,7 @@ def doctor_sh(ctx: BundleContext) -> bytes:
 # Needs only python3 (its standard library); works from any folder. More options: ./{DOCTOR_SH} --help
 set -euo pipefail
 {KIT_DIR_LINE}
-exec python3 "$KIT/{DOCTOR_PY}" --kit "$KIT" {" ".join(shlex.quote(a) for a in args)} "$@"
+exec python3 "$KIT/{DOCTOR_DIR}" --kit "$KIT" {" ".join(shlex.quote(a) for a in args)} "$@"
 """
     return text.encode()
 
@@ -121,8 +121,9 @@ the kit's certificates (and of the server's, once seen), that `{t.dialled}` reso
 must chain to `{name}/startup/rootCA.pem` and carry CN `{t.server_name}`, and the server must accept yours. A
 TLS-inspecting proxy in between is named with the certificate it presents. It then prints the egress firewall
 rule this machine needs (outbound TCP to the server's address, port {port}) and ends with one line: `OK`, or
-`FAIL: <cause> - <what to do>` (exit code 0 or 1). It needs only `python3`, reads only this folder and never
-changes anything: run it before starting the client, and send its output to the operator when asking for help.
+`FAIL: <cause> - <what to do>` (exit code 0 or 1). It needs only `python3` (its source, standard library only, is
+`{name}/{DOCTOR_DIR}/`), reads only this folder and never changes anything: run it before starting the client,
+and send its output to the operator when asking for help.
 """
 
 
