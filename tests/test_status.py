@@ -22,8 +22,8 @@ from click.testing import CliRunner, Result
 from fedgen.cli import main
 from tests.kubeapi.cluster import ARGOCD, CONFIG_SYNC, Kubectl, apply_tree, build
 from tests.kubeapi.ready import Controllers
-from tests.kubeapi.server import ApiServer, Authority, free_port, write_kubeconfig
-from tests.support import OTHER_SPEC, dump_yaml
+from tests.kubeapi.server import ApiServer, Authority, write_kubeconfig
+from tests.support import OTHER_SPEC, dump_yaml, refusing_port
 
 CLUSTER = "gke-eu"
 CONTEXT = "gke_gen-proj_europe-west4_gke-eu"  # what `gcloud container clusters get-credentials` names it
@@ -267,9 +267,10 @@ def test_address_pending_or_elsewhere(world: World) -> None:
 
 
 def test_unreachable_cluster_exits_3_naming_it(world: World, tmp_path: Path) -> None:
-    closed = ApiServer("closed", world.api.folder, world.api.etcd, port=free_port(), ca=world.api.ca, admin=world.api.admin)
-    kubeconfig = write_kubeconfig(tmp_path / "config", {CONTEXT: (closed, None)})
-    result = CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(kubeconfig), "--format", "json", "--timeout", "2"])
+    with refusing_port() as port:
+        closed = ApiServer("closed", world.api.folder, world.api.etcd, port=port, ca=world.api.ca, admin=world.api.admin)
+        kubeconfig = write_kubeconfig(tmp_path / "config", {CONTEXT: (closed, None)})
+        result = CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(kubeconfig), "--format", "json", "--timeout", "2"])
     assert result.exit_code == 3, result.output
     assert f"error: cluster {CLUSTER} (context {CONTEXT}, {closed.url}) is unreachable: " in result.stderr
     data = json.loads(result.stdout)

@@ -4,6 +4,10 @@ One etcd per test session (`--unsafe-no-fsync`, a private data folder); every `A
 of its own (own etcd prefix, so each is an empty cluster), on 127.0.0.1 free ports (or inside a network
 namespace, for the end-to-end test), with certificates made here at test time: a CA, a serving certificate
 for the address it listens on, a client certificate in group system:masters, a service-account key pair.
+Ports: a free port is asked of the kernel and handed to the binary, and another process can take it in
+between (the race of every "find a free port" helper), so a start that fails with "address already in use"
+tries other ports, a few times. Readiness is asked of our own process only: etcd must name the member we
+started, kube-apiserver must present the certificate we made; a stranger that took the port is never ours.
 Processes start with PR_SET_PDEATHSIG (they die with the test process even when it is killed) and are
 stopped by the PIDs we hold: SIGTERM, then SIGKILL. Never by name.
 
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -42,6 +48,7 @@ TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
 START_TIMEOUT = 60.0  # /readyz answers ok after 3-4 s on an idle machine; shared cores are slower
 STOP_TIMEOUT = 15.0
 SERVICE_CIDR = "10.96.0.0/16"
+PORT_ATTEMPTS = 5
 
 
 class KubeApiError(AssertionError):
@@ -59,6 +66,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _lost_port(process: Process) -> bool:
+    """The process exited because another one took its port between free_port() and its bind."""
+    return not process.alive() and "address already in use" in process.tail(200)
 
 
 # ------------------------------------------------------------------------------------------ certificates
@@ -211,27 +223,41 @@ class Etcd:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
 
+    @property
+    def member(self) -> str:
+        """The member name of this process (the readiness check asks for it)."""
+        return f"fedgen-test-{self.client_port}"
+
     def start(self) -> Etcd:
         self.folder.mkdir(parents=True, exist_ok=True)
-        # Inside a fresh network namespace every port is free; in ours, ask the kernel.
-        self.client_port = 2379 if self.netns else free_port()
-        peer = 2380 if self.netns else free_port()
+        for _ in range(PORT_ATTEMPTS):
+            # Inside a fresh network namespace every port is free; in ours, ask the kernel.
+            self.client_port, peer = (2379, 2380) if self.netns else (free_port(), free_port())
+            self.process = self._start_once(peer)
+            try:
+                wait_until("etcd answers /health", self._healthy, [self.process])
+                return self
+            except KubeApiError:
+                if self.netns or not _lost_port(self.process):
+                    raise
+        raise KubeApiError(f"etcd found no free port in {PORT_ATTEMPTS} attempts")
+
+    def _start_once(self, peer: int) -> Process:
         data = self.folder / "etcd-data"
+        shutil.rmtree(data, ignore_errors=True)  # a start that lost its port may have begun a member there
         argv = [
             str(binary("etcd")),
-            "--name=fedgen-test",
+            f"--name={self.member}",
             f"--data-dir={data}",
             f"--listen-client-urls={self.url}",
             f"--advertise-client-urls={self.url}",
             f"--listen-peer-urls=http://127.0.0.1:{peer}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=fedgen-test=http://127.0.0.1:{peer}",
+            f"--initial-cluster={self.member}=http://127.0.0.1:{peer}",
             "--unsafe-no-fsync",
             "--log-level=warn",
         ]
-        self.process = start("etcd", argv, self.folder, netns=self.netns)
-        wait_until("etcd answers /health", self._healthy, [self.process])
-        return self
+        return start("etcd", argv, self.folder, netns=self.netns)
 
     def _healthy(self) -> bool:
         if self.netns:
@@ -239,8 +265,11 @@ class Etcd:
             return proc.returncode == 0
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:  # noqa: S310 - loopback http
-                return resp.status == 200
-        except (OSError, urllib.error.URLError):
+                if resp.status != 200:
+                    return False
+            # Another etcd that took our port answers /health too; only ours has our member.
+            return [m.get("name") for m in self._call("cluster/member/list", {}).get("members") or []] == [self.member]
+        except (OSError, urllib.error.URLError, ValueError):
             return False
 
     def stop(self) -> str:
@@ -318,7 +347,20 @@ class ApiServer:
             path = self.folder / name
             path.write_bytes(data)
             path.chmod(0o600)
-        self.port = 6443 if self.etcd.netns else free_port(self.host)
+        for _ in range(PORT_ATTEMPTS):
+            self.port = 6443 if self.etcd.netns else free_port(self.host)
+            self.process = self._start_once()
+            kubeconfig = self.write_kubeconfig(self.folder / "kubeconfig", context=self.name)
+            # Only our server presents the certificate of our CA: another that took the port never looks ready.
+            try:
+                wait_until(f"kube-apiserver {self.name} answers /readyz", functools.partial(self._ready, kubeconfig), [self.process, *([self.etcd.process] if self.etcd.process else [])])
+                return self
+            except KubeApiError:
+                if self.etcd.netns or not _lost_port(self.process):
+                    raise
+        raise KubeApiError(f"kube-apiserver {self.name} found no free port in {PORT_ATTEMPTS} attempts")
+
+    def _start_once(self) -> Process:
         f = self.folder
         argv = [
             str(binary("kube-apiserver")),
@@ -341,10 +383,7 @@ class ApiServer:
             "--endpoint-reconciler-type=none",
             "--v=0",
         ]
-        self.process = start(f"kube-apiserver-{self.name}", argv, self.folder, netns=self.etcd.netns)
-        kubeconfig = self.write_kubeconfig(self.folder / "kubeconfig", context=self.name)
-        wait_until(f"kube-apiserver {self.name} answers /readyz", lambda: self._ready(kubeconfig), [self.process, *([self.etcd.process] if self.etcd.process else [])])
-        return self
+        return start(f"kube-apiserver-{self.name}", argv, self.folder, netns=self.etcd.netns)
 
     def _ready(self, kubeconfig: Path) -> bool:
         if self.etcd.netns:
