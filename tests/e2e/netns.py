@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedgen.holder import pid_alive
+
 SERVER_IP = "10.77.0.1"
 SUBNET = "10.77.0"
 NETNS_ETC = Path("/etc/netns")
@@ -66,16 +68,6 @@ def _prefix() -> str:
 STALE = re.compile(r"^fge([0-9a-f]{6})[0-9a-f]-")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale() -> list[str]:
     """Remove namespaces and /etc/netns entries left by an end-to-end run whose test process no longer exists
     (killed hard, so no finalizer ran). Namespaces of live runs are never touched."""
@@ -86,7 +78,7 @@ def reap_stale() -> list[str]:
         names |= {p.name for p in NETNS_ETC.iterdir()}
     for name in sorted(names):
         m = STALE.match(name)
-        if not m or _pid_alive(int(m.group(1), 16)):
+        if not m or pid_alive(int(m.group(1), 16)):
             continue
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
         shutil.rmtree(NETNS_ETC / name, ignore_errors=True)

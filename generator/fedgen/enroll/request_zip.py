@@ -12,13 +12,11 @@ from cryptography.x509.oid import NameOID
 from fedgen.enroll.fingerprints import public_key_sha256, sha256_hex
 from fedgen.enroll.zips import (
     REQUEST_ID,
-    SCHEMA_VERSION,
     SHA256_HEX,
     TIMESTAMP,
-    check_names,
     expect_members,
     fail,
-    json_object,
+    read_header,
     read_members,
     single_pem,
     site_yaml,
@@ -63,19 +61,10 @@ def inspect_request_zip(data: bytes, *, what: str = "request") -> RequestInfo:
     2048 bits.
     """
     members = read_members(data, what)
-    if "request.json" not in members:
-        raise fail(what, "has no request.json (is this a signed zip? approve takes the .request.zip)")
-    meta = json_object(members["request.json"], "request.json", what)
-    extra = sorted(set(meta) - _REQUEST_FIELDS)
-    missing = sorted(_REQUEST_FIELDS - {"cert_role"} - set(meta))
-    if extra or missing:
-        raise fail(what, f"request.json is not NVFlare 2.9's request ({'unexpected ' + ', '.join(extra) if extra else ''}{'; ' if extra and missing else ''}{'missing ' + ', '.join(missing) if missing else ''})")
-    if meta["artifact_type"] != REQUEST_ARTIFACT or meta["schema_version"] != SCHEMA_VERSION:
-        raise fail(what, f"request.json is a {meta['artifact_type']!r} v{meta['schema_version']!r}, not an NVFlare certificate request v{SCHEMA_VERSION}")
-    project = string_field(meta, "project", None, "request.json", what)
-    name = string_field(meta, "name", None, "request.json", what)
-    org = string_field(meta, "org", None, "request.json", what)
-    check_names(project, name, org, what)
+    meta, project, name, org = read_header(
+        members, "request.json", fields=_REQUEST_FIELDS, optional=frozenset({"cert_role"}), artifact=REQUEST_ARTIFACT,
+        called=("request", "certificate request"), elsewhere="is this a signed zip? approve takes the .request.zip", what=what,
+    )
     if meta["kind"] != "site" or meta["cert_type"] != "client" or meta.get("cert_role") is not None:
         raise fail(what, f"requests a {meta['kind']!r}/{meta['cert_type']!r} certificate; only sites (client certificates) enroll this way")
     request_id = string_field(meta, "request_id", REQUEST_ID, "request.json", what)

@@ -19,14 +19,12 @@ from cryptography.x509.oid import NameOID
 from fedgen.enroll.fingerprints import chains_to, fingerprint, public_key_sha256, sha256_hex
 from fedgen.enroll.zips import (
     REQUEST_ID,
-    SCHEMA_VERSION,
     SHA256_HEX,
     TIMESTAMP,
-    check_names,
     expect_members,
     fail,
     is_host,
-    json_object,
+    read_header,
     read_members,
     single_pem,
     site_yaml,
@@ -106,19 +104,9 @@ def inspect_signed_zip(data: bytes, *, what: str = "signed zip") -> SignedInfo:
     rootCA.pem (policy.check_signed does).
     """
     members = read_members(data, what)
-    if "signed.json" not in members:
-        raise fail(what, "has no signed.json (is this a request zip?)")
-    meta = json_object(members["signed.json"], "signed.json", what)
-    extra = sorted(set(meta) - _SIGNED_FIELDS)
-    missing = sorted(_SIGNED_FIELDS - set(meta))
-    if extra or missing:
-        raise fail(what, f"signed.json is not NVFlare 2.9's approval ({'unexpected ' + ', '.join(extra) if extra else ''}{'; ' if extra and missing else ''}{'missing ' + ', '.join(missing) if missing else ''})")
-    if meta["artifact_type"] != SIGNED_ARTIFACT or meta["schema_version"] != SCHEMA_VERSION:
-        raise fail(what, f"signed.json is a {meta['artifact_type']!r} v{meta['schema_version']!r}, not an NVFlare approval v{SCHEMA_VERSION}")
-    project = string_field(meta, "project", None, "signed.json", what)
-    name = string_field(meta, "name", None, "signed.json", what)
-    org = string_field(meta, "org", None, "signed.json", what)
-    check_names(project, name, org, what)
+    meta, project, name, org = read_header(
+        members, "signed.json", fields=_SIGNED_FIELDS, artifact=SIGNED_ARTIFACT, called=("approval", "approval"), elsewhere="is this a request zip?", what=what
+    )
     if meta["kind"] != "site" or meta["cert_type"] != "client":
         raise fail(what, f"holds a {meta['kind']!r}/{meta['cert_type']!r} certificate; only sites (client certificates) enroll this way")
     request_id = string_field(meta, "request_id", REQUEST_ID, "signed.json", what)

@@ -167,6 +167,30 @@ def check_names(project: str, name: str, org: str, what: str) -> None:
         raise fail(what, f"org {org!r} breaks NVFlare's org rule (letters, digits and '_' only)")
 
 
+def read_header(
+    members: Mapping[str, bytes], member: str, *, fields: frozenset[str], optional: frozenset[str] = frozenset(),
+    artifact: str, called: tuple[str, str], elsewhere: str, what: str,
+) -> tuple[dict[str, Any], str, str, str]:
+    """(the document, project, site, org) of `member`, the JSON document an NVFlare 2.9 enrollment zip opens
+    with (request.json, signed.json): exactly NVFlare's `fields` (those in `optional` may be absent), its
+    artifact type and schema version, and names that keep NVFlare's rules. `called` names the document in
+    messages (short, in full); `elsewhere` says what a zip without it probably is."""
+    if member not in members:
+        raise fail(what, f"has no {member} ({elsewhere})")
+    meta = json_object(members[member], member, what)
+    extra = sorted(set(meta) - fields)
+    missing = sorted(fields - optional - set(meta))
+    if extra or missing:
+        raise fail(what, f"{member} is not NVFlare 2.9's {called[0]} ({'unexpected ' + ', '.join(extra) if extra else ''}{'; ' if extra and missing else ''}{'missing ' + ', '.join(missing) if missing else ''})")
+    if meta["artifact_type"] != artifact or meta["schema_version"] != SCHEMA_VERSION:
+        raise fail(what, f"{member} is a {meta['artifact_type']!r} v{meta['schema_version']!r}, not an NVFlare {called[1]} v{SCHEMA_VERSION}")
+    project = string_field(meta, "project", None, member, what)
+    name = string_field(meta, "name", None, member, what)
+    org = string_field(meta, "org", None, member, what)
+    check_names(project, name, org, what)
+    return meta, project, name, org
+
+
 def single_pem(data: bytes, label: str, member: str, what: str) -> bytes:
     """The member must be exactly one PEM block of `label` (trailing newline allowed), nothing else."""
     text = data.strip()
