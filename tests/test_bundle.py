@@ -302,13 +302,14 @@ def test_every_bundle_carries_the_connectivity_doctor(rendered: tuple[Path, Path
     info, wrapper = members[f"{name}/doctor.sh"]
     assert stat.S_IMODE(info.mode) == 0o755
     last = wrapper.decode().rstrip("\n").splitlines()[-1]
-    assert last == f'exec python3 "$KIT/doctor" --kit "$KIT" --nvflare 2.9.0 --fl-port 9102 --admin-port 9103 --server-address {ADDRESS} "$@"'
+    assert last == f'exec python3 -B "$KIT/doctor" --kit "$KIT" --nvflare 2.9.0 --fl-port 9102 --admin-port 9103 --server-address {ADDRESS} "$@"'
     readme = members[f"{name}/README.md"][1].decode()
     assert f"`./{name}/doctor.sh`" in readme and "FAIL: <cause> - <what to do>" in readme
     # Run from another folder, it finds its kit; --help proves the arguments doctor.sh passes are complete.
     subprocess.run(["tar", "-xzf", str(archive)], cwd=tmp_path, check=True)
     proc = subprocess.run(["bash", str(tmp_path / name / "doctor.sh"), "--help"], capture_output=True, text=True, cwd="/", timeout=30)
     assert proc.returncode == 0 and "--server-address" in proc.stdout, proc.stderr
+    assert not list((tmp_path / name).rglob("__pycache__")), "the doctor wrote into the kit"
 
 
 def test_unknown_name_and_the_server_are_input_errors(rendered: tuple[Path, Path], tmp_path: Path) -> None:
@@ -567,7 +568,7 @@ def test_generated_commands_run_as_intended_with_odd_but_valid_values(odd_folder
     doctor_sh.write_bytes(texts.doctor_sh(ctx))
     resolved = str(kit.resolve())
     assert _run_recorded("", odd_folder, stubs, version, run_file=doctor_sh) == [
-        f"{resolved}/doctor", "--kit", resolved, "--nvflare", version, "--fl-port", "9102", "--admin-port", "9103", "--server-address", ADDRESS,
+        "-B", f"{resolved}/doctor", "--kit", resolved, "--nvflare", version, "--fl-port", "9102", "--admin-port", "9103", "--server-address", ADDRESS,
     ]
 
     # The README's docker block, pasted into a shell in the folder that holds the kit.
