@@ -40,7 +40,7 @@ kubectl kustomize --help >/dev/null 2>&1 || die "kubectl has no kustomize subcom
 command -v go >/dev/null 2>&1 || die "Go is required to install kubeconform and kubeseal"
 command -v git >/dev/null 2>&1 || die "git is required (client-bundle asks it whether a path is ignored; tests check ref names with it)"
 # The tests plan the rendered variables against the reference architecture's declarations (offline).
-command -v terraform >/dev/null 2>&1 || die "terraform is required: tests/test_terraform.py plans the rendered Terraform variables with it (preinstalled at /usr/local/bin/terraform on the project's machines)"
+command -v terraform >/dev/null 2>&1 || die "terraform is required: tests/render/test_terraform.py plans the rendered Terraform variables with it (preinstalled at /usr/local/bin/terraform on the project's machines)"
 terraform version >/dev/null 2>&1 || die "terraform does not run (terraform version failed)"
 
 PYTHON=${PYTHON:-python3}

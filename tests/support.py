@@ -60,7 +60,7 @@ OTHER_SPEC: dict[str, Any] = {
     },
 }
 
-# The small federation of the provisioning tests (tests/test_provision*.py).
+# The small federation of the provisioning tests (tests/provision/test_provision*.py).
 ADMIN = "admin@example.com"
 HOSTS = ("fl.example.com", "fl-alt.example.com")
 

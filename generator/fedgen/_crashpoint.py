@@ -1,4 +1,4 @@
-"""Test hooks for crash safety (tests/test_crash.py); inert unless their environment variables are set.
+"""Test hooks for crash safety (tests/write/test_crash.py); inert unless their environment variables are set.
 
 step(): the write phase of a render (the state save in fedgen.state.local, then fedgen.write.apply) calls it
 after each filesystem operation. With FEDGEN_TEST_CRASH_AFTER=N in the environment, the N-th call kills the

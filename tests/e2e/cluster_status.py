@@ -1,7 +1,7 @@
 """`fedgen status --admin` against the end-to-end federation's real NVFlare server (issue 16).
 
 A real etcd and kube-apiserver run in the server's network namespace (the cluster's API beside its pod), on
-SERVER_IP; the rendered sync root is made ready there as in tests/test_status.py, with the gateway's load
+SERVER_IP; the rendered sync root is made ready there as in tests/status/test_status.py, with the gateway's load
 balancer at SERVER_IP. `fedgen status` then runs in the admin's namespace, where the dialled name resolves
 to SERVER_IP as it does for the sites, with the admin's bundle: every site connected, exit 0. One site is
 shut down through the FLARE API; once the server has dropped it, status names it and exits 1.

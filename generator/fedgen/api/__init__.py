@@ -30,7 +30,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
 }
 _FAMILY_OF = {name: family for family, names in _FAMILIES.items() for name in names}
 
-__all__ = [  # the names of _FAMILIES (tests/test_cli.py holds them equal), spelled out for linters
+__all__ = [  # the names of _FAMILIES (tests/cli/test_cli.py holds them equal), spelled out for linters
     "ApprovalResult",
     "BundleResult",
     "CertificateReport",

@@ -1,7 +1,7 @@
 """WHO MUST ACT, as text (stderr) and as JSON (stdout, `--format json`) for render, rotate, remove and
 enroll approve; the offboarding paragraph `fedgen certs` shares. Pure functions of fedgen.api's results.
 
-The JSON shape is documented in docs/certificates.md ("Who must act") and held by tests/test_who_acts.py:
+The JSON shape is documented in docs/certificates.md ("Who must act") and held by tests/certs/test_who_acts.py:
 keys are only ever added.
 """
 

@@ -26,7 +26,7 @@ def spec_schema() -> dict[str, Any]:
 def _whole_pattern(validator: Validator, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
     """`pattern` matched against the whole string. In JSON Schema (ECMA-262) `$` is the end of the string; in
     Python's re it also matches before a final newline, so jsonschema's re.search accepts "name\n" for "^name$".
-    Every pattern of the spec schema is anchored ^...$ (tests/test_spec.py checks), so a whole-string match is
+    Every pattern of the spec schema is anchored ^...$ (tests/spec/test_spec.py checks), so a whole-string match is
     exactly what an editor checks with the same schema."""
     if validator.is_type(instance, "string") and not re.fullmatch(pattern, instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 # NVFlare 2.9's provisioning template: max_num_clients in resources.json.default. (Its job scheduler's max_jobs,
-# 4, is the spec schema's default for server.maxJobs; tests/test_sizing.py checks they agree.)
+# 4, is the spec schema's default for server.maxJobs; tests/spec/test_sizing.py checks they agree.)
 NVFLARE_MAX_CLIENTS = 100
 SITE_STEP = 50
 

@@ -361,7 +361,7 @@ def test_the_json_shape_is_stable(rendered: tuple[Path, Path], write_spec: SpecW
     who = document["who_must_act"]
     assert set(who) == {"must_act", "new", "removed", "superseded", "still_valid", "root_rotation"}
     # What docs/certificates.md lists: the reasons' table, the actions' paragraph and the JSON sketch.
-    docs = (Path(__file__).parent.parent / "docs" / "certificates.md").read_text().split("## Who must act", 1)[1].split("\n## ", 1)[0]
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "certificates.md").read_text().split("## Who must act", 1)[1].split("\n## ", 1)[0]
     assert REASONS == tuple(re.findall(r"^\| `([a-z-]+)` \|", docs, re.MULTILINE))
     actions = docs.split("How each gets its kit (`action`):", 1)[1].split("Also listed", 1)[0]
     assert ACTIONS == tuple(re.findall(r"`([a-z-]+)`\s+\(", actions))

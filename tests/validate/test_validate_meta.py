@@ -11,7 +11,7 @@ from fedgen.validate.rule import Registry, Rule
 from fedgen.validate.rules import NEVER_USED, REGISTRY, RETIRED
 
 # That every rule has a planted-defect test, and that each plant's collateral names real rules, is checked
-# next to the plants (tests/test_validate_rules.py).
+# next to the plants (tests/validate/test_validate_rules.py).
 
 
 def test_rules_are_data_with_stable_ids_and_families() -> None:

@@ -87,7 +87,7 @@ def test_site_cluster_gets_its_own_sync_root(write_spec: Callable[..., Path], si
     assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "site-a"
     bootstrap = _docs(kustomize_build(repo / "clusters/gke-hosp-a/bootstrap"))
     assert bootstrap[0]["spec"]["git"]["dir"] == "clusters/gke-hosp-a"
-    # Standalone clusters: no Terraform variables (tests/test_platform.py renders a site on the reference architecture).
+    # Standalone clusters: no Terraform variables (tests/render/test_platform.py renders a site on the reference architecture).
     assert not (repo / "terraform").exists()
     # The server cluster's sync root holds nothing of the site.
     assert not any(d["metadata"].get("namespace") == "nvflare-site-a" for d in _docs(kustomize_build(repo / "clusters/gke-eu")))

@@ -27,7 +27,7 @@ from fedgen.validate.kubeconform import (
     validate_manifests,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBECONFORM = REPO_ROOT / ".tools" / "bin" / "kubeconform"
 SCHEMAS = REPO_ROOT / "generator" / "fedgen" / "schemas"
 

@@ -1,7 +1,7 @@
 """The rendered Terraform variables feed the reference architecture's root modules as the README says.
 
 Runs the real terraform binary on folders that declare exactly the variables upstream's modules declare
-(tests/terraform/: restated facts), one per module, and plans each rendered variant with the files the
+(tests/render/terraform/: restated facts), one per module, and plans each rendered variant with the files the
 README passes to that module: no error (types, validation conditions, the bucket lookup) and no warning
 (an undeclared variable warns). Needs no provider, no backend and no network.
 """

@@ -374,7 +374,7 @@ def test_bypass_exposure_renders_the_mesh_bypass(write_spec: SpecWriter) -> None
     np = built[("NetworkPolicy", "nvflare-flserver-allow-clients")]["spec"]["ingress"][0]
     assert {b["ipBlock"]["cidr"] for b in np["from"]} == {"198.51.100.7/32", "203.0.113.0/24"}
     assert not any(ns == "istio-ingress" for ns in (d["metadata"].get("namespace") for d in built.values()))
-    # A standalone cluster gets no Terraform variables (tests/test_terraform.py: the reference architecture's).
+    # A standalone cluster gets no Terraform variables (tests/render/test_terraform.py: the reference architecture's).
     assert not (repo / "terraform").exists()
 
 

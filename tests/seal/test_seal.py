@@ -32,7 +32,7 @@ from fedgen.seal.crypto import SCOPES, UnsealError, seal_value, unseal_value
 from fedgen.seal.manifest import sealed_secret_manifest
 from fedgen.seal.reuse import seal_data
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "fl-site-1"
 NAME = "site-1-credentials"
 DATA = {

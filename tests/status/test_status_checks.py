@@ -1,5 +1,5 @@
 """The pure parts of `fedgen status` (issue 16): context resolution, the engine, object, workload and address
-verdicts, and the text table. The real API server tests are in tests/test_status.py."""
+verdicts, and the text table. The real API server tests are in tests/status/test_status.py."""
 
 from __future__ import annotations
 
