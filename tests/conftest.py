@@ -15,7 +15,7 @@ from hypothesis import settings
 from tests.gcs_emulator import Emulator
 from tests.kubeapi.cluster import Kubectl, install_crds
 from tests.kubeapi.server import ApiServer, Clusters, Etcd
-from tests.support import OTHER_SPEC, dump_yaml
+from tests.support import OTHER_SPEC, dump_yaml, render_spec
 
 # Property tests: the same examples on every run (derandomize: no flaky "new" example on a CI rerun, nothing
 # kept in a .hypothesis folder) and no per-example deadline (a loaded machine is slow, not wrong; hangs are
@@ -125,3 +125,12 @@ def kube_api_module(kube_etcd: Etcd, kube_template: str, tmp_path_factory: pytes
         yield clusters
     finally:
         clusters.stop()
+
+
+@pytest.fixture
+def rendered(write_spec: Callable[..., Path]) -> tuple[Path, Path]:
+    """(spec, repo) after a first render of OTHER_SPEC, which must succeed."""
+    spec = write_spec()
+    result = render_spec(spec)
+    assert result.exit_code == 0, result.output
+    return spec, spec.parent.parent

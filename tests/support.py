@@ -26,6 +26,8 @@ from fedgen.errors import ExternalError
 from fedgen.executables import find_tool
 
 if TYPE_CHECKING:
+    from click.testing import Result
+
     from fedgen.spec.model import Federation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -192,3 +194,17 @@ def free_port_pair() -> tuple[int, int]:
     finally:
         for s in socks:
             s.close()
+
+
+def fedgen_cli(*args: str) -> Result:
+    """Run a fedgen command in this process (click's runner): exit code and output, nothing raised."""
+    from click.testing import CliRunner
+
+    from fedgen.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def render_spec(spec: Path, *args: str) -> Result:
+    """`fedgen render SPEC` into the repository the spec's folder sits in (<repo>/spec/federation.yaml)."""
+    return fedgen_cli("render", str(spec), "--repo", str(spec.parent.parent), *args)

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from cryptography import x509
 
 from fedgen.certs.redistribution import ACTIONS, REASONS
-from fedgen.cli import main
 from fedgen.cli.progress import ProgressBar
 from fedgen.seal.certificate import generate_development_keypair
-from tests.support import tree_snapshot
+from tests.support import fedgen_cli, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 FEDGEN = str(Path(sys.executable).parent / "fedgen")
@@ -38,12 +37,9 @@ SITES_AND_ADMIN = ["site-a", "site-b", "lead@genomics.example.org"]
 EVERYONE = ["flserver", *SITES_AND_ADMIN]
 
 
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
 
 def _render(spec: Path, *args: str) -> Result:
-    result = _run("render", str(spec), "--repo", str(spec.parent.parent), *args)
+    result = fedgen_cli("render", str(spec), "--repo", str(spec.parent.parent), *args)
     assert result.exit_code in (0, 1), result.output
     return result
 
@@ -67,13 +63,6 @@ def _state(repo: Path) -> dict[str, Any]:
 def _not_after(pem: str) -> datetime:
     return x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
 
-
-@pytest.fixture
-def rendered(write_spec: SpecWriter) -> tuple[Path, Path]:
-    spec = write_spec()
-    result = _render(spec)
-    assert result.exit_code == 0, result.output
-    return spec, spec.parent.parent
 
 
 # ----------------------------------------------------------------------------------------- who must act
@@ -149,7 +138,7 @@ def test_adding_a_site_names_only_it(rendered: tuple[Path, Path], write_spec: Sp
 def test_rotating_a_site_names_only_it_and_its_old_certificate(rendered: tuple[Path, Path]) -> None:
     spec, repo = rendered
     old = _state(repo)["nvflare_cert"]["site-a"]["cert"]
-    result = _run("rotate", "site-a", "--spec", str(spec), "--repo", str(repo), "--format", "json")
+    result = fedgen_cli("rotate", "site-a", "--spec", str(spec), "--repo", str(repo), "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["command"] == "rotate" and document["issued"] == ["site-a"]
@@ -159,7 +148,7 @@ def test_rotating_a_site_names_only_it_and_its_old_certificate(rendered: tuple[P
     (superseded,) = who["superseded"]
     assert (superseded["name"], superseded["kind"]) == ("site-a", "client")
     assert datetime.fromisoformat(superseded["valid_until"]) == _not_after(old)
-    text = _run("rotate", "site-a", "--spec", str(spec), "--repo", str(repo))
+    text = fedgen_cli("rotate", "site-a", "--spec", str(spec), "--repo", str(repo))
     assert "  site-a: a new bundle (own certificate re-issued)" in text.stderr
     assert "note: the previous certificate of site-a stays valid until" in text.stderr
 
@@ -168,9 +157,9 @@ def test_rotating_a_site_names_only_it_and_its_old_certificate(rendered: tuple[P
 def test_a_new_root_ca_names_everyone(rendered: tuple[Path, Path], how: str) -> None:
     spec, repo = rendered
     if how == "render --new-root-ca":
-        result = _run("render", str(spec), "--repo", str(repo), "--new-root-ca", "--yes", "--format", "json")
+        result = fedgen_cli("render", str(spec), "--repo", str(repo), "--new-root-ca", "--yes", "--format", "json")
     else:
-        result = _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes", "--format", "json")
+        result = fedgen_cli("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes", "--format", "json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["backup"] and Path(document["backup"]).is_file()
@@ -189,16 +178,16 @@ def test_a_site_on_its_own_cluster_is_rolled_by_a_commit(write_spec: SpecWriter)
     _, cert = generate_development_keypair(common_name="hospital-a-sealing")
     (spec.parent / "hosp-a.pem").write_bytes(cert)
     assert _render(spec).exit_code == 0
-    result = _run("rotate", "site-a", "--spec", str(spec), "--repo", str(spec.parent.parent), "--format", "json")
+    result = fedgen_cli("rotate", "site-a", "--spec", str(spec), "--repo", str(spec.parent.parent), "--format", "json")
     assert result.exit_code == 0, result.output
     (recipient,) = _who(result)["must_act"]
     assert (recipient["name"], recipient["action"], recipient["command"], _reasons(recipient)) == ("site-a", "commit", None, ["own-certificate"])
-    text = _run("rotate", "site-a", "--spec", str(spec), "--repo", str(spec.parent.parent))
+    text = fedgen_cli("rotate", "site-a", "--spec", str(spec), "--repo", str(spec.parent.parent))
     assert "  site-a: commit and push: Config Sync rolls the client on its cluster (own certificate re-issued)" in text.stderr
 
 
 def _bundle_digest(spec: Path, name: str, out: Path) -> str:
-    result = _run("client-bundle", name, "--spec", str(spec), "--repo", str(spec.parent.parent), "--out", str(out))
+    result = fedgen_cli("client-bundle", name, "--spec", str(spec), "--repo", str(spec.parent.parent), "--out", str(out))
     assert result.exit_code == 0, result.output
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
@@ -291,7 +280,7 @@ def test_removing_a_site_names_it_and_its_still_valid_certificate_with_the_root_
     assert again["removed"] == [] and again["still_valid"] == []
 
     # fedgen certs says it every time, plainly, with the plan; the exit code stays about expiry.
-    text = _run("certs", str(spec), "--repo", str(repo))
+    text = fedgen_cli("certs", str(spec), "--repo", str(repo))
     assert text.exit_code == 0, text.output
     until = f"{_not_after(removed_cert):%Y-%m-%d}"
     assert "offboarding: NVFlare checks no revocation, so these removed participants still hold certificates valid under the current root CA:" in text.stdout
@@ -299,17 +288,17 @@ def test_removing_a_site_names_it_and_its_still_valid_certificate_with_the_root_
     assert f"to end them, start a new root CA (fedgen rotate --root-ca --spec {spec}: asks first, backs up the state); it requires:" in text.stdout
     assert "  a new bundle for each of: site-a, lead@genomics.example.org" in text.stdout
     assert "  commit and push: Config Sync restarts flserver on the new kits" in text.stdout
-    document = json.loads(_run("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
+    document = json.loads(fedgen_cli("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
     assert [r["name"] for r in document["certificates"]] == ["root CA", "flserver", "site-a", "lead@genomics.example.org"]
     assert [(r["name"], r["kind"]) for r in document["still_valid"]] == [("site-b", "client")]
     assert document["root_rotation"]["bundles"] == ["site-a", "lead@genomics.example.org"]
 
     # A new root CA ends them: nothing is said any more, and the state forgets the record.
-    assert _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes").exit_code == 0
-    after = json.loads(_run("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
+    assert fedgen_cli("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes").exit_code == 0
+    after = json.loads(fedgen_cli("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
     assert after["still_valid"] == [] and after["root_rotation"] is None
     assert "offboarded" not in _state(repo)
-    assert "offboarding" not in _run("certs", str(spec), "--repo", str(repo)).stdout
+    assert "offboarding" not in fedgen_cli("certs", str(spec), "--repo", str(repo)).stdout
 
 
 def test_a_site_added_again_is_new_and_no_longer_offboarded(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
@@ -321,13 +310,13 @@ def test_a_site_added_again_is_new_and_no_longer_offboarded(rendered: tuple[Path
     who = _who(_render(spec, "--format", "json"))
     assert [(r["name"], _reasons(r)) for r in who["must_act"]] == [("site-b", ["new-participant"])]
     assert "offboarded" not in _state(repo)
-    assert json.loads(_run("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)["still_valid"] == []
+    assert json.loads(fedgen_cli("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)["still_valid"] == []
 
 
 def test_removing_the_federation_lists_every_certificate_that_stays_valid(rendered: tuple[Path, Path]) -> None:
     _, repo = rendered
     state = _state(repo)
-    checked = _run("remove", "genomics", "--repo", str(repo), "--check", "--format", "json")
+    checked = fedgen_cli("remove", "genomics", "--repo", str(repo), "--check", "--format", "json")
     assert checked.exit_code == 0, checked.output
     document = json.loads(checked.stdout)
     assert document["command"] == "remove" and document["written"] is False and document["backup"] is None
@@ -339,7 +328,7 @@ def test_removing_the_federation_lists_every_certificate_that_stays_valid(render
     assert {c["name"]: datetime.fromisoformat(c["valid_until"]) for c in who["still_valid"]} == {
         n: _not_after(state["nvflare_cert"][n]["cert"]) for n in EVERYONE
     }
-    removed = _run("remove", "genomics", "--repo", str(repo), "--yes")
+    removed = fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes")
     assert removed.exit_code == 0, removed.output
     assert "removed participants: flserver (server), lead@genomics.example.org (admin), site-a (site), site-b (site)" in removed.stderr
     assert "offboarding: NVFlare checks no revocation, so their certificates stay valid under the federation's root CA:" in removed.stderr
@@ -376,7 +365,7 @@ def test_the_json_shape_is_stable(rendered: tuple[Path, Path], write_spec: SpecW
     for cert in who["superseded"]:
         assert set(cert) == {"name", "kind", "valid_until", "days_left"}
     assert "who must act" not in result.stderr  # the text is not repeated on stderr
-    assert "--diff" in _run("render", str(spec), "--repo", str(spec.parent.parent), "--diff", "--format", "json").output
+    assert "--diff" in fedgen_cli("render", str(spec), "--repo", str(spec.parent.parent), "--diff", "--format", "json").output
 
 
 # ------------------------------------------------------------------------- the model of NVFlare's kits

@@ -16,13 +16,13 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from fedgen import api
 from fedgen.cli import main
 from fedgen.errors import ExternalError, FedgenError, InputError, SpecErrors
 from fedgen.write import Plan
 
-from tests.support import tree_snapshot
+from tests.support import fedgen_cli, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 
@@ -55,9 +55,6 @@ ERRORS: list[tuple[BaseException, int, list[str]]] = [
 ]
 
 
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
 
 def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     for name, command in sorted(group.commands.items()):
@@ -89,7 +86,7 @@ def test_each_error_kind_is_its_exit_code_and_one_line(
     argv: list[str], function: str, raised: BaseException, code: int, lines: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(api, function, _raising(raised))
-    result = _run(*argv)
+    result = fedgen_cli(*argv)
     assert result.exit_code == code, result.output
     assert result.stderr.splitlines() == lines
     assert result.stdout == ""
@@ -108,13 +105,13 @@ def test_the_api_offers_every_operation_with_keyword_only_arguments() -> None:
 
 def test_debug_adds_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api, "schema", _raising(ExternalError("bucket gone")))
-    result = _run("--debug", "schema")
+    result = fedgen_cli("--debug", "schema")
     assert result.exit_code == 3
     assert "Traceback (most recent call last)" in result.stderr and result.stderr.rstrip().endswith("error: bucket gone")
 
 
 def test_usage_errors_stay_clicks_exit_2() -> None:
-    result = _run("render", "--no-such-flag")
+    result = fedgen_cli("render", "--no-such-flag")
     assert result.exit_code == 2 and "No such option" in result.stderr
 
 
@@ -154,41 +151,41 @@ def test_every_spec_reading_command_takes_spec_option_and_product_forms_without_
     _spy(monkeypatch, function)
     forms = [[*argv, "--spec", "fed.yaml"]] + ([[*argv, "fed.yaml"]] if positional else [])
     for form in forms:
-        result = _run(*form)
+        result = fedgen_cli(*form)
         assert result.exit_code == 2, result.output
         assert _lines(result)[0].startswith("error: spec=fed.yaml"), result.stderr
         assert len(_lines(result)) == 1 and "deprecated" not in result.stderr
     if positional:
-        twice = _run(*argv, "a.yaml", "--spec", "b.yaml")
+        twice = fedgen_cli(*argv, "a.yaml", "--spec", "b.yaml")
         assert twice.exit_code == 2 and "the spec is given twice" in twice.stderr
     if function not in ("state_unlock", "rotate"):  # (--state instead; the old `rotate SPEC`, below)
-        missing = _run(*argv)
+        missing = fedgen_cli(*argv)
         assert missing.exit_code == 2 and "missing the spec: pass --spec SPEC" in missing.stderr
 
 
 def test_the_old_rotate_spelling_works_with_a_one_line_note(monkeypatch: pytest.MonkeyPatch) -> None:
     _spy(monkeypatch, "rotate")
-    old = _run("rotate", "fed.yaml", "site-a")
+    old = fedgen_cli("rotate", "fed.yaml", "site-a")
     assert old.exit_code == 2
     assert _lines(old) == [
         "deprecated: fedgen rotate SPEC PARTICIPANT; use fedgen rotate PARTICIPANT --spec SPEC",
         "error: spec=fed.yaml participant=site-a root_ca=False",
     ]
-    root = _run("rotate", "fed.yaml", "--root-ca", "--yes")
+    root = fedgen_cli("rotate", "fed.yaml", "--root-ca", "--yes")
     assert _lines(root) == ["deprecated: fedgen rotate SPEC --root-ca; use fedgen rotate --root-ca --spec SPEC", "error: spec=fed.yaml participant=None root_ca=True"]
-    new = _run("rotate", "--root-ca", "--spec", "fed.yaml", "--yes")
+    new = fedgen_cli("rotate", "--root-ca", "--spec", "fed.yaml", "--yes")
     assert _lines(new) == ["error: spec=fed.yaml participant=None root_ca=True"]
-    assert _run("rotate", "a", "b", "--spec", "fed.yaml").exit_code == 2  # one participant at a time
-    missing = _run("rotate", "--root-ca", "--yes")
+    assert fedgen_cli("rotate", "a", "b", "--spec", "fed.yaml").exit_code == 2  # one participant at a time
+    missing = fedgen_cli("rotate", "--root-ca", "--yes")
     assert missing.exit_code == 2 and "missing the spec: pass --spec SPEC" in missing.stderr
 
 
 def test_help_teaches_the_shape_examples_and_exit_codes() -> None:
-    top = " ".join(_run("--help").output.split())
+    top = " ".join(fedgen_cli("--help").output.split())
     assert "every command that reads one takes --spec SPEC; render, certs, status and workspace push also take it as their first argument" in top
     assert "scripts pass --yes" in top
     for path, _ in _leaf_commands(main):
-        text = _run(*path, "--help").output
+        text = fedgen_cli(*path, "--help").output
         assert "Example" in text and "Exit codes" in text, path
 
 
@@ -214,21 +211,12 @@ def test_without_a_terminal_an_irreversible_step_needs_yes(argv: list[str], func
         raise InputError("done")
 
     monkeypatch.setattr(api, function, record)
-    refused = _run(*argv)  # CliRunner's stdin is no terminal
+    refused = fedgen_cli(*argv)  # CliRunner's stdin is no terminal
     assert refused.exit_code == 2
     assert _lines(refused)[-1].startswith("error: refusing to ") and _lines(refused)[-1].endswith("there is no terminal to ask on; pass --yes")
     assert all(call.get("check") for call in calls)  # nothing irreversible was asked of the api
-    confirmed = _run(*argv, "--yes")
+    confirmed = fedgen_cli(*argv, "--yes")
     assert _lines(confirmed)[-1] == "error: done" and not all(call.get("check") for call in calls)
-
-
-@pytest.fixture
-def rendered(write_spec: SpecWriter) -> tuple[Path, Path]:
-    spec = write_spec()
-    repo = spec.parent.parent
-    result = _run("render", str(spec), "--repo", str(repo))
-    assert result.exit_code == 0, result.output
-    return spec, repo
 
 
 def _fedgen_on_a_terminal(args: list[str], answer: bytes, cwd: Path) -> tuple[int, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from cryptography import x509
@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from fedgen.certs.lifecycle import certificate_report
-from fedgen.cli import main
 from fedgen.enroll import (
     PrivateKeyFound,
     SignedInfo,
@@ -53,7 +52,7 @@ from fedgen.enroll.kit import key_fingerprint_command
 from fedgen.errors import InputError
 from fedgen.spec import load_federation
 from fedgen.state import StateDocument
-from tests.support import REQUEST_ORG, REQUEST_SITE, craft_request, tree_snapshot, with_request_site, zip_bytes
+from tests.support import REQUEST_ORG, REQUEST_SITE, craft_request, fedgen_cli, tree_snapshot, with_request_site, zip_bytes
 
 SpecWriter = Callable[..., Path]
 SITE, ORG, PROJECT = REQUEST_SITE, REQUEST_ORG, "genomics"
@@ -61,16 +60,12 @@ NVFLARE = str(Path(sys.executable).parent / "nvflare")
 REQ_REL, SIGNED_REL = request_path(PROJECT, SITE), signed_path(PROJECT, SITE)
 
 
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
 @pytest.fixture
 def world(write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """A rendered repo whose spec has site-c (enrollment: request); the site's and operator's folders."""
     spec = write_spec(with_request_site)
     repo = spec.parent.parent
-    result = _run("render", str(spec), "--repo", str(repo))
+    result = fedgen_cli("render", str(spec), "--repo", str(repo))
     assert result.exit_code == 0, result.output
     operator_home, scratch, site = tmp_path / "operator-home", tmp_path / "scratch", tmp_path / "site"
     for folder in (operator_home, scratch, site / "home"):
@@ -93,14 +88,14 @@ def _wait(proc: subprocess.Popen[str]) -> None:
 def _site_request(w: dict[str, Path]) -> Path:
     """As the site: its kit, then `nvflare cert request` in its own folder; returns the request folder."""
     kit = w["site"] / f"{SITE}-enroll"
-    result = _run("enroll", "kit", SITE, "--spec", str(w["spec"]), "--repo", str(w["repo"]), "--out", str(kit))
+    result = fedgen_cli("enroll", "kit", SITE, "--spec", str(w["spec"]), "--repo", str(w["repo"]), "--out", str(kit))
     assert result.exit_code == 0, result.output
     _wait(_nvflare(["cert", "request", "-p", "participant.yaml"], kit, w["site"] / "home"))
     return kit / SITE
 
 
 def _approve(w: dict[str, Path], request: Path, *extra: str) -> Result:
-    return _run("enroll", "approve", str(request), "--spec", str(w["spec"]), "--repo", str(w["repo"]), *extra)
+    return fedgen_cli("enroll", "approve", str(request), "--spec", str(w["spec"]), "--repo", str(w["repo"]), *extra)
 
 
 def _repo_state(repo: Path) -> dict[str, tuple[bytes, int]]:
@@ -124,7 +119,7 @@ def _contents(path: Path) -> Iterator[bytes]:
 
 
 def _certs(w: dict[str, Path]) -> tuple[int, dict[str, dict[str, Any]]]:
-    result = _run("certs", str(w["spec"]), "--repo", str(w["repo"]), "--format", "json")
+    result = fedgen_cli("certs", str(w["spec"]), "--repo", str(w["repo"]), "--format", "json")
     return result.exit_code, {r["name"]: r for r in json.loads(result.stdout)["certificates"]}
 
 
@@ -368,7 +363,7 @@ def test_kit_needs_a_request_site_and_takes_the_root_from_state_or_configmap(wor
     w = world
     spec, repo = w["spec"], w["repo"]
     from_state = tmp_path / "kit-state"
-    result = _run("enroll", "kit", SITE, "--spec", str(spec), "--repo", str(repo), "--out", str(from_state))
+    result = fedgen_cli("enroll", "kit", SITE, "--spec", str(spec), "--repo", str(repo), "--out", str(from_state))
     assert result.exit_code == 0, result.output
     assert "root CA from state" in result.stderr
     files = {p.name: p.read_bytes() for p in from_state.iterdir()}
@@ -382,7 +377,7 @@ def test_kit_needs_a_request_site_and_takes_the_root_from_state_or_configmap(wor
 
     from_repo = tmp_path / "kit-repo"
     empty_state = tmp_path / "no-state"
-    result = _run("enroll", "kit", SITE, "--spec", str(spec), "--repo", str(repo), "--state", str(empty_state), "--out", str(from_repo))
+    result = fedgen_cli("enroll", "kit", SITE, "--spec", str(spec), "--repo", str(repo), "--state", str(empty_state), "--out", str(from_repo))
     assert result.exit_code == 0, result.output
     assert "root CA from tenants/fl-genomics/nvflare-flserver/configmaps.yaml" in result.stderr
     assert (from_repo / "ROOTCA_FINGERPRINT").read_bytes() == files["ROOTCA_FINGERPRINT"]
@@ -390,7 +385,7 @@ def test_kit_needs_a_request_site_and_takes_the_root_from_state_or_configmap(wor
     assert not empty_state.exists()
 
     for name, message in (("site-a", "fedgen client-bundle site-a"), ("site-z", "not declared")):
-        refused = _run("enroll", "kit", name, "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / name))
+        refused = fedgen_cli("enroll", "kit", name, "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / name))
         assert refused.exit_code == 2 and message in refused.stderr, refused.output
         assert not (tmp_path / name).exists()
 
@@ -407,12 +402,12 @@ def test_renders_keep_enrollment_and_a_new_root_ca_reapproves_the_same_request(w
     assert first.exit_code == 0, first.output
     old_fp = fingerprint(server_root_pem(repo, fed) or b"")
 
-    assert _run("render", str(spec), "--repo", str(repo)).exit_code == 0
+    assert fedgen_cli("render", str(spec), "--repo", str(repo)).exit_code == 0
     assert _certs(w)[1][SITE]["status"] == "ok"
     assert "unchanged" in _approve(w, repo / REQ_REL).stderr
 
     # A new root CA: the enrolled certificate is stale until the same request is approved again (same key).
-    assert _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes").exit_code == 0
+    assert fedgen_cli("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes").exit_code == 0
     code, rows = _certs(w)
     assert code == 1 and rows[SITE]["status"] == "stale"
     renewed = _approve(w, repo / REQ_REL)
@@ -434,7 +429,7 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
         return json.loads(result.stdout)["who_must_act"]
 
     def render_json(*args: str) -> dict[str, Any]:
-        return who(_run(*(args or ("render", str(spec))), "--repo", str(repo), "--format", "json"))
+        return who(fedgen_cli(*(args or ("render", str(spec))), "--repo", str(repo), "--format", "json"))
 
     site = {r["name"]: r for r in render_json()["must_act"]}[SITE]
     assert (site["action"], site["command"], [r["reason"] for r in site["reasons"]]) == ("enroll-kit", f"fedgen enroll kit {SITE} --spec {spec}", ["not-enrolled"])
@@ -474,7 +469,7 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
     removed = render_json()
     assert removed["removed"] == [{"name": SITE, "kind": "client"}]
     assert [c["name"] for c in removed["still_valid"]] == [SITE] and removed["root_rotation"]["reapprove"] == []
-    certs = json.loads(_run("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
+    certs = json.loads(fedgen_cli("certs", str(spec), "--repo", str(repo), "--format", "json").stdout)
     assert [c["name"] for c in certs["still_valid"]] == [SITE]
 
 
@@ -501,7 +496,7 @@ def test_the_signed_zip_carries_the_server_name_and_fl_port_and_a_new_one_is_sig
         return str(json.loads((startup / "fed_client.json").read_text())["servers"][0]["service"]["target"])
 
     def render_who(*args: str) -> dict[str, dict[str, Any]]:
-        result = _run("render", str(spec), "--repo", str(repo), "--format", "json", *args)
+        result = fedgen_cli("render", str(spec), "--repo", str(repo), "--format", "json", *args)
         assert result.exit_code in (0, 1), result.output
         return {r["name"]: r for r in json.loads(result.stdout)["who_must_act"]["must_act"]}
 
@@ -542,7 +537,7 @@ def test_the_signed_zip_carries_the_server_name_and_fl_port_and_a_new_one_is_sig
     assert (
         f"  {SITE}: it sets connect_to.host: fl2.genomics.example.org in {SITE}/site.yaml (its request folder), then it re-packages "
         "its kit (nvflare package --force) (host name fl.genomics.example.org -> fl2.genomics.example.org)"
-    ) in _run("render", str(spec), "--repo", str(repo)).stderr
+    ) in fedgen_cli("render", str(spec), "--repo", str(repo)).stderr
     assert SITE not in render_who()  # said once: the site's own configuration is not fedgen's to track
     assert "unchanged" in _approve(w, repo / REQ_REL).stderr
     site_yaml = request_dir / "site.yaml"

@@ -7,11 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from fedgen.cli import main
-from tests.support import kustomize_build, tree_snapshot
+from tests.support import fedgen_cli, kustomize_build, render_spec, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 
@@ -26,12 +24,6 @@ def _imaging(d: dict[str, Any]) -> None:
     d["spec"]["sites"] = [{"name": "site-x", "org": "hospital_x"}]
 
 
-def _run(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args))
-
-
-def _render(spec: Path) -> Any:
-    return _run("render", str(spec), "--repo", str(spec.parent.parent))
 
 
 def _tree(repo: Path) -> dict[str, bytes]:
@@ -41,10 +33,10 @@ def _tree(repo: Path) -> dict[str, bytes]:
 def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWriter) -> None:
     genomics = write_spec(_on_platform)
     repo = genomics.parent.parent
-    assert _render(genomics).exit_code == 0
+    assert render_spec(genomics).exit_code == 0
     alone = _tree(repo)
     imaging = write_spec(lambda d: (_on_platform(d), _imaging(d)), name="imaging.yaml")
-    result = _render(imaging)
+    result = render_spec(imaging)
     assert result.exit_code == 0, result.output
     both = _tree(repo)
     # The imaging render changed no file genomics owns; it only added its own and rewrote shared ones.
@@ -74,10 +66,10 @@ def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWri
     assert tfvars["federated_learning_tenant_names"] == ["fl-genomics", "fl-imaging"]
     assert [b["bucket_name"] for b in tfvars["federated_learning_cloud_storage_buckets_iam_bindings"]] == ["flws", "flws"]
     # Re-rendering genomics now leaves every file as it is.
-    assert _render(genomics).exit_code == 0
+    assert render_spec(genomics).exit_code == 0
     assert _tree(repo) == both
     # Removing imaging restores exactly the single-federation tree.
-    removed = _run("remove", "imaging", "--repo", str(repo), "--yes")
+    removed = fedgen_cli("remove", "imaging", "--repo", str(repo), "--yes")
     assert removed.exit_code == 0, removed.output
     assert _tree(repo) == alone
 
@@ -85,7 +77,7 @@ def test_two_federations_share_a_cluster_and_own_their_files(write_spec: SpecWri
 def test_conflicting_federations_are_refused_naming_both_specs(write_spec: SpecWriter) -> None:
     genomics = write_spec()
     repo = genomics.parent.parent
-    assert _render(genomics).exit_code == 0
+    assert render_spec(genomics).exit_code == 0
     before = _tree(repo)
     cases = [
         (lambda d: (_imaging(d), d["spec"]["server"].__setitem__("tenant", "fl-genomics")), "both use tenant 'fl-genomics'"),
@@ -96,7 +88,7 @@ def test_conflicting_federations_are_refused_naming_both_specs(write_spec: SpecW
     ]
     for edit, message in cases:
         imaging = write_spec(edit, name="imaging.yaml")
-        result = _render(imaging)
+        result = render_spec(imaging)
         assert result.exit_code == 2, result.output
         assert message in result.stderr, result.stderr
         assert "'genomics' (spec/federation.yaml)" in result.stderr and "'imaging' (spec/imaging.yaml)" in result.stderr
@@ -106,6 +98,6 @@ def test_conflicting_federations_are_refused_naming_both_specs(write_spec: SpecW
 def test_remove_unknown_federation_is_exit_2(write_spec: SpecWriter) -> None:
     genomics = write_spec()
     repo = genomics.parent.parent
-    assert _render(genomics).exit_code == 0
-    result = _run("remove", "nope", "--repo", str(repo), "--yes")
+    assert render_spec(genomics).exit_code == 0
+    result = fedgen_cli("remove", "nope", "--repo", str(repo), "--yes")
     assert result.exit_code == 2 and "rendered here: genomics" in result.stderr

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from fedgen import refarch
 from fedgen.cli import main
 from fedgen.validate.model import identity
-from tests.support import OTHER_IMAGE, kustomize_build, tree_snapshot
+from tests.support import OTHER_IMAGE, kustomize_build, render_spec, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 SITE_CLUSTER = "gke-hosp-a"
@@ -23,9 +23,6 @@ SITE_CLUSTER = "gke-hosp-a"
 def _docs(text: str) -> list[dict[str, Any]]:
     return [d for d in YAML(typ="safe", pure=True).load_all(text) if d]
 
-
-def _render(spec: Path) -> Any:
-    return CliRunner().invoke(main, ["render", str(spec), "--repo", str(spec.parent.parent)])
 
 
 def _kind(kind: str) -> Callable[[dict[str, Any]], None]:
@@ -53,7 +50,7 @@ def _built(repo: Path, cluster: str) -> set[tuple[str, str, str, str]]:
 
 def test_reference_architecture_renders_nothing_the_platform_manages(write_spec: SpecWriter) -> None:
     spec = write_spec(_kind(refarch.REFERENCE_ARCHITECTURE))
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     repo = spec.parent.parent
     built = _built(repo, "gke-eu")
@@ -73,10 +70,10 @@ def test_standalone_renders_exactly_the_baseline_the_platform_would_provide(writ
     """What a standalone render has and a reference-architecture render leaves out is the platform's
     per-tenant baseline (our same-namespace AuthorizationPolicy stands for its allow-within-namespace)."""
     platform_spec = write_spec(_kind(refarch.REFERENCE_ARCHITECTURE))
-    assert _render(platform_spec).exit_code == 0
+    assert render_spec(platform_spec).exit_code == 0
     on_platform = _built(platform_spec.parent.parent, "gke-eu")
     standalone_spec = write_spec(_kind(refarch.STANDALONE))
-    assert _render(standalone_spec).exit_code == 0
+    assert render_spec(standalone_spec).exit_code == 0
     repo = standalone_spec.parent.parent
     standalone = _built(repo, "gke-eu")
     left_out = standalone - on_platform
@@ -89,7 +86,7 @@ def test_standalone_renders_exactly_the_baseline_the_platform_would_provide(writ
 
 def test_site_cluster_decides_its_own_platform(write_spec: SpecWriter) -> None:
     spec = write_spec(_with_site_cluster(refarch.REFERENCE_ARCHITECTURE))
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     repo = spec.parent.parent
     built = {(d["kind"], d["metadata"]["name"]): d for d in _docs(kustomize_build(repo / f"clusters/{SITE_CLUSTER}"))}
@@ -109,7 +106,7 @@ def test_site_cluster_decides_its_own_platform(write_spec: SpecWriter) -> None:
     assert (repo / f"terraform/{SITE_CLUSTER}/uc_federated_learning.auto.tfvars.json").is_file()
 
     spec = write_spec(_with_site_cluster(refarch.STANDALONE))
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     kinds = {(d["kind"], d["metadata"]["name"]) for d in _docs(kustomize_build(repo / f"clusters/{SITE_CLUSTER}"))}
     assert {("Namespace", "nvflare-site-a"), ("NetworkPolicy", "default-deny-all"), ("NetworkPolicy", "allow-egress-dns")} <= kinds
     assert not (repo / f"terraform/{SITE_CLUSTER}").exists()
@@ -127,17 +124,17 @@ def test_server_cluster_without_project_number_is_invalid_on_the_platform(write_
     spec = write_spec(drop_number(refarch.REFERENCE_ARCHITECTURE))
     repo = spec.parent.parent
     before = tree_snapshot(repo)
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert "needs projectNumber" in line and "gcloud projects describe gen-proj --format='value(projectNumber)'" in line
     assert tree_snapshot(repo) == before
     # A standalone cluster names no principal in any Terraform variable: the number is not needed.
-    assert _render(write_spec(drop_number(refarch.STANDALONE))).exit_code == 0
+    assert render_spec(write_spec(drop_number(refarch.STANDALONE))).exit_code == 0
 
 
 def test_render_warns_about_ports_regions_and_foreign_buckets_on_the_platform(write_spec: SpecWriter) -> None:
-    result = _render(write_spec(_kind(refarch.REFERENCE_ARCHITECTURE)))
+    result = render_spec(write_spec(_kind(refarch.REFERENCE_ARCHITECTURE)))
     assert result.exit_code == 0, result.output
     assert "TCP 9102, 9103" in result.stderr and "gx-prod-federated-learning-firewall-policy" in result.stderr
     assert "region(s) europe-west4" in result.stderr
@@ -149,20 +146,20 @@ def test_render_warns_about_ports_regions_and_foreign_buckets_on_the_platform(wr
         d["spec"]["workspace"]["bucketName"] = "genomics-existing-ws"
 
     spec = write_spec(usual)
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     assert "firewall" not in result.stderr and "region" not in result.stderr
     assert "gcloud storage buckets add-iam-policy-binding gs://genomics-existing-ws" in result.stderr
     fl = (spec.parent.parent / "terraform/gke-eu/uc_federated_learning.auto.tfvars.json").read_text()
     assert '"federated_learning_cloud_storage_buckets": {}' in fl and '"federated_learning_cloud_storage_buckets_iam_bindings": []' in fl
 
-    result = _render(write_spec())  # standalone: the platform's firewall and regions do not apply
+    result = render_spec(write_spec())  # standalone: the platform's firewall and regions do not apply
     assert result.exit_code == 0 and "firewall" not in result.stderr and "region" not in result.stderr
 
 
 def test_digest_pinned_image_is_used_verbatim_everywhere(write_spec: SpecWriter, tmp_path: Path) -> None:
     spec = write_spec(_with_site_cluster(refarch.REFERENCE_ARCHITECTURE))
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     repo = spec.parent.parent
     for cluster in ("gke-eu", SITE_CLUSTER):
         images = {c["image"] for d in _docs(kustomize_build(repo / "clusters" / cluster)) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}

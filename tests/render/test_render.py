@@ -11,22 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from ruamel.yaml import YAML
 
 from fedgen import api
-from fedgen.cli import main
 from fedgen.errors import InputError
 from fedgen.write import apply as apply_mod
-from tests.support import kustomize_build, tool, tree_snapshot
+from tests.support import kustomize_build, render_spec, tool, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 
-
-def _render(spec: Path, *args: str) -> Any:
-    repo = spec.parent.parent
-    return CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo), *args])
 
 
 def _tree(repo: Path) -> dict[str, bytes]:
@@ -41,13 +35,6 @@ def _state(repo: Path) -> dict[str, Any]:
 def _docs(text: str) -> list[dict[str, Any]]:
     return [d for d in YAML(typ="safe", pure=True).load_all(text) if d]
 
-
-@pytest.fixture
-def rendered(write_spec: SpecWriter) -> tuple[Path, Path]:
-    spec = write_spec()
-    result = _render(spec)
-    assert result.exit_code == 0, result.output
-    return spec, spec.parent.parent
 
 
 def test_render_writes_every_object_and_kustomize_builds_it(rendered: tuple[Path, Path]) -> None:
@@ -124,7 +111,7 @@ def test_rerender_is_byte_identical(rendered: tuple[Path, Path]) -> None:
     spec, repo = rendered
     before = _tree(repo)
     state_before = (repo / ".fedgen/state/genomics/state.json").read_bytes()
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     assert "0 created, 0 updated, 0 deleted" in result.stderr
     assert _tree(repo) == before
@@ -173,7 +160,7 @@ def test_adding_a_site_issues_one_certificate_and_changes_no_repo_file(rendered:
     before_tree = _tree(repo)
     before_certs = _state(repo)["nvflare_cert"]
     write_spec(lambda d: d["spec"]["sites"].append({"name": "site-c", "org": "hospital_c"}))
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     assert "issued 1 certificate: site-c" in result.stderr
     after_certs = _state(repo)["nvflare_cert"]
@@ -194,7 +181,7 @@ def test_host_name_change_reissues_the_server_certificate_only(rendered: tuple[P
     before_tree = _tree(repo)
     before_certs = _state(repo)["nvflare_cert"]
     write_spec(lambda d: d["spec"]["server"].__setitem__("hostNames", ["fl2.genomics.example.org"]))
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     assert "issued 1 certificate: flserver" in result.stderr
     after_certs = _state(repo)["nvflare_cert"]
@@ -222,7 +209,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def test_kubeseal_recovers_the_server_key(write_spec: SpecWriter, sealing_keypair: tuple[Path, Path]) -> None:
     spec = write_spec()
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     repo = spec.parent.parent
     sealed = repo / "tenants/fl-genomics/nvflare-flserver/sealed-secret.yaml"
     proc = subprocess.run(
@@ -249,11 +236,11 @@ def test_kubeseal_recovers_the_server_key(write_spec: SpecWriter, sealing_keypai
 
 def test_check_and_diff(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     spec, repo = rendered
-    assert _render(spec, "--check").exit_code == 0
+    assert render_spec(spec, "--check").exit_code == 0
     write_spec(lambda d: d["spec"]["server"].__setitem__("loadBalancerSourceRanges", ["192.0.2.0/24"]))
     before = _tree(repo)
     state_before = (repo / ".fedgen/state/genomics/state.json").read_bytes()
-    result = _render(spec, "--check", "--diff")
+    result = render_spec(spec, "--check", "--diff")
     assert result.exit_code == 1, result.output
     assert any(line.startswith("+") and "192.0.2.0/24" in line for line in result.stdout.splitlines())
     assert "update\tclusters/gke-eu/istio-ingress/fl-genomics/service.yaml" in result.stdout
@@ -266,7 +253,7 @@ def test_tenant_rename_removes_own_stale_files_and_nothing_else(rendered: tuple[
     mine = repo / "tenants/fl-genomics/base/NOTES.md"
     mine.write_text("hand-written notes\n")
     write_spec(lambda d: d["spec"]["server"].__setitem__("tenant", "fl-gen2"))
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     files = _tree(repo)
     assert not any(p.startswith("tenants/fl-genomics/") for p in files if p != "tenants/fl-genomics/base/NOTES.md")
@@ -282,7 +269,7 @@ def test_refuses_to_overwrite_a_hand_written_file(write_spec: SpecWriter) -> Non
     target.parent.mkdir(parents=True)
     target.write_text("# mine\n")
     before = _tree(repo)
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 2
     assert "tenants/fl-genomics/base/namespace.yaml: exists and was not written by fedgen" in result.stderr
     assert _tree(repo) == before
@@ -306,7 +293,7 @@ def test_failure_while_staging_leaves_the_previous_tree(rendered: tuple[Path, Pa
         api.render(spec=spec, repo=repo)
     assert _tree(repo) == before
     monkeypatch.undo()
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     assert _tree(repo) != before
 
 
@@ -328,11 +315,11 @@ def test_crash_after_commit_point_rolls_forward(rendered: tuple[Path, Path], wri
     monkeypatch.undo()
     assert (repo / ".fedgen/journal.json").exists()
     # The next command finishes the interrupted render; the result equals a clean render.
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     assert "completed an interrupted render" in result.stderr
     after = _tree(repo)
-    clean = _render(spec)
+    clean = render_spec(spec)
     assert clean.exit_code == 0 and _tree(repo) == after
     assert not (repo / ".fedgen/journal.json").exists() and not (repo / ".fedgen/tmp").exists()
 
@@ -346,7 +333,7 @@ def test_state_of_another_federation_is_refused(rendered: tuple[Path, Path], wri
 
 def test_development_sealing_key_warns(write_spec: SpecWriter) -> None:
     spec = write_spec(lambda d: d["spec"].pop("sealing"))
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 0, result.output
     assert "warning: no sealing certificate for cluster gke-eu" in result.stderr
     state = _state(spec.parent.parent)
@@ -359,7 +346,7 @@ def _bypass(d: dict[str, Any]) -> None:
 
 def test_bypass_exposure_renders_the_mesh_bypass(write_spec: SpecWriter) -> None:
     spec = write_spec(_bypass)
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     repo = spec.parent.parent
     built = {(d["kind"], d["metadata"]["name"]): d for d in _docs(kustomize_build(repo / "clusters/gke-eu"))}
     svc = built[("Service", "flserver")]["spec"]
@@ -382,20 +369,20 @@ def test_switching_exposure_removes_the_other_modes_objects(rendered: tuple[Path
     spec, repo = rendered
     gateway_tree = _tree(repo)
     write_spec(_bypass)
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     bypass_tree = _tree(repo)
     assert not any(p.startswith("clusters/gke-eu/istio-ingress/") for p in bypass_tree)
     assert "tenants/fl-genomics/nvflare-flserver/authorization-policies.yaml" not in bypass_tree
     assert "tenants/fl-genomics/nvflare-flserver/peer-authentication.yaml" in bypass_tree
     write_spec()
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     assert _tree(repo) == gateway_tree
 
 
 def test_argocd_engine_renders_applications_and_no_config_sync(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     spec, repo = rendered
     write_spec(lambda d: d["spec"]["gitops"].__setitem__("engine", "argocd"))
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     tree = _tree(repo)
     assert not any(b"kind: RootSync" in data for data in tree.values())
     root = _docs(kustomize_build(repo / "clusters/gke-eu/bootstrap"))

@@ -20,25 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from fedgen.cli import main
 from fedgen.errors import InputError
 from fedgen.spec.sealing_certificate import fingerprint, parse_fingerprint
 from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.manifest import redact_ciphertext
 from tests.gcs_emulator import Emulator
-from tests.support import tool, tree_snapshot
+from tests.support import render_spec, tool, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 SEALED = "tenants/fl-genomics/nvflare-flserver/sealed-secret.yaml"
 STATE = ".fedgen/state/genomics/state.json"
 
-
-def _render(spec: Path, *args: str) -> Any:
-    return CliRunner().invoke(main, ["render", str(spec), "--repo", str(spec.parent.parent), *args])
 
 
 def _tree(repo: Path) -> dict[str, bytes]:
@@ -80,13 +75,6 @@ def _server_key_values(text: str) -> list[str]:
     return re.findall(r"server\.key: (\S+)", text)
 
 
-@pytest.fixture
-def rendered(write_spec: SpecWriter) -> tuple[Path, Path]:
-    spec = write_spec()
-    result = _render(spec)
-    assert result.exit_code == 0, result.output
-    return spec, spec.parent.parent
-
 
 def test_a_pr_swapping_the_sealing_certificate_never_gets_the_key(rendered: tuple[Path, Path], sealing_keypair: tuple[Path, Path], tmp_path: Path) -> None:
     spec, repo = rendered
@@ -97,7 +85,7 @@ def test_a_pr_swapping_the_sealing_certificate_never_gets_the_key(rendered: tupl
     tree, state = _tree(repo), (repo / STATE).read_bytes()
 
     # The drift job: reports the change with both fingerprints, prints no ciphertext at all.
-    check = _render(spec, "--check", "--diff")
+    check = render_spec(spec, "--check", "--diff")
     for value in _server_key_values(check.output):
         unsealed = _unseal(_manifest_with(value), attacker_key)
         assert unsealed.returncode != 0, "the attacker unsealed server.key from the drift job's output"
@@ -107,7 +95,7 @@ def test_a_pr_swapping_the_sealing_certificate_never_gets_the_key(rendered: tupl
     assert f"sealing-certificate\tgke-eu\t{real} -> {forged}" in check.stdout
 
     # A real render after merging: refused, nothing sealed or written.
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 2, result.output
     assert real in result.stderr and forged in result.stderr and f"--accept-sealing-cert {forged}" in result.stderr
     assert _tree(repo) == tree and (repo / STATE).read_bytes() == state
@@ -121,11 +109,11 @@ def test_a_rotated_controller_certificate_is_accepted_by_fingerprint(rendered: t
     (spec.parent / "sealing.pem").write_bytes(new_cert)
     new = _openssl_style(new_cert)
     other = "SHA256:" + ":".join(["AB"] * 32)
-    wrong = _render(spec, "--accept-sealing-cert", other)
+    wrong = render_spec(spec, "--accept-sealing-cert", other)
     assert wrong.exit_code == 2 and "no cluster of the spec has this sealing certificate" in wrong.stderr
-    assert _render(spec, "--check", "--accept-sealing-cert", new).exit_code == 2  # --check never seals to it
+    assert render_spec(spec, "--check", "--accept-sealing-cert", new).exit_code == 2  # --check never seals to it
 
-    accepted = _render(spec, "--accept-sealing-cert", new)
+    accepted = render_spec(spec, "--accept-sealing-cert", new)
     assert accepted.exit_code == 0, accepted.output
     sealed = (repo / SEALED).read_bytes()
     unsealed = _unseal(sealed, new_key)
@@ -135,9 +123,9 @@ def test_a_rotated_controller_certificate_is_accepted_by_fingerprint(rendered: t
     state = json.loads((repo / STATE).read_text())
     assert state["sealing_certificates"] == {"gke-eu": parse_fingerprint(new)}
     # Now recorded: the next renders need no flag, and going back to the old certificate needs one again.
-    assert _render(spec).exit_code == 0 and _render(spec, "--check").exit_code == 0
+    assert render_spec(spec).exit_code == 0 and render_spec(spec, "--check").exit_code == 0
     shutil.copy(sealing_keypair[1], spec.parent / "sealing.pem")
-    back = _render(spec)
+    back = render_spec(spec)
     assert back.exit_code == 2 and f"the state records {new}" in back.stderr
 
 
@@ -146,20 +134,20 @@ def test_a_state_from_before_the_record_trusts_what_it_sealed_with(rendered: tup
     doc = json.loads((repo / STATE).read_text())
     del doc["sealing_certificates"]  # as written by an older fedgen
     (repo / STATE).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    assert _render(spec, "--check").exit_code == 0
+    assert render_spec(spec, "--check").exit_code == 0
     (spec.parent / "sealing.pem").write_bytes(_keypair(tmp_path / "attacker", "attacker")[1])
-    assert _render(spec).exit_code == 2
+    assert render_spec(spec).exit_code == 2
 
 
 def test_the_development_key_counts_as_recorded(write_spec: SpecWriter, tmp_path: Path) -> None:
     spec = write_spec(lambda d: d["spec"].pop("sealing"))
     repo = spec.parent.parent
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     dev = json.loads((repo / STATE).read_text())["sealing"]["certificate"].encode()
     _, cert = _keypair(tmp_path / "attacker", "attacker")
     spec = write_spec(lambda d: d["spec"].__setitem__("sealing", {"certificate": "attacker.pem", "scope": "strict"}))
     (spec.parent / "attacker.pem").write_bytes(cert)
-    result = _render(spec)
+    result = render_spec(spec)
     assert result.exit_code == 2 and f"the state records {_openssl_style(dev)}" in result.stderr
 
 
@@ -172,21 +160,21 @@ def test_a_site_cluster_certificate_is_pinned_too(write_spec: SpecWriter, sealin
     site_key, site_cert = _keypair(tmp_path / "site", "hosp-a")
     spec = write_spec()
     repo = spec.parent.parent
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
     (spec.parent / "hosp-a.pem").write_bytes(site_cert)
     write_spec(with_site_cluster)
     # A cluster new to an existing state has no recorded certificate: the operator accepts it once.
-    added = _render(spec)
+    added = render_spec(spec)
     assert added.exit_code == 2 and "cluster gke-hosp-a changed: the state records none" in added.stderr
-    assert _render(spec, "--accept-sealing-cert", _openssl_style(site_cert)).exit_code == 0
+    assert render_spec(spec, "--accept-sealing-cert", _openssl_style(site_cert)).exit_code == 0
     site_sealed = repo / "clusters/gke-hosp-a/sites/site-a/sealed-secret.yaml"
     assert _unseal(site_sealed.read_bytes(), site_key).returncode == 0
     # Swapping it afterwards is refused like the server cluster's.
     attacker_key, attacker_cert = _keypair(tmp_path / "attacker", "attacker")
     (spec.parent / "hosp-a.pem").write_bytes(attacker_cert)
-    check = _render(spec, "--check", "--diff")
+    check = render_spec(spec, "--check", "--diff")
     assert check.exit_code == 1 and "sealing certificate of cluster gke-hosp-a changed" in check.stderr
-    assert _render(spec).exit_code == 2
+    assert render_spec(spec).exit_code == 2
     assert _unseal(site_sealed.read_bytes(), attacker_key).returncode != 0
 
 
@@ -194,7 +182,7 @@ def test_diff_prints_digests_instead_of_ciphertext(rendered: tuple[Path, Path], 
     spec, repo = rendered
     write_spec(lambda d: d["spec"]["sealing"].__setitem__("scope", "namespace-wide"))  # every value re-sealed
     old = re.findall(r"server\.key: (\S+)", (repo / SEALED).read_text())[0]
-    result = _render(spec, "--check", "--diff")
+    result = render_spec(spec, "--check", "--diff")
     assert result.exit_code == 1, result.output
     lines = [line for line in result.stdout.splitlines() if "server.key:" in line]
     assert sorted(line[0] for line in lines) == ["+", "-"]
@@ -237,7 +225,7 @@ def test_check_creates_nothing(write_spec: SpecWriter, tmp_path: Path) -> None:
     before = tree_snapshot(tmp_path, exclude=())
     folders = sorted(p for p in tmp_path.rglob("*") if p.is_dir())
     for args in ((), ("--state", str(tmp_path / "elsewhere" / "state"))):
-        result = _render(spec, "--check", *args)
+        result = render_spec(spec, "--check", *args)
         assert result.exit_code == 1, result.output  # nothing rendered yet: drift
     assert tree_snapshot(tmp_path, exclude=()) == before
     assert sorted(p for p in tmp_path.rglob("*") if p.is_dir()) == folders
@@ -254,9 +242,9 @@ def test_check_takes_no_lock(rendered: tuple[Path, Path]) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a render is running
         held = lock.read_bytes()
-        result = _render(spec, "--check")
+        result = render_spec(spec, "--check")
         assert result.exit_code == 0, result.output
-        assert _render(spec).exit_code == 3  # a render does wait its turn
+        assert render_spec(spec).exit_code == 3  # a render does wait its turn
         assert lock.read_bytes() == held
     finally:
         os.close(fd)
@@ -319,14 +307,14 @@ def test_check_needs_only_read_access_to_a_gcs_state(gcs: Emulator, write_spec: 
     bucket = gcs.create_bucket()
     location = f"gs://{bucket}/fed/genomics"
     spec = write_spec()
-    assert _render(spec, "--state", location).exit_code == 0  # the operator's render, read-write
+    assert render_spec(spec, "--state", location).exit_code == 0  # the operator's render, read-write
     objects = {name: blob.generation for name, blob in gcs.objects(bucket).items()}
     with _read_only(gcs, monkeypatch) as proxy:
-        result = _render(spec, "--state", location, "--check")
+        result = render_spec(spec, "--state", location, "--check")
         assert result.exit_code == 0, result.output
         assert proxy.refused == []  # it never even tried to write
         # The proxy does refuse writes: a render (which locks the state) fails through it.
-        refused = _render(spec, "--state", location)
+        refused = render_spec(spec, "--state", location)
         assert refused.exit_code == 3 and proxy.refused, refused.output
     assert {name: blob.generation for name, blob in gcs.objects(bucket).items()} == objects
 

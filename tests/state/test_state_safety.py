@@ -14,26 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from ruamel.yaml import YAML
 
-from fedgen.cli import main
 from fedgen.enroll.fingerprints import fingerprint
 from fedgen.errors import InputError
 from fedgen.spec import load_federation
 from fedgen.state.local import LocalStore
-from tests.support import tree_snapshot
+from tests.support import fedgen_cli, render_spec, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 CONFIGMAPS = "tenants/fl-genomics/nvflare-flserver/configmaps.yaml"
 
 
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def _render(spec: Path, *args: str) -> Result:
-    return _run("render", str(spec), "--repo", str(spec.parent.parent), *args)
 
 
 def _one_line(result: Result) -> str:
@@ -56,13 +49,6 @@ def _state_root(state: Path) -> str:
     return fingerprint(json.loads((state / "state.json").read_text())["nvflare_cert"]["root_cert"].encode())
 
 
-@pytest.fixture
-def rendered(write_spec: SpecWriter) -> tuple[Path, Path]:
-    spec = write_spec()
-    result = _render(spec)
-    assert result.exit_code == 0, result.output
-    return spec, spec.parent.parent
-
 
 # ------------------------------------------------------------------------------------------- root CA
 
@@ -73,7 +59,7 @@ def test_a_lost_or_mistyped_state_does_not_mint_a_new_root_ca(rendered: tuple[Pa
     committed = _committed_root(repo)
     mistyped = tmp_path / "stat"  # the state is at .fedgen/state/genomics
     for args in ((), ("--check",)):
-        result = _render(spec, "--state", str(mistyped), *args)
+        result = render_spec(spec, "--state", str(mistyped), *args)
         assert result.exit_code == 2, result.output
         line = _one_line(result)
         assert f"state {mistyped} holds no root CA than the one the committed federation genomics trusts ({committed} in {CONFIGMAPS})" in line
@@ -83,7 +69,7 @@ def test_a_lost_or_mistyped_state_does_not_mint_a_new_root_ca(rendered: tuple[Pa
     # The default state lost (deleted): the same.
     state = repo / ".fedgen/state/genomics"
     shutil.move(state, tmp_path / "backup")
-    lost = _render(spec)
+    lost = render_spec(spec)
     assert lost.exit_code == 2 and "holds no root CA" in _one_line(lost)
     assert _everything(repo) == {p: d for p, d in before.items() if not p.startswith(".fedgen/state/genomics/")}
 
@@ -92,21 +78,21 @@ def test_a_state_with_another_root_ca_is_refused_and_new_root_ca_starts_over(ren
     spec, repo = rendered
     other = tmp_path / "other-repo"
     shutil.copytree(spec.parent, other / "spec")
-    assert _run("render", str(other / "spec" / spec.name), "--repo", str(other)).exit_code == 0
+    assert fedgen_cli("render", str(other / "spec" / spec.name), "--repo", str(other)).exit_code == 0
     other_state = other / ".fedgen/state/genomics"
     committed, theirs = _committed_root(repo), _state_root(other_state)
     assert committed != theirs
     before = _everything(repo)
-    refused = _render(spec, "--state", str(other_state))
+    refused = render_spec(spec, "--state", str(other_state))
     assert refused.exit_code == 2
     assert f"holds another root CA ({theirs}) than the one the committed federation genomics trusts ({committed} in " in _one_line(refused)
     assert _everything(repo) == before
     # Starting over on purpose (it cannot be undone: without a terminal to ask on, only with --yes).
-    unasked = _render(spec, "--state", str(other_state), "--new-root-ca")
+    unasked = render_spec(spec, "--state", str(other_state), "--new-root-ca")
     assert unasked.exit_code == 2 and "pass --yes" in _one_line(unasked)
     assert _everything(repo) == before
     old_state = (other_state / "state.json").read_bytes()
-    started = _render(spec, "--state", str(other_state), "--new-root-ca", "--yes")
+    started = render_spec(spec, "--state", str(other_state), "--new-root-ca", "--yes")
     assert started.exit_code == 0, started.output
     # First a copy of the state that held the old CA, beside it and owner-only; then every bundle named.
     (backup,) = sorted(other_state.glob("state.json.backup-*"))
@@ -116,7 +102,7 @@ def test_a_state_with_another_root_ca_is_refused_and_new_root_ca_starts_over(ren
     assert "flserver: commit and push: Config Sync rolls the server (root CA changed)" in started.output
     new_root = _committed_root(repo)
     assert new_root not in (committed, theirs) and new_root == _state_root(other_state)
-    assert _render(spec, "--state", str(other_state)).exit_code == 0  # now they agree
+    assert render_spec(spec, "--state", str(other_state)).exit_code == 0  # now they agree
 
 
 def test_the_ledger_finds_the_committed_root_after_the_kit_moved(rendered: tuple[Path, Path], write_spec: SpecWriter, tmp_path: Path) -> None:
@@ -128,7 +114,7 @@ def test_the_ledger_finds_the_committed_root_after_the_kit_moved(rendered: tuple
         data["spec"]["server"]["tenant"] = "fl-genomics-two"
 
     write_spec(moved)
-    result = _render(spec, "--state", str(tmp_path / "empty"))
+    result = render_spec(spec, "--state", str(tmp_path / "empty"))
     assert result.exit_code == 2
     assert f"({committed} in {CONFIGMAPS})" in _one_line(result)
 
@@ -136,7 +122,7 @@ def test_the_ledger_finds_the_committed_root_after_the_kit_moved(rendered: tuple
 def test_rotate_root_ca_needs_no_flag_and_names_every_bundle(rendered: tuple[Path, Path]) -> None:
     spec, repo = rendered
     committed = _committed_root(repo)
-    result = _run("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes")
+    result = fedgen_cli("rotate", "--root-ca", "--spec", str(spec), "--repo", str(repo), "--yes")
     assert result.exit_code == 0, result.output
     assert "site-a, site-b, lead@genomics.example.org: a new bundle (root CA changed)" in result.output
     assert _committed_root(repo) != committed
@@ -163,7 +149,7 @@ def test_a_state_open_to_others_is_refused_with_the_chmod_that_fixes_it(rendered
     for args in (["render", str(spec), "--repo", str(repo)], ["render", str(spec), "--repo", str(repo), "--check"],
                  ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(repo), "--out", str(repo.parent / "b.tgz")],
                  ["certs", str(spec), "--repo", str(repo)]):
-        result = _run(*args)
+        result = fedgen_cli(*args)
         assert result.exit_code == 2, (args, result.output)
         line = _one_line(result)
         assert f"{path} is {stat.filemode(path.stat().st_mode)}" in line
@@ -173,7 +159,7 @@ def test_a_state_open_to_others_is_refused_with_the_chmod_that_fixes_it(rendered
     assert not (repo.parent / "b.tgz").exists()
     assert command is not None
     subprocess.run(command.group(1), shell=True, check=True)  # noqa: S602 - the exact command the message gave
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
 
 
 def test_every_open_path_is_named_in_one_command(rendered: tuple[Path, Path]) -> None:
@@ -181,7 +167,7 @@ def test_every_open_path_is_named_in_one_command(rendered: tuple[Path, Path]) ->
     state = repo / ".fedgen/state/genomics"
     state.chmod(0o750)
     (state / "state.json").chmod(0o640)
-    line = _one_line(_render(spec))
+    line = _one_line(render_spec(spec))
     assert f"run `chmod 700 {state} && chmod 600 {state / 'state.json'}`" in line
 
 
@@ -204,7 +190,7 @@ def test_new_state_folders_are_owner_only_whatever_the_umask(write_spec: SpecWri
     spec = write_spec()
     old = os.umask(0o002)
     try:
-        assert _render(spec).exit_code == 0
+        assert render_spec(spec).exit_code == 0
     finally:
         os.umask(old)
     state = spec.parent.parent / ".fedgen/state"
@@ -230,7 +216,7 @@ def test_workload_buckets_name_every_bucket_the_rendered_tree_reaches(write_spec
         shutil.rmtree(tmp_path / "repo", ignore_errors=True)  # each variant its own repo and state
         spec = write_spec(edit)
         (spec.parent / "hosp-a.pem").write_bytes(generate_development_keypair(common_name="hosp-a")[1])
-        assert _render(spec).exit_code == 0
+        assert render_spec(spec).exit_code == 0
         found: set[str] = set()
         for path, data in tree_snapshot(spec.parent.parent, exclude=(".fedgen", "spec")).items():
             if path.endswith((".yaml", ".yml")):

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from fedgen.cli import main
 from fedgen.ledger.guard import path_problem
+
+from tests.support import fedgen_cli, render_spec
 
 SpecWriter = Callable[..., Path]
 LEDGER = ".fedgen/owned/genomics.json"
@@ -24,12 +24,6 @@ STATE = ".fedgen/state/genomics/state.json"
 SERVICE = "tenants/fl-genomics/nvflare-flserver/service.yaml"
 
 
-def _run(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args))
-
-
-def _render(spec: Path) -> Any:
-    return _run("render", str(spec), "--repo", str(spec.parent.parent))
 
 
 def _disk(root: Path) -> dict[str, tuple[str, Any]]:
@@ -68,20 +62,13 @@ def _refused(result: Any, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
-@pytest.fixture
-def rendered(write_spec: SpecWriter) -> tuple[Path, Path]:
-    spec = write_spec()
-    assert _render(spec).exit_code == 0
-    return spec, spec.parent.parent
-
-
 @pytest.mark.parametrize("right_digest", [False, True])
 def test_a_forged_ledger_entry_for_the_state_is_refused(rendered: tuple[Path, Path], right_digest: bool) -> None:
     spec, repo = rendered
     state = (repo / STATE).read_bytes()
     _edit_ledger(repo, lambda d: d["files"].__setitem__(STATE, _sha(state) if right_digest else "0" * 64))
     before = _disk(repo.parent)
-    for result in (_render(spec), _run("remove", "genomics", "--repo", str(repo), "--yes"), _render(spec)):
+    for result in (render_spec(spec), fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), render_spec(spec)):
         _refused(result, LEDGER, repr(STATE), "inside .fedgen/")
     assert _disk(repo.parent) == before
     assert (repo / STATE).read_bytes() == state
@@ -102,8 +89,8 @@ def test_ledger_paths_are_checked_when_read(rendered: tuple[Path, Path], forged:
     spec, repo = rendered
     _edit_ledger(repo, lambda d: d["shared"].append(forged))
     before = _disk(repo.parent)
-    _refused(_render(spec), LEDGER, "invalid shared entry")
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER)
+    _refused(render_spec(spec), LEDGER, "invalid shared entry")
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER)
     assert _disk(repo.parent) == before
 
 
@@ -113,8 +100,8 @@ def test_a_forged_entry_with_the_right_digest_cannot_delete_the_repos_own_files(
     readme.write_bytes(b"# the operator's repository\n")
     _edit_ledger(repo, lambda d: d["files"].__setitem__("README.md", _sha(readme.read_bytes())))
     before = _disk(repo.parent)
-    _refused(_render(spec), LEDGER, "'README.md'", "outside the folders renders write")
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER)
+    _refused(render_spec(spec), LEDGER, "'README.md'", "outside the folders renders write")
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER)
     assert _disk(repo.parent) == before
 
 
@@ -127,8 +114,8 @@ def test_a_forged_contribution_cannot_write_the_state(rendered: tuple[Path, Path
 
     _edit_ledger(repo, forge)
     before = _disk(repo.parent)
-    _refused(_render(spec), LEDGER, repr(STATE))
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER, repr(STATE))
+    _refused(render_spec(spec), LEDGER, repr(STATE))
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), LEDGER, repr(STATE))
     assert _disk(repo.parent) == before
 
 
@@ -142,8 +129,8 @@ def test_a_ledger_entry_behind_a_symlinked_folder_deletes_nothing_outside(render
     # The right digest: only the link stands between the render and the file.
     _edit_ledger(repo, lambda d: d["files"].__setitem__("tenants/linked/victim.yaml", _sha(b"precious\n")))
     before = _disk(repo.parent)
-    _refused(_render(spec), "tenants/linked/victim.yaml", "lies behind tenants/linked", "symbolic link")
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), "symbolic link")
+    _refused(render_spec(spec), "tenants/linked/victim.yaml", "lies behind tenants/linked", "symbolic link")
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), "symbolic link")
     assert _disk(repo.parent) == before
     assert victim.read_bytes() == b"precious\n"
 
@@ -155,7 +142,7 @@ def test_a_symlinked_parent_folder_on_a_create_writes_nothing(write_spec: SpecWr
     outside.mkdir()
     (repo / "tenants").symlink_to(outside, target_is_directory=True)
     before = _disk(repo.parent)
-    _refused(_render(spec), "lies behind tenants, which is a symbolic link")
+    _refused(render_spec(spec), "lies behind tenants, which is a symbolic link")
     assert _disk(repo.parent) == before
     assert not any(outside.iterdir())
 
@@ -167,7 +154,7 @@ def test_a_symlinked_fedgen_folder_is_refused(write_spec: SpecWriter) -> None:
     outside.mkdir()
     (repo / ".fedgen").symlink_to(outside, target_is_directory=True)
     before = _disk(repo.parent)
-    _refused(_render(spec), ".fedgen", "symbolic link")
+    _refused(render_spec(spec), ".fedgen", "symbolic link")
     assert _disk(repo.parent) == before
 
 
@@ -177,12 +164,12 @@ def test_a_hand_edited_owned_file_is_not_overwritten(rendered: tuple[Path, Path]
         fh.write("# a reviewer's note\n")
     write_spec(lambda d: d["spec"]["server"].__setitem__("ports", {"fl": 9202, "admin": 9203}))  # the render updates it
     before = _disk(repo.parent)
-    _refused(_render(spec), SERVICE, "changed since fedgen wrote it", "git checkout --")
-    _refused(_run("render", str(spec), "--repo", str(repo), "--check"), SERVICE)
+    _refused(render_spec(spec), SERVICE, "changed since fedgen wrote it", "git checkout --")
+    _refused(fedgen_cli("render", str(spec), "--repo", str(repo), "--check"), SERVICE)
     assert _disk(repo.parent) == before
     # Restored, the render goes ahead.
     (repo / SERVICE).write_bytes((repo / SERVICE).read_bytes().replace(b"# a reviewer's note\n", b""))
-    assert _render(spec).exit_code == 0
+    assert render_spec(spec).exit_code == 0
 
 
 def test_a_hand_edited_owned_file_is_not_deleted(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
@@ -192,9 +179,9 @@ def test_a_hand_edited_owned_file_is_not_deleted(rendered: tuple[Path, Path], wr
     edited.write_bytes(edited.read_bytes() + b"# kept by hand\n")
     write_spec(lambda d: d["spec"]["server"].__setitem__("exposure", "loadbalancer"))  # the render deletes the gateway files
     before = _disk(repo.parent)
-    _refused(_render(spec), edited.relative_to(repo).as_posix(), "changed since fedgen wrote it")
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), edited.relative_to(repo).as_posix())
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--check"), edited.relative_to(repo).as_posix())
+    _refused(render_spec(spec), edited.relative_to(repo).as_posix(), "changed since fedgen wrote it")
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), edited.relative_to(repo).as_posix())
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--check"), edited.relative_to(repo).as_posix())
     assert _disk(repo.parent) == before
 
 
@@ -203,8 +190,8 @@ def test_a_hand_edited_shared_file_is_not_overwritten(rendered: tuple[Path, Path
     root = repo / "clusters/gke-eu/kustomization.yaml"
     root.write_bytes(root.read_bytes() + b"  - ../../elsewhere\n")
     before = _disk(repo.parent)
-    _refused(_render(spec), "clusters/gke-eu/kustomization.yaml", "changed since fedgen wrote it")
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), "clusters/gke-eu/kustomization.yaml")
+    _refused(render_spec(spec), "clusters/gke-eu/kustomization.yaml", "changed since fedgen wrote it")
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), "clusters/gke-eu/kustomization.yaml")
     assert _disk(repo.parent) == before
 
 
@@ -228,8 +215,8 @@ def test_a_forged_journal_never_moves_or_deletes_outside_or_into_the_state(rende
     (staged / "000000").write_bytes(b"{}\n")
     (repo / ".fedgen/journal.json").write_text(json.dumps(journal))
     before = _disk(repo.parent)
-    _refused(_render(spec), ".fedgen/journal.json", "fedgen did not write this journal")
-    _refused(_run("remove", "genomics", "--repo", str(repo), "--yes"), ".fedgen/journal.json")
+    _refused(render_spec(spec), ".fedgen/journal.json", "fedgen did not write this journal")
+    _refused(fedgen_cli("remove", "genomics", "--repo", str(repo), "--yes"), ".fedgen/journal.json")
     assert _disk(repo.parent) == before
 
 
@@ -260,7 +247,7 @@ def test_owned_folders_cover_every_file_a_render_owns(rendered: tuple[Path, Path
         spec = write_spec(edit)
         repo = spec.parent.parent
         cert = fingerprint(load_certificate((spec.parent / "sealing.pem").read_bytes(), origin="cert").sha256)
-        result = _run("render", str(spec), "--repo", str(repo), "--accept-sealing-cert", cert)
+        result = fedgen_cli("render", str(spec), "--repo", str(repo), "--accept-sealing-cert", cert)
         assert result.exit_code == 0, result.output
         folders = set(owned_folders(load_federation(spec)))
         owned = json.loads((repo / LEDGER).read_text())["files"]
