@@ -287,23 +287,21 @@ def misspelt(name: str) -> str:
 # ------------------------------------------------------------------------------------------------ results
 
 
+# Built-in kinds: valid ones, a typo'd field, a wrong type, and two kinds without a schema.
+BUILTIN_MANIFESTS = stream(
+    DEPLOYMENT,
+    SERVICE,
+    CONFIGMAP,
+    DEPLOYMENT.replace("name: server1\n  namespace", "name: typo\n  namespace").replace("replicas: 1", "replcas: 1"),
+    DEPLOYMENT.replace("name: server1\n  namespace", "name: wrongtype\n  namespace").replace("replicas: 1", 'replicas: "two"'),
+    "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: widget, namespace: fl-1}\nspec: {}\n",
+    "apiVersion: v1\nkind: Gadget\nmetadata: {name: gadget}\n",
+)
+
+
 @pytest.fixture(scope="module")
 def builtin_results() -> list[SchemaResult]:
-    return validate_manifests(
-        stream(
-            DEPLOYMENT,
-            SERVICE,
-            CONFIGMAP,
-            DEPLOYMENT.replace("name: server1\n  namespace", "name: typo\n  namespace").replace(
-                "replicas: 1", "replcas: 1"
-            ),
-            DEPLOYMENT.replace("name: server1\n  namespace", "name: wrongtype\n  namespace").replace(
-                "replicas: 1", 'replicas: "two"'
-            ),
-            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: widget, namespace: fl-1}\nspec: {}\n",
-            "apiVersion: v1\nkind: Gadget\nmetadata: {name: gadget}\n",
-        )
-    )
+    return validate_manifests(BUILTIN_MANIFESTS)
 
 
 @pytest.fixture(scope="module")
@@ -415,21 +413,7 @@ def test_list_items_are_validated_one_by_one():
 
 
 def test_results_are_deterministic(builtin_results):
-    again = validate_manifests(
-        stream(
-            DEPLOYMENT,
-            SERVICE,
-            CONFIGMAP,
-            DEPLOYMENT.replace("name: server1\n  namespace", "name: typo\n  namespace").replace(
-                "replicas: 1", "replcas: 1"
-            ),
-            DEPLOYMENT.replace("name: server1\n  namespace", "name: wrongtype\n  namespace").replace(
-                "replicas: 1", 'replicas: "two"'
-            ),
-            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: widget, namespace: fl-1}\nspec: {}\n",
-            "apiVersion: v1\nkind: Gadget\nmetadata: {name: gadget}\n",
-        )
-    )
+    again = validate_manifests(BUILTIN_MANIFESTS)
     assert again == builtin_results
 
 
