@@ -5,8 +5,10 @@ Everything here is plain, frozen data; collecting it (files, kubectl kustomize, 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from fedgen import refarch
@@ -56,7 +58,7 @@ def ref_of(data: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class KObject:
-    """One object a sync root builds, and where it came from."""
+    """One object a sync root builds, and where it came from. Its identity is read once (rules ask often)."""
 
     data: Mapping[str, Any]
     root: str  # the sync root (or bootstrap) folder that built it
@@ -64,23 +66,23 @@ class KObject:
     source: YamlDoc | None  # the repo document it was written in, when found
     fallback_path: str  # the root's kustomization file, for generated objects
 
-    @property
+    @cached_property
     def api_version(self) -> str:
         return str(self.data.get("apiVersion", ""))
 
-    @property
+    @cached_property
     def group(self) -> str:
         return group_of(self.api_version)
 
-    @property
+    @cached_property
     def kind(self) -> str:
         return str(self.data.get("kind", ""))
 
-    @property
+    @cached_property
     def name(self) -> str:
         return str(meta(self.data).get("name", ""))
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         ns = meta(self.data).get("namespace")
         return ns if isinstance(ns, str) else ""
@@ -100,11 +102,11 @@ class KObject:
         spec = self.data.get("spec")
         return spec if isinstance(spec, dict) else {}
 
-    @property
+    @cached_property
     def identity(self) -> tuple[str, str, str, str]:
         return identity(self.data)
 
-    @property
+    @cached_property
     def ref(self) -> str:
         return ref_of(self.data)
 
@@ -129,6 +131,17 @@ class SyncRoot:
     def cluster(self) -> str:
         parts = self.path.split("/")
         return parts[1] if len(parts) > 1 and parts[0] == "clusters" else self.path
+
+    def of(self, group: str, kind: str) -> tuple[KObject, ...]:
+        """The root's objects of one kind, by ref (rules that relate objects look them up, never scan)."""
+        return self._by_kind.get((group, kind), ())
+
+    @cached_property
+    def _by_kind(self) -> dict[tuple[str, str], tuple[KObject, ...]]:
+        found: dict[tuple[str, str], list[KObject]] = defaultdict(list)
+        for obj in self.objects:
+            found[(obj.group, obj.kind)].append(obj)
+        return {k: tuple(sorted(v, key=lambda o: o.ref)) for k, v in found.items()}
 
 
 @dataclass(frozen=True)

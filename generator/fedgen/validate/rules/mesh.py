@@ -11,7 +11,8 @@ In any mode the ports are never declared grpc/http/http2 and never terminated by
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from fedgen.validate.authz import Connection, decide, policies_for, rule_matches
@@ -28,7 +29,7 @@ from fedgen.validate.k8s import (
     services,
     to_int,
 )
-from fedgen.validate.model import KObject, Model
+from fedgen.validate.model import KObject, Model, SyncRoot
 from fedgen.validate.nvflare import NvflareServer, find_servers
 from fedgen.validate.rule import Hit, Rule, on
 
@@ -45,42 +46,68 @@ ANY_OTHER_NAMESPACE = "fedgen-any-other-namespace"
 # ------------------------------------------------------------------------------------------------ context
 
 
+class RootObjects:
+    """What every server of one sync root shares, looked up once per rule: its Services (in build order),
+    the Gateway servers listening on each port, and the Services of each Gateway's pods. Without it the
+    rules compare every server's ports with every Gateway and Service of the root: quadratic in federations."""
+
+    def __init__(self, root: SyncRoot) -> None:
+        self.root = root
+        self.objects = list(root.objects)
+        self.svcs = services(self.objects)
+        self._gateway_services: dict[int, list[KObject]] = {}
+        self._listening: dict[int, list[tuple[KObject, int, dict[str, Any]]]] = defaultdict(list)
+        for gw in root.of("networking.istio.io", "Gateway"):
+            for i, srv in enumerate(as_list(gw.spec.get("servers"))):
+                if isinstance(srv, dict):
+                    number = to_int(as_dict(srv.get("port")).get("number"))
+                    if number is not None:
+                        self._listening[number].append((gw, i, srv))
+
+    def gateway_servers(self, port: int) -> list[tuple[KObject, int, dict[str, Any]]]:
+        return self._listening.get(port, [])
+
+    def gateway_services(self, gw: KObject) -> list[KObject]:
+        """Services whose selector picks the same pods as the Gateway's selector (the shared labels agree)."""
+        found = self._gateway_services.get(id(gw))
+        if found is None:
+            wanted = {str(k): str(v) for k, v in as_dict(gw.spec.get("selector")).items()}
+            found = []
+            for svc in self.svcs:
+                selector = {str(k): str(v) for k, v in as_dict(svc.spec.get("selector")).items()}
+                shared = set(wanted) & set(selector)
+                if shared and all(wanted[k] == selector[k] for k in shared):
+                    found.append(svc)
+            self._gateway_services[id(gw)] = found
+        return found
+
+
 class Ctx:
     """One NVFlare server and the objects of the sync root it is built in."""
 
-    def __init__(self, objects: Sequence[KObject], server: NvflareServer) -> None:
-        self.objects = objects
+    def __init__(self, shared: RootObjects, server: NvflareServer) -> None:
+        self.shared = shared
+        self.objects = shared.objects
         self.server = server
         self.template = server.template
-        self.svcs = services(objects)
+        self.svcs = shared.svcs
         self.service = next(
             (s for s in self.svcs if s.namespace == server.namespace and s.name == server.name),
             next((s for s in self.svcs if self.template in selected_pods(s, [self.template])), None),
         )
 
-    def of(self, group: str, kind: str) -> list[KObject]:
-        return sorted((o for o in self.objects if o.group == group and o.kind == kind), key=lambda o: o.ref)
+    def of(self, group: str, kind: str) -> tuple[KObject, ...]:
+        return self.shared.root.of(group, kind)
 
     @property
-    def gateways(self) -> list[KObject]:
+    def gateways(self) -> tuple[KObject, ...]:
         return self.of("networking.istio.io", "Gateway")
 
     def gateway_servers(self, port: int) -> Iterator[tuple[KObject, int, dict[str, Any]]]:
-        for gw in self.gateways:
-            for i, srv in enumerate(as_list(gw.spec.get("servers"))):
-                if isinstance(srv, dict) and to_int(as_dict(srv.get("port")).get("number")) == port:
-                    yield gw, i, srv
+        return iter(self.shared.gateway_servers(port))
 
     def gateway_services(self, gw: KObject) -> list[KObject]:
-        """Services whose selector picks the same pods as the Gateway's selector (the shared labels agree)."""
-        wanted = {str(k): str(v) for k, v in as_dict(gw.spec.get("selector")).items()}
-        out = []
-        for svc in self.svcs:
-            selector = {str(k): str(v) for k, v in as_dict(svc.spec.get("selector")).items()}
-            shared = set(wanted) & set(selector)
-            if shared and all(wanted[k] == selector[k] for k in shared):
-                out.append(svc)
-        return out
+        return self.shared.gateway_services(gw)
 
     def gateway_pod_labels(self, gw: KObject) -> dict[str, str]:
         labels = {str(k): str(v) for k, v in as_dict(gw.spec.get("selector")).items()}
@@ -122,10 +149,10 @@ class Ctx:
 
 def contexts(model: Model) -> Iterator[Ctx]:
     for root in model.sync_roots:
-        objects = list(root.objects)
-        for server in find_servers(objects):
+        shared = RootObjects(root)
+        for server in find_servers(shared.objects):
             if server.ports:
-                yield Ctx(objects, server)
+                yield Ctx(shared, server)
 
 
 def _sniffed(value: Any) -> bool:
