@@ -395,3 +395,40 @@ def test_no_spec_default_is_repeated_in_the_model_loader_or_checks() -> None:
             if name == "model.py" and isinstance(node, ast.ClassDef):
                 found += [f"{name}:{f.lineno}: field {f.target.id} of {node.name} has a default" for f in node.body if isinstance(f, ast.AnnAssign) and f.value is not None and isinstance(f.target, ast.Name)]
     assert found == []
+def _as_read(data: object, position: object, path: tuple[object, ...] = ()) -> Iterator[tuple[object, ...]]:
+    """Every value of a loaded document with its type and its (value, key) positions."""
+    shown = None if isinstance(data, (dict, list)) else repr(data)
+    yield path, type(data).__name__, shown, position(list(path)), position(list(path), key=True)  # type: ignore[operator]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        yield from _as_read(value, position, (*path, key))
+
+
+_SCALARS = ["yes", "no", "on", "True", "FALSE", "null", "~", "", "1e3", "1.0", ".5", "0o17", "017", "0x1F", "0b101",
+            "1_000", "+1", "-0", ".inf", "-.Inf", ".NaN", "12:30:45", "'quoted'", '"d\\u00e9"', "é café", "0.", "1e", "09",
+            "[a, 1]", "{a: 1, b: c}"]
+
+
+@pytest.mark.parametrize("value", _SCALARS)
+def test_spec_reader_reads_what_ruamel_yaml_parses(value: str) -> None:
+    """libyaml reads the spec (fedgen.spec.yamlsafe), ruamel.yaml composes and constructs it: values, their YAML
+    1.2 types and every line and column are what ruamel.yaml's own parser gives."""
+    from fedgen.spec.yamlsafe import LoadedYaml, load_yaml_bytes
+
+    flow = f"{{k: {value}}}" if value else "{}"  # an empty value in a flow mapping: ruamel.yaml's column varies
+    text = f"a: {value}\nlist:\n  - {value}\n  -\n  - {flow}\nempty:\nlast: {value}\n"
+    yaml = YAML(typ="rt", pure=True)
+    reference = LoadedYaml(yaml.constructor.construct_document(next(yaml.compose_all(text))), "x")
+    read = load_yaml_bytes(text.encode(), origin="x")
+    assert list(_as_read(read.data, read.position)) == list(_as_read(reference.data, reference.position))
+
+
+def test_spec_reader_reads_a_large_spec_as_ruamel_yaml_does(tmp_path: Path) -> None:
+    from fedgen.spec.yamlsafe import LoadedYaml, load_yaml_bytes
+
+    sites = "".join(f"    - {{name: site-{i}, org: org{i % 3}}}\n    - name: block-{i}\n      org: 'o{i}'\n" for i in range(300))
+    text = GOOD.replace("  sites:\n", "  sites:\n" + sites, 1)
+    yaml = YAML(typ="rt", pure=True)
+    reference = LoadedYaml(yaml.constructor.construct_document(next(yaml.compose_all(text))), "x")
+    read = load_yaml_bytes(text.encode(), origin="x")
+    assert list(_as_read(read.data, read.position)) == list(_as_read(reference.data, reference.position))

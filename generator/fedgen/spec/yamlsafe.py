@@ -6,10 +6,12 @@ mapping or MAX_NODES values in all, and control or invisible formatting characte
 "host\n" would end up in a kit as "host\n:8002", a line break in a name inside a generated command). Every
 refusal is a positioned SpecErrors.
 
-Bounded time: the positioned parse (ruamel.yaml, pure Python) costs ~0.25 ms per value and far more on some
-hostile inputs (a 20 KB line of "[" took seconds, quadratic in the nesting). So libyaml's C event parser
-(PyYAML, when installed) first walks the document once, in linear time, and refuses what is too deep, too
-long or a second document before ruamel.yaml sees it.
+Bounded time, and fast: libyaml's C parser (PyYAML's, installed with nvflare) reads the text once, in linear
+time; its events are checked for size and nesting as they come, and composed into ruamel.yaml's node tree,
+tags resolved by ruamel.yaml's YAML 1.2 resolver. ruamel.yaml then checks and constructs the data as it always
+did (round-trip types that remember line and column). Its own pure-Python parser cost ~0.25 ms per value
+(half a second for a 500-site spec) and far more on some hostile inputs (a 20 KB line of "[" took seconds,
+quadratic in the nesting); it is used only where PyYAML lacks its C extension.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fedgen.errors import InputError, SpecErrors
@@ -90,16 +92,9 @@ def load_yaml_bytes(raw: bytes, *, origin: str) -> LoadedYaml:
         raise SpecErrors([f"{origin}:1:1: not UTF-8 text (byte {exc.start})"]) from None
     if "\x00" in text:
         raise SpecErrors([f"{origin}:1:1: contains a NUL character"])
-    _precheck(text, origin)
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
-    try:
-        nodes = list(yaml.compose_all(text))
-    except MarkedYAMLError as exc:
-        raise SpecErrors([_marked(origin, exc)]) from None
-    except (YAMLError, RecursionError, ValueError) as exc:
-        raise SpecErrors([f"{origin}:1:1: not valid YAML ({_one_line(str(exc))})"]) from None
-    nodes = [n for n in nodes if n is not None]
+    nodes = _compose(yaml, text, origin)
     if not nodes:
         raise SpecErrors([f"{origin}:1:1: the file is empty; expected a Federation spec"])
     if len(nodes) > 1:
@@ -118,53 +113,22 @@ def load_yaml_bytes(raw: bytes, *, origin: str) -> LoadedYaml:
     return LoadedYaml(data=data, origin=origin)
 
 
-def _precheck(text: str, origin: str) -> None:
-    """Nesting, sizes and a second document, from libyaml's events (C, linear time); a syntax error is reported
-    as libyaml found it (libyaml reads ahead, so it can meet the error before the depth that makes the
-    pure-Python parser slow). Without PyYAML's C extension nothing is checked here."""
+def _compose(yaml: YAML, text: str, origin: str) -> list[Node]:
+    """The node tree of each document, as ruamel.yaml composes it, from libyaml's events (see the module's
+    docstring); without PyYAML's C extension, ruamel.yaml's own parser composes it."""
     try:
         import yaml as pyyaml  # type: ignore[import-untyped]
 
         loader = pyyaml.CSafeLoader(text)
     except (ImportError, AttributeError):  # pragma: no cover - PyYAML comes with nvflare
-        return
-    starts = (pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)
-    ends = (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)
-    counts: list[int] = []  # items (mapping: keys and values) of each open collection
-    nodes = documents = 0
-    document_open = False
-
-    def refuse(event: object, message: str) -> None:
-        mark = event.start_mark  # type: ignore[attr-defined]
-        raise SpecErrors([f"{origin}:{mark.line + 1}:{mark.column + 1}: {message}"])
-
+        try:
+            return [n for n in yaml.compose_all(text) if n is not None]
+        except MarkedYAMLError as exc:
+            raise SpecErrors([_marked(origin, exc)]) from None
+        except (YAMLError, RecursionError, ValueError) as exc:
+            raise SpecErrors([f"{origin}:1:1: not valid YAML ({_one_line(str(exc))})"]) from None
     try:
-        while loader.check_event():
-            event = loader.get_event()
-            if isinstance(event, pyyaml.DocumentStartEvent):
-                document_open = True
-                continue
-            if isinstance(event, ends):
-                counts.pop()
-                continue
-            if not isinstance(event, (pyyaml.ScalarEvent, pyyaml.AliasEvent, *starts)):
-                continue
-            if document_open:  # the root node of a document
-                document_open = False
-                documents += 1
-                if documents > 1:
-                    refuse(event, "more than one YAML document; a spec file holds exactly one")
-            nodes += 1
-            if nodes > MAX_NODES:
-                refuse(event, f"more than {MAX_NODES} values; a federation spec is far smaller")
-            if counts:
-                counts[-1] += 1
-                if counts[-1] > 2 * MAX_ITEMS:
-                    refuse(event, f"more than {MAX_ITEMS} entries in one list or mapping; a federation spec is far smaller")
-            if isinstance(event, starts):
-                counts.append(0)
-                if len(counts) > MAX_DEPTH + 1:
-                    refuse(event, f"nested deeper than {MAX_DEPTH} levels")
+        return _EventComposer(yaml, origin).compose(loader, pyyaml)
     except pyyaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -172,10 +136,98 @@ def _precheck(text: str, origin: str) -> None:
         if "nesting depth" in problem:  # libyaml reads ahead and can meet its own bound (1000) first
             problem = f"nested deeper than {MAX_DEPTH} levels"
         raise SpecErrors([f"{origin}:{line}:{col}: {problem}"]) from None
-    except pyyaml.YAMLError:
-        return
+    except pyyaml.YAMLError as exc:
+        raise SpecErrors([f"{origin}:1:1: not valid YAML ({_one_line(str(exc))})"]) from None
     finally:
         loader.dispose()
+
+
+class _EventComposer:
+    """libyaml's events -> ruamel.yaml nodes (what ruamel.yaml's Composer makes of the same events), refusing
+    a second document, too many values or entries, and too deep a nesting as soon as they appear."""
+
+    def __init__(self, yaml: YAML, origin: str) -> None:
+        self.yaml = yaml
+        self.origin = origin
+        self.documents: list[Node] = []
+        self.anchors: dict[str, Node] = {}
+        self.open: list[tuple[Node, list[Node | None]]] = []  # open collections, each with its pending key
+        self.nodes = 0
+
+    def refuse(self, mark: Any, message: str) -> None:
+        raise SpecErrors([f"{self.origin}:{mark.line + 1}:{mark.column + 1}: {message}"])
+
+    def mark(self, mark: Any) -> StreamMark:
+        return StreamMark(self.origin, mark.index, mark.line, mark.column)
+
+    def compose(self, loader: Any, pyyaml: Any) -> list[Node]:
+        starts = (pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)
+        empty: ScalarNode | None = None  # an empty value of a block mapping: ruamel.yaml places it where the next token starts
+        while loader.check_event():
+            event = loader.get_event()
+            if empty is not None:
+                empty.start_mark = empty.end_mark = self.mark(event.start_mark)
+                empty = None
+            if isinstance(event, pyyaml.DocumentStartEvent):
+                self.anchors = {}
+                self.yaml.version = event.version  # a %YAML directive: its resolution rules, as ruamel.yaml reads them
+            elif isinstance(event, (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)):
+                node, _ = self.open.pop()
+                node.end_mark = self.mark(event.end_mark)
+            elif isinstance(event, pyyaml.AliasEvent):
+                found = self.anchors.get(event.anchor)
+                if found is None:
+                    self.refuse(event.start_mark, f"found undefined alias {event.anchor!r}")
+                self.add(found, event)
+            elif isinstance(event, pyyaml.ScalarEvent):
+                node = ScalarNode(self.tag(ScalarNode, event), event.value, self.mark(event.start_mark), self.mark(event.end_mark),
+                                  style=event.style or None, anchor=event.anchor)
+                if not event.value and not event.style and self._block_value_next():
+                    empty = node
+                self.add(node, event)
+            elif isinstance(event, starts):
+                kind = MappingNode if isinstance(event, pyyaml.MappingStartEvent) else SequenceNode
+                node = kind(self.tag(kind, event), [], self.mark(event.start_mark), None, flow_style=event.flow_style, anchor=event.anchor)
+                self.add(node, event)
+                self.open.append((node, [None]))
+                if len(self.open) > MAX_DEPTH + 1:
+                    self.refuse(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+        return self.documents
+
+    def _block_value_next(self) -> bool:
+        """Whether the next node is the value of a block mapping's pending key."""
+        if not self.open:
+            return False
+        parent, pending = self.open[-1]
+        return isinstance(parent, MappingNode) and not parent.flow_style and pending[0] is not None
+
+    def tag(self, kind: type[Node], event: Any) -> Any:
+        if event.tag is None or event.tag == "!":
+            return self.yaml.resolver.resolve(kind, event.value if kind is ScalarNode else None, event.implicit)
+        return event.tag
+
+    def add(self, node: Node, event: Any) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.refuse(event.start_mark, f"more than {MAX_NODES} values; a federation spec is far smaller")
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        if not self.open:  # the root node of a document
+            if self.documents:
+                self.refuse(event.start_mark, "more than one YAML document; a spec file holds exactly one")
+            self.documents.append(node)
+            return
+        parent, pending = self.open[-1]
+        held = 2 * len(parent.value) + (pending[0] is not None) if isinstance(parent, MappingNode) else len(parent.value)
+        if held >= 2 * MAX_ITEMS:  # keys and values, or items
+            self.refuse(event.start_mark, f"more than {MAX_ITEMS} entries in one list or mapping; a federation spec is far smaller")
+        if isinstance(parent, SequenceNode):
+            parent.value.append(node)
+        elif pending[0] is None:
+            pending[0] = node
+        else:
+            parent.value.append((pending[0], node))
+            pending[0] = None
 
 
 # Unicode categories no spec string may hold: control (C0, DEL, C1: newline, tab, escape...), format (bidi
