@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -154,7 +154,7 @@ class _EventComposer:
         self.open: list[tuple[Node, list[Node | None]]] = []  # open collections, each with its pending key
         self.nodes = 0
 
-    def refuse(self, mark: Any, message: str) -> None:
+    def refuse(self, mark: Any, message: str) -> NoReturn:
         raise SpecErrors([f"{self.origin}:{mark.line + 1}:{mark.column + 1}: {message}"])
 
     def mark(self, mark: Any) -> StreamMark:
