@@ -268,3 +268,44 @@ def test_stand_in_kits_have_the_files_of_real_kits(kind: str) -> None:
         stand_ins = certificate_files(name == fed.server.name)
         assert sorted([*static[name], *stand_ins]) == sorted(kit)
         assert {p: f.data for p, f in kit.items() if p not in stand_ins} == static[name]
+
+
+def test_the_kinds_validate_expects_are_those_of_the_rendered_files(write_spec: Callable[..., Path]) -> None:
+    """FG123's kinds are read off the rendered objects, not parsed back from the files: the same set."""
+    from fedgen.validate.collect.collector import collect_model
+    from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION
+    from fedgen.validate.model import identity, is_object
+    from fedgen.validate.yamlsource import load_all_plain
+
+    spec = write_spec()
+    repo = spec.parent.parent
+    result = CliRunner().invoke(main, ["render", str(spec), "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    rendered = collect_model(repo, kubernetes_version=DEFAULT_KUBERNETES_VERSION).rerender
+    parsed = {
+        identity(doc)[:2]
+        for path, data in rendered.files.items()
+        if path.endswith((".yaml", ".yml"))
+        for doc in load_all_plain(data.decode())
+        if is_object(doc)
+    }
+    assert rendered.kinds == parsed
+    assert {("apps", "Deployment"), ("", "Service"), ("bitnami.com", "SealedSecret")} <= rendered.kinds
+
+
+def test_the_worker_makes_the_static_kits_while_the_caller_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """StaticKits.ask sends the request at once: the worker answers and exits before anyone waits for it,
+    and the answer is NVFlare's own static files."""
+    from fedgen.provision import static
+    from fedgen.provision.lighter import static_kits
+    from fedgen.spec import load_federation
+
+    monkeypatch.setattr(static, "_ANSWERS", {})
+    monkeypatch.setattr(static, "_HINTS", {})
+    request = static.static_request(load_federation(pristine("sites") / SPEC))
+    with static.StaticKits(["the spec"]) as kits:
+        answers = kits.ask([("the spec", request)])
+        assert kits.proc is not None
+        assert kits.proc.wait(timeout=120) == 0  # replied and gone, nobody reading yet
+        assert answers() == [static_kits(copy.deepcopy(request))]
+    assert static.StaticKits(["the spec"]).proc is None  # answered before: no worker started again

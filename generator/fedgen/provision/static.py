@@ -16,7 +16,7 @@ import hashlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fedgen.errors import ExternalError
@@ -64,6 +64,7 @@ class StaticKits:
     def __init__(self, hints: Iterable[str]) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.failure: str | None = None  # why the worker could not start (get() raises it)
+        self.timer: threading.Timer | None = None  # kills a worker asked and too slow to answer
         if any(_HINTS.get(h) not in _ANSWERS for h in hints):
             self._start()
 
@@ -78,21 +79,32 @@ class StaticKits:
     def get(self, asked: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Kits | str]:
         """For each (hint, request): the kits, or one line saying why NVFlare could not make them.
         Raises ExternalError when the worker process fails."""
+        return self.ask(asked)()
+
+    def ask(self, asked: Iterable[tuple[str, Mapping[str, Any]]]) -> Callable[[], list[Kits | str]]:
+        """Send the requests to the worker now (it works on them while the caller does something else);
+        the function returned waits for the answers (get's). Raises ExternalError when the worker cannot
+        be asked; so may the function."""
         asked = list(asked)
         keys = [request_key(request) for _, request in asked]
         found = {k: _ANSWERS[k] for k in keys if k in _ANSWERS}
         todo = {k: request for k, (_, request) in zip(keys, asked) if k not in found}
-        if todo:
-            found.update(zip(todo, self._ask(list(todo.values()))))
-            if len(_ANSWERS) + len(todo) > _CACHE_SIZE:
-                _ANSWERS.clear()
-                _HINTS.clear()
-            _ANSWERS.update((k, found[k]) for k in todo)
-        for key, (hint, _) in zip(keys, asked):
-            _HINTS[hint] = key
-        return [found[k] for k in keys]
+        receive = self._send(list(todo.values())) if todo else None
 
-    def _ask(self, requests: list[Mapping[str, Any]]) -> list[Kits | str]:
+        def answers() -> list[Kits | str]:
+            if receive is not None:
+                found.update(zip(todo, receive()))
+                if len(_ANSWERS) + len(todo) > _CACHE_SIZE:
+                    _ANSWERS.clear()
+                    _HINTS.clear()
+                _ANSWERS.update((k, found[k]) for k in todo)
+            for key, (hint, _) in zip(keys, asked):
+                _HINTS[hint] = key
+            return [found[k] for k in keys]
+
+        return answers
+
+    def _send(self, requests: list[Mapping[str, Any]]) -> Callable[[], list[Kits | str]]:
         if self.proc is None and self.failure is None:
             self._start()
         if self.failure is not None:
@@ -100,16 +112,24 @@ class StaticKits:
         proc = self.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         # stdin stays open until the reply is read: its end tells the worker that this process is gone.
-        timer = threading.Timer(TIMEOUT, proc.kill)
-        timer.start()
+        self.timer = threading.Timer(TIMEOUT, proc.kill)
+        self.timer.start()
         try:
             proc.stdin.write(json.dumps({"task": "static-kits", "requests": requests}).encode() + b"\n")
             proc.stdin.flush()
+        except OSError as exc:
+            self.timer.cancel()
+            raise ExternalError(f"the NVFlare worker process failed ({exc})") from None
+        return lambda: self._receive(proc, len(requests))
+
+    def _receive(self, proc: subprocess.Popen[bytes], count: int) -> list[Kits | str]:
+        assert proc.stdout is not None and self.timer is not None
+        try:
             out = proc.stdout.read()
         except OSError as exc:
             raise ExternalError(f"the NVFlare worker process failed ({exc})") from None
         finally:
-            timer.cancel()
+            self.timer.cancel()
         if proc.wait() < 0:
             raise ExternalError(f"NVFlare did not make the static kit files within {TIMEOUT}s")
         try:
@@ -117,12 +137,14 @@ class StaticKits:
         except ValueError:
             reply = None
         kits = reply.get("kits") if isinstance(reply, dict) else None
-        if not isinstance(kits, list) or len(kits) != len(requests):
+        if not isinstance(kits, list) or len(kits) != count:
             reason = reply.get("error") if isinstance(reply, dict) else None
             raise ExternalError(str(reason or f"the NVFlare worker process gave no answer (exit {proc.returncode})"))
         return [_decoded(k) for k in kits]
 
     def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
         if self.proc is None:
             return
         with contextlib.suppress(OSError):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 Kits = dict[str, dict[str, bytes]]  # participant -> kit path -> bytes
 Sealed = dict[tuple[str, str], dict[str, str]]  # (namespace, name) -> data key -> ciphertext
+Kinds = frozenset[tuple[str, str]]  # (group, kind)
 STAND_IN = "fedgen-stand-in:"
 OWNED_ROOTS = ("tenants", "clusters")
 
@@ -106,9 +107,11 @@ def _harvest(documents: Mapping[str, Document], files: Mapping[str, RepoFile]) -
     return found
 
 
-def render_federation(fed: Federation, spec_name: str, static: Kits, files: Mapping[str, RepoFile]) -> dict[str, bytes]:
-    """The files this federation owns alone, with the repo's certificates and ciphertext in place."""
-    from fedgen.render.tree import RenderInput, render_documents, render_tree
+def render_federation(fed: Federation, spec_name: str, static: Kits, files: Mapping[str, RepoFile]) -> tuple[dict[str, bytes], Kinds]:
+    """The files this federation owns alone, with the repo's certificates and ciphertext in place, and the
+    kinds of object they hold (read off the rendered objects: no need to parse the files again)."""
+    from fedgen.render.serialize import dump_file
+    from fedgen.render.tree import RenderInput, render_documents
 
     kits, sealed = _stand_ins(fed, static)
     found = _harvest(render_documents(RenderInput(fed, spec_name, kits, sealed)), files)
@@ -118,7 +121,10 @@ def render_federation(fed: Federation, spec_name: str, static: Kits, files: Mapp
 
     kits = {name: {p: put(d.decode()).encode() if d.startswith(STAND_IN.encode()) else d for p, d in kit.items()} for name, kit in kits.items()}
     sealed = {where: {k: put(v) for k, v in data.items()} for where, data in sealed.items()}
-    return render_tree(RenderInput(fed, spec_name, kits, sealed))
+    documents = render_documents(RenderInput(fed, spec_name, kits, sealed))  # what render_tree serializes
+    objects = [o for path, d in documents.items() if path.endswith((".yaml", ".yml")) for o in (d if isinstance(d, list) else [d])]
+    kinds = frozenset(identity(o)[:2] for o in objects if is_object(o))
+    return {path: dump_file(document, spec_name=spec_name) for path, document in documents.items()}, kinds
 
 
 def _as_json(value: Any) -> Any:
@@ -133,7 +139,7 @@ def _recorded(ledger: RepoLedger) -> list[Contribution]:
         return []
 
 
-def _kinds(files: Mapping[str, bytes]) -> frozenset[tuple[str, str]]:
+def _kinds(files: Mapping[str, bytes]) -> Kinds:
     kinds = set()
     for path, data in files.items():
         if path.endswith((".yaml", ".yml")):
@@ -154,6 +160,7 @@ def rerender(files: Mapping[str, RepoFile], ledgers: tuple[RepoLedger, ...], spe
     folders: set[str] = set()
     unchecked: set[str] = set()  # folders of federations not rendered again
     images: set[str] = set()
+    kinds: set[tuple[str, str]] = set()
     for ledger in ledgers:
         if ledger.error is not None:
             continue
@@ -168,7 +175,7 @@ def rerender(files: Mapping[str, RepoFile], ledgers: tuple[RepoLedger, ...], spe
         try:
             if isinstance(kits, str):
                 raise ValueError(f"NVFlare cannot make its kit files: {kits}")
-            own = render_federation(fed, spec_name, kits, files)
+            own, own_kinds = render_federation(fed, spec_name, kits, files)
             mine = contributions(fed, spec_name)
             own_shared = shared_files(mine)
         except Exception as exc:  # noqa: BLE001 - a hostile spec or kit: a finding, never a traceback
@@ -177,6 +184,7 @@ def rerender(files: Mapping[str, RepoFile], ledgers: tuple[RepoLedger, ...], spe
             feeds += _recorded(ledger)
             continue
         rendered.update(own)
+        kinds |= own_kinds
         feeds += mine
         images.add(fed.image)
         folders |= _folders([*own, *own_shared])
@@ -187,7 +195,9 @@ def rerender(files: Mapping[str, RepoFile], ledgers: tuple[RepoLedger, ...], spe
             shared=tuple(sorted(own_shared)),
         )
     try:
-        rendered.update(shared_files(feeds))
+        shared = shared_files(feeds)
+        rendered.update(shared)
+        kinds |= _kinds(shared)
     except Exception as exc:  # noqa: BLE001 - colliding specs (InputError) or a forged record of a broken one
         for path in expected:
             errors[path] = f"the shared files cannot be recomputed from the specs: {' '.join(str(exc).split())}"
@@ -198,6 +208,6 @@ def rerender(files: Mapping[str, RepoFile], ledgers: tuple[RepoLedger, ...], spe
         errors=errors,
         folders=tuple(sorted(folders)),
         checked_folders=tuple(sorted(folders - unchecked)),
-        kinds=_kinds(rendered),
+        kinds=frozenset(kinds),
         images=frozenset(images),
     )

@@ -94,9 +94,11 @@ class ModelCollector:
         assert self.schema is not None
         repo = self.repo
         paths = self.paths
-        files = read_files(repo, paths)
         ledgers = finish_ledgers(repo, self.found, self.kustomize.guard.listed)
         specs = {ledger.spec: read_spec(repo, ledger.spec, self.kustomize.guard) for ledger in ledgers if ledger.spec}
+        # The worker makes NVFlare's kit files while this process reads the repo and waits for kustomize.
+        static = static_kits(self.static, repo, specs) if self.static else dict
+        files = read_files(repo, paths)
         folders = sorted(set(self.cluster_dirs) | {d for d in sync_dirs(files) if (repo / d).is_dir()})
         plan = plan_roots(repo, folders, self.cluster_dirs)
         self._start(plan, specs, ledgers)
@@ -107,7 +109,7 @@ class ModelCollector:
         verdicts = self.schema.verdicts(objects)
         from fedgen.validate.rerender import rerender
 
-        rendered = rerender(files, ledgers, specs, static_kits(self.static, repo, specs) if self.static else {})
+        rendered = rerender(files, ledgers, specs, static())
         interrupted = tuple(m for m in INTERRUPT_MARKERS if (repo / m).exists())
         model = Model(
             files=files,

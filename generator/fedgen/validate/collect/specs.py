@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,8 +121,9 @@ def spec_hint(repo: Path, spec: str) -> str:
         return f"unreadable {spec}"
 
 
-def static_kits(kits: StaticKits, repo: Path, specs: Mapping[str, SpecInfo]) -> dict[str, Any]:
-    """spec path -> NVFlare's static kit files for its federation, or one line saying why there are none."""
+def static_kits(kits: StaticKits, repo: Path, specs: Mapping[str, SpecInfo]) -> Callable[[], dict[str, Any]]:
+    """Ask the worker for NVFlare's static kit files of every loaded spec's federation; the function returned
+    waits for them: spec path -> the kits, or one line saying why there are none."""
     from fedgen.provision.static import static_request
 
     out: dict[str, Any] = {}
@@ -133,8 +134,18 @@ def static_kits(kits: StaticKits, repo: Path, specs: Mapping[str, SpecInfo]) -> 
                 asked.append((path, spec_hint(repo, path), static_request(info.federation)))
             except FedgenError as exc:
                 out[path] = str(exc)
+    paths = [a[0] for a in asked]
     try:
-        out.update(zip([a[0] for a in asked], kits.get([(hint, request) for _, hint, request in asked])))
+        answers = kits.ask([(hint, request) for _, hint, request in asked])
     except ExternalError as exc:
-        out.update((a[0], str(exc)) for a in asked)
-    return out
+        out.update((p, str(exc)) for p in paths)
+        return lambda: out
+
+    def wait() -> dict[str, Any]:
+        try:
+            out.update(zip(paths, answers()))
+        except ExternalError as exc:
+            out.update((p, str(exc)) for p in paths)
+        return out
+
+    return wait

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 from fedgen.validate.authz import Connection, decide, policies_for, rule_matches
@@ -47,7 +48,7 @@ ANY_OTHER_NAMESPACE = "fedgen-any-other-namespace"
 
 
 class RootObjects:
-    """What every server of one sync root shares, looked up once per rule: its Services (in build order),
+    """What every server of one sync root shares, looked up once per validation (contexts): its Services (in build order),
     the Gateway servers listening on each port, and the Services of each Gateway's pods. Without it the
     rules compare every server's ports with every Gateway and Service of the root: quadratic in federations."""
 
@@ -56,6 +57,7 @@ class RootObjects:
         self.objects = list(root.objects)
         self.svcs = services(self.objects)
         self._gateway_services: dict[int, list[KObject]] = {}
+        self._carriers: set[int] | None = None
         self._listening: dict[int, list[tuple[KObject, int, dict[str, Any]]]] = defaultdict(list)
         for gw in root.of("networking.istio.io", "Gateway"):
             for i, srv in enumerate(as_list(gw.spec.get("servers"))):
@@ -66,6 +68,12 @@ class RootObjects:
 
     def gateway_servers(self, port: int) -> list[tuple[KObject, int, dict[str, Any]]]:
         return self._listening.get(port, [])
+
+    def gateway_carriers(self) -> set[int]:
+        """id() of every Service of any Gateway's pods."""
+        if self._carriers is None:
+            self._carriers = {id(svc) for gw in self.root.of("networking.istio.io", "Gateway") for svc in self.gateway_services(gw)}
+        return self._carriers
 
     def gateway_services(self, gw: KObject) -> list[KObject]:
         """Services whose selector picks the same pods as the Gateway's selector (the shared labels agree)."""
@@ -131,7 +139,7 @@ class Ctx:
             if resolve_host(str(dr.spec.get("host", "")), dr.namespace, [self.service]) is self.service
         ]
 
-    @property
+    @cached_property
     def bypass(self) -> bool:
         if ports_list(self.template.annotations.get(EXCLUDE_INBOUND)):
             return True
@@ -147,12 +155,21 @@ class Ctx:
         return self.template.owner, self.template.ptr("spec", "containers")
 
 
+# The contexts of the sync roots last asked about: every mesh rule of one validation walks the same servers,
+# and finding them (fed_server.json parsed, Services matched) once per rule cost more than the rules.
+_LAST: tuple[tuple[SyncRoot, ...], tuple[Ctx, ...]] = ((), ())
+
+
 def contexts(model: Model) -> Iterator[Ctx]:
-    for root in model.sync_roots:
-        shared = RootObjects(root)
-        for server in find_servers(shared.objects):
-            if server.ports:
-                yield Ctx(shared, server)
+    global _LAST
+    roots = model.sync_roots
+    if len(roots) != len(_LAST[0]) or any(a is not b for a, b in zip(roots, _LAST[0])):
+        found = []
+        for root in roots:
+            shared = RootObjects(root)
+            found += [Ctx(shared, server) for server in find_servers(shared.objects) if server.ports]
+        _LAST = (roots, tuple(found))
+    return iter(_LAST[1])
 
 
 def _sniffed(value: Any) -> bool:
@@ -179,7 +196,10 @@ def _dr_mode(dr: KObject, port: int) -> tuple[str | None, str]:
 def port_declared_http(model: Model) -> Iterator[Hit]:
     for ctx in contexts(model):
         ports = ctx.server.ports
+        carriers = ctx.shared.gateway_carriers()
         for svc in ctx.svcs:
+            if svc.namespace != ctx.template.namespace and id(svc) not in carriers:
+                continue  # selects no pod of the server's namespace and carries no Gateway: not its port
             selects_server = ctx.template in selected_pods(svc, [ctx.template])
             for i, port in service_ports(svc):
                 reaches = resolve_target(port, ctx.template) in ports if selects_server else False
