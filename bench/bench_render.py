@@ -10,7 +10,7 @@ Measured in one run, each command a separate subprocess (wall time, CPU time, pe
   (d) peak RSS of each (largest process, and the sum over the process tree while it ran).
 --serial adds a cold render with FEDGEN_PROVISION_WORKERS=1 (parallel issuance off), --profile runs the cold
 and no-op renders once more under cProfile and prints their top entries. Prints a table with the targets of
-issue 7 and writes bench/results/render.json (see bench/benchlib.py for the format).
+issues 7 and 19 and writes bench/results/render.json (see bench/benchlib.py for the format).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import pstats
+import re
 import shutil
 import statistics
 import sys
@@ -119,9 +120,13 @@ def render(repo: Path, *args: str, env: dict[str, str] | None = None) -> benchli
 
 
 def issued(run: benchlib.Run) -> list[str]:
+    """The certificates a render says it issued (`issued N certificates: a, b … and K more`): N names, the
+    ones the summary leaves out given as "…"."""
     for line in run.stderr.splitlines():
-        if line.startswith("issued certificates: "):
-            return line.split(": ", 1)[1].split(", ")
+        found = re.fullmatch(r"issued (\d+) certificates?: (.*)", line)
+        if found:
+            count, shown = int(found.group(1)), found.group(2).split(" … and ")[0].split(", ")
+            return (shown + ["…"] * count)[:count]
     return []
 
 
@@ -270,8 +275,8 @@ def measure(work: Path, args: argparse.Namespace) -> int:
     if serial:
         rows.append(row("fedgen render, cold, serial issuance", serial.seconds, "s", note=f"ratio {serial.seconds / nvflare.seconds:.2f}"))
     rows += [
-        row("cold render / nvflare provision", ratio, "x", "<= 0.75", note=f"median of {len(pairs)} back-to-back pairs" if len(pairs) > 1 else "one back-to-back pair"),
-        row("+1 site render", plus_s, "s", "<= 2", note=f"median of {len(plus)}"),
+        row("cold render / nvflare provision", ratio, "x", "<= 0.5", note=f"median of {len(pairs)} back-to-back pairs" if len(pairs) > 1 else "one back-to-back pair"),
+        row("+1 site render", plus_s, "s", "<= 1", note=f"median of {len(plus)}"),
         row("nvflare provision / +1 site render", nvflare.seconds / plus_s, "x", ">= 20"),
         row("+1 site: files changed", max(len(c) for c in plus_changes), "", note=", ".join(sorted({p for c in plus_changes for p in c})) or "none"),
         row("+1 site: certificates issued", max(len(i) for i in plus_issued), "", "== 1"),

@@ -25,7 +25,6 @@ run each), as on any machine where the package is installed; --bytecode env keep
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -41,24 +40,6 @@ from benchlib import BIN_DIR, REPO_ROOT, Row, row  # noqa: E402
 
 TARGET_SECONDS = "<= 10"
 TARGET_RATIO = "<= 1.5"
-
-
-def kubeconform_argv(binary: Path, schemas: Path, version: str, manifest: Path) -> list[str]:
-    return [
-        str(binary), "-strict", "-output", "json", "-summary",
-        "-schema-location", f"{schemas}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json",
-        "-schema-location", f"{schemas}/kubernetes/v{version}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
-        str(manifest),
-    ]
-
-
-def build_folders(repo: Path) -> list[str]:
-    out = []
-    for cluster in sorted((repo / "clusters").iterdir()):
-        for folder in (cluster, cluster / "bootstrap"):
-            if (folder / "kustomization.yaml").is_file():
-                out.append(folder.relative_to(repo).as_posix())
-    return out
 
 
 class _Timer:
@@ -101,16 +82,6 @@ def phases(repo: Path, version: str) -> dict[str, float]:
     return timer.seconds
 
 
-def _env(bytecode: str, scratch: Path, pythonpath: Path | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if bytecode == "cached":
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(scratch / "pycache")
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    return env
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -138,30 +109,26 @@ def main() -> None:
         spec = repo / "spec" / args.spec.name
         benchlib.run([str(BIN_DIR / "fedgen"), "render", str(spec), "--repo", str(repo)]).check()
 
-    folders = build_folders(repo)
+    folders = benchlib.build_folders(repo)
     manifest = scratch / "built.yaml"
     built = [benchlib.run([str(kubectl), "kustomize", "--load-restrictor=LoadRestrictionsNone", f], cwd=repo).check().stdout for f in folders]
     manifest.write_text("---\n".join(built))
     objects = sum(1 for line in manifest.read_text().splitlines() if line.startswith("kind:"))
 
-    bare_argv = kubeconform_argv(kubeconform, DEFAULT_SCHEMAS_DIR, version, manifest)
+    bare_argv = benchlib.kubeconform_argv(kubeconform, DEFAULT_SCHEMAS_DIR, version, manifest)
     pipeline = scratch / "pipeline.sh"
-    pipeline.write_text(
-        "set -e\ncd " + str(repo) + "\nout=$(mktemp)\n"
-        + "".join(f"{kubectl} kustomize --load-restrictor=LoadRestrictionsNone {f} >> $out\necho --- >> $out\n" for f in folders)
-        + " ".join(bare_argv[:-1]) + " $out > /dev/null || [ $? -eq 1 ]\nrm -f $out\n"
-    )
+    pipeline.write_text(benchlib.hand_pipeline(repo, kubectl, kubeconform, DEFAULT_SCHEMAS_DIR, version))
     validate_argv = [sys.executable, "-m", "fedgen", "validate", "--repo", str(repo), "--format", "json"]
     runs: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "kubeconform": (bare_argv, None),
         "pipeline": (["bash", str(pipeline)], None),
-        "fedgen": (validate_argv, _env(args.bytecode, scratch, None)),
+        "fedgen": (validate_argv, benchlib.python_env(args.bytecode, scratch)),
     }
     if args.compare_with:
         source = args.compare_with.resolve()
         if not any((source / "generator" / "fedgen" / cli).is_file() for cli in ("cli.py", "cli/__init__.py")):
             raise SystemExit(f"--compare-with {source}: no fedgen command line in generator/fedgen there")
-        runs["compared"] = (validate_argv, _env(args.bytecode, scratch / "compared", source / "generator"))
+        runs["compared"] = (validate_argv, benchlib.python_env(args.bytecode, scratch / "compared", source / "generator"))
 
     for name in ("fedgen", "compared"):  # warm-up: bytecode written, files in the page cache
         if name in runs:
