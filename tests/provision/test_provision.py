@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -365,3 +367,16 @@ def test_the_recorded_kit_is_used_only_for_the_same_inputs(base: ProvisionResult
     runs.clear()
     again = provision(fed, result.document, kits_for=["server1"])
     assert not runs and dict(again.kits["server1"]) == dict(result.kits["server1"])
+
+
+def test_a_worker_starts_without_provision_core() -> None:
+    """The NVFlare worker (and validate's static kits) start without provision.core and what only it imports;
+    `from fedgen.provision import provision` still finds it."""
+    code = (
+        "import sys, fedgen.provision.worker, fedgen.provision.static, fedgen.provision.lighter\n"
+        "print(sorted(m for m in ('fedgen.provision.core', 'fedgen.provision.kitcache') if m in sys.modules))\n"
+        "from fedgen.provision import ProvisionResult, provision\n"
+        "print(provision.__module__, ProvisionResult.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "fedgen.provision.core fedgen.provision.core"]

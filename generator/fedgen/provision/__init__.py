@@ -10,7 +10,21 @@
 
 from __future__ import annotations
 
-from fedgen.provision.core import ProvisionResult, provision
+from typing import TYPE_CHECKING, Any
+
 from fedgen.provision.kit import KitFile
 
+if TYPE_CHECKING:
+    from fedgen.provision.core import ProvisionResult, provision
+
 __all__ = ["KitFile", "ProvisionResult", "provision"]
+
+
+def __getattr__(name: str) -> Any:
+    """core on first use: a worker process (`python -m fedgen.provision.worker`) and validate, which import
+    modules of this package, need neither core nor the state code it imports (~0.07 s of a worker's start)."""
+    if name in ("ProvisionResult", "provision"):
+        from fedgen.provision import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
