@@ -580,16 +580,16 @@ def test_rendered_example_has_only_the_open_ranges_warning(tmp_path: Path) -> No
 def test_mesh_rules_find_the_servers_once_per_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every mesh rule walks the same servers: they are found once per sync root, not once per rule (which
     made FG30x cost more than the rules themselves at many federations)."""
-    from fedgen.validate.rules import mesh
+    from fedgen.validate.rules import mesh_context
 
     calls: list[int] = []
-    real = mesh.find_servers
+    real = mesh_context.find_servers
 
     def counted(objects: Any) -> Any:
         calls.append(1)
         return real(objects)
 
-    monkeypatch.setattr(mesh, "find_servers", counted)
+    monkeypatch.setattr(mesh_context, "find_servers", counted)
     report = validate(repo=fresh("ranged", tmp_path))
     assert report.findings == () and len(report.sync_roots) == 1
     assert len(calls) == 1
