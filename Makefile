@@ -26,21 +26,15 @@ example:
 	done
 	$(FEDGEN) validate --repo .
 
-# Static checks, run by `make test` before the tests: ruff (lint), mypy, and the import contracts of
-# pyproject.toml (lint-imports: layers cli -> api -> features -> core -> spec -> errors, no cycles, nvflare
-# imported in one place). One switch, until the tree is formatted once, in one commit:
-#   LINT_FORMAT=1   `ruff format --check` runs too (0: skipped).
-LINT_FORMAT ?= 0
+# Static checks, run by `make test` before the tests: ruff (lint, import order and formatting: `ruff format`
+# fixes what `--check` reports), mypy, and the import contracts of pyproject.toml (lint-imports: layers
+# cli -> api -> features -> core -> spec -> errors, no cycles, nvflare imported in one place).
 LINT_PATHS := generator tests bench tools
 lint: bootstrap
 	.venv/bin/ruff check $(LINT_PATHS)
+	.venv/bin/ruff format --check $(LINT_PATHS)
 	.venv/bin/mypy
 	.venv/bin/lint-imports --no-logo --no-cache
-	@if [ "$(LINT_FORMAT)" = 1 ]; then \
-		echo ".venv/bin/ruff format --check $(LINT_PATHS)"; .venv/bin/ruff format --check $(LINT_PATHS); \
-	else \
-		echo "lint: ruff format --check skipped (LINT_FORMAT=0)"; \
-	fi
 
 # The whole test suite (what CI runs: .ci/run), after the static checks.
 test: bootstrap lint

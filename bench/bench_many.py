@@ -136,12 +136,19 @@ def main() -> int:
     rows: list[Row] = [
         row(f"hand toolchain, {n} federations (median wall)", med(f"hand {many}"), "s", note=f"cpu {med(f'hand {many}', 'cpu_seconds'):.2f} s"),
         row(f"fedgen validate, {n} federations (median wall)", med(f"fedgen {many}"), "s", note=f"cpu {med(f'fedgen {many}', 'cpu_seconds'):.2f} s"),
-        row(f"fedgen validate / hand toolchain, {n} federations", paired(f"fedgen {many}", f"hand {many}", "/"), "x", TARGET_MANY, note="median of paired runs"),
+        row(
+            f"fedgen validate / hand toolchain, {n} federations", paired(f"fedgen {many}", f"hand {many}", "/"), "x", TARGET_MANY, note="median of paired runs"
+        ),
         row("hand toolchain, 1 federation (median wall)", med("hand 1"), "s", note=f"cpu {med('hand 1', 'cpu_seconds'):.2f} s"),
         row("fedgen validate, 1 federation (median wall)", med("fedgen 1"), "s", note=f"cpu {med('fedgen 1', 'cpu_seconds'):.2f} s"),
         row("fedgen validate - hand toolchain, 1 federation", paired("fedgen 1", "hand 1", "-"), "s", TARGET_ONE, note="median of paired runs"),
-        row(f"fedgen validate peak RSS, {n} federations (process tree)", tree_rss(f"fedgen {many}"), "MB", TARGET_RSS,
-            note=f"largest process {max(r.peak_rss_mb for r in runs[f'fedgen {many}']):.0f} MB"),
+        row(
+            f"fedgen validate peak RSS, {n} federations (process tree)",
+            tree_rss(f"fedgen {many}"),
+            "MB",
+            TARGET_RSS,
+            note=f"largest process {max(r.peak_rss_mb for r in runs[f'fedgen {many}']):.0f} MB",
+        ),
         row(f"fedgen validate per added federation ({n} vs 1, median wall)", (med(f"fedgen {many}") - med("fedgen 1")) / max(n - 1, 1), "s"),
     ]
     if args.compare_with:
@@ -155,8 +162,10 @@ def main() -> int:
             row(f"speed-up over {source.name}, 1 federation", paired("compared 1", "fedgen 1", "/"), "x"),
         ]
     machine = benchlib.machine()
-    title = (f"fedgen validate of {n} federations in one repository vs the hand toolchain ({args.repeat} interleaved rounds, "
-             f"{machine['cpus']} CPUs, load {load_before[0]:.2f} before / {load_after[0]:.2f} after)")
+    title = (
+        f"fedgen validate of {n} federations in one repository vs the hand toolchain ({args.repeat} interleaved rounds, "
+        f"{machine['cpus']} CPUs, load {load_before[0]:.2f} before / {load_after[0]:.2f} after)"
+    )
     benchlib.print_table(title, rows)
     details: dict[str, Any] = {
         name: [{"seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "peak_rss_mb": r.peak_rss_mb, "tree_peak_rss_mb": r.tree_peak_rss_mb} for r in rs]

@@ -275,13 +275,25 @@ def measure(work: Path, args: argparse.Namespace) -> int:
     if serial:
         rows.append(row("fedgen render, cold, serial issuance", serial.seconds, "s", note=f"ratio {serial.seconds / nvflare.seconds:.2f}"))
     rows += [
-        row("cold render / nvflare provision", ratio, "x", "<= 0.5", note=f"median of {len(pairs)} back-to-back pairs" if len(pairs) > 1 else "one back-to-back pair"),
+        row(
+            "cold render / nvflare provision",
+            ratio,
+            "x",
+            "<= 0.5",
+            note=f"median of {len(pairs)} back-to-back pairs" if len(pairs) > 1 else "one back-to-back pair",
+        ),
         row("+1 site render", plus_s, "s", "<= 1", note=f"median of {len(plus)}"),
         row("nvflare provision / +1 site render", nvflare.seconds / plus_s, "x", ">= 20"),
         row("+1 site: files changed", max(len(c) for c in plus_changes), "", note=", ".join(sorted({p for c in plus_changes for p in c})) or "none"),
         row("+1 site: certificates issued", max(len(i) for i in plus_issued), "", "== 1"),
         row("no-op render", noop_s, "s", "<= 1.5", note=f"median of {len(noop)}"),
-        row("no-op: bytes changed", max(noop_bytes) + (1 if state_rewritten else 0), "B", "== 0", note="state rewritten" if state_rewritten else "state untouched"),
+        row(
+            "no-op: bytes changed",
+            max(noop_bytes) + (1 if state_rewritten else 0),
+            "B",
+            "== 0",
+            note="state rewritten" if state_rewritten else "state untouched",
+        ),
         row("peak RSS, cold render (largest process)", cold.peak_rss_mb, "MB", "<= 300", note=f"process tree {cold.tree_peak_rss_mb or 0:.0f} MB"),
         row("peak RSS, +1 site render", max(r.peak_rss_mb for r in plus), "MB", "<= 300"),
         row("peak RSS, no-op render", max(r.peak_rss_mb for r in noop), "MB", "<= 300"),
@@ -303,7 +315,12 @@ def measure(work: Path, args: argparse.Namespace) -> int:
         # same format; bench/report.py prints every results/*.json together.
     }
     details["pairs"] = [{"nvflare": nv.seconds, "fedgen": fg.seconds} for nv, fg in pairs]
-    path = benchlib.write_results("render", rows, parameters={"sites": n, "repeat": args.repeat, "rounds": args.rounds, "workers": os.environ.get("FEDGEN_PROVISION_WORKERS", "auto")}, details=details)
+    path = benchlib.write_results(
+        "render",
+        rows,
+        parameters={"sites": n, "repeat": args.repeat, "rounds": args.rounds, "workers": os.environ.get("FEDGEN_PROVISION_WORKERS", "auto")},
+        details=details,
+    )
     print(f"\nresults: {path}")
     return 0
 

@@ -170,16 +170,20 @@ def main() -> None:
             row(f"speed-up of this source over {source.name}", med["compared"] / med["fedgen"], "x"),
         ]
     breakdown = phases(repo, version)
-    benchlib.print_table(
-        f"fedgen validate vs kubeconform ({args.repeat} interleaved runs, Kubernetes {version}, bytecode {args.bytecode}, {repo})", rows
-    )
+    benchlib.print_table(f"fedgen validate vs kubeconform ({args.repeat} interleaved runs, Kubernetes {version}, bytecode {args.bytecode}, {repo})", rows)
     benchlib.print_table(
         "one in-process validation, by phase (kubectl kustomize and kubeconform run in the background)",
         [row(label, seconds, "s") for label, seconds in breakdown.items()],
     )
     details: dict[str, Any] = {"seconds": times, "cpu_seconds": cpu, "peak_rss_mb": rss, "phases": breakdown, "folders": folders}
-    parameters = {"repeat": args.repeat, "spec": str(args.spec), "repo": str(args.repo or ""), "kubernetes_version": version,
-                  "bytecode": args.bytecode, "compare_with": str(args.compare_with or "")}
+    parameters = {
+        "repeat": args.repeat,
+        "spec": str(args.spec),
+        "repo": str(args.repo or ""),
+        "kubernetes_version": version,
+        "bytecode": args.bytecode,
+        "compare_with": str(args.compare_with or ""),
+    }
     path = benchlib.write_results("validate", rows, parameters=parameters, details=details)
     print(f"\nwrote {path.relative_to(REPO_ROOT)}")
     if not args.keep:

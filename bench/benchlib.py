@@ -164,10 +164,7 @@ def fmt(value: float | int | str) -> str:
 
 def print_table(title: str, rows: Sequence[Row]) -> None:
     header = ("metric", "value", "target", "status", "note")
-    lines = [
-        (r.metric, f"{fmt(r.value)} {r.unit}".strip(), r.target or "", "" if r.ok is None else ("ok" if r.ok else "MISSED"), r.note)
-        for r in rows
-    ]
+    lines = [(r.metric, f"{fmt(r.value)} {r.unit}".strip(), r.target or "", "" if r.ok is None else ("ok" if r.ok else "MISSED"), r.note) for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print(f"\n{title}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
@@ -197,9 +194,15 @@ def write_results(name: str, rows: Sequence[Row], *, parameters: Mapping[str, An
 def kubeconform_argv(binary: Path, schemas: Path, version: str, manifest: Path | str) -> list[str]:
     """kubeconform with the flags and offline schemas `fedgen validate` uses."""
     return [
-        str(binary), "-strict", "-output", "json", "-summary",
-        "-schema-location", f"{schemas}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json",
-        "-schema-location", f"{schemas}/kubernetes/v{version}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
+        str(binary),
+        "-strict",
+        "-output",
+        "json",
+        "-summary",
+        "-schema-location",
+        f"{schemas}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json",
+        "-schema-location",
+        f"{schemas}/kubernetes/v{version}/{{{{.ResourceKind}}}}{{{{.KindSuffix}}}}.json",
         str(manifest),
     ]
 
@@ -222,7 +225,8 @@ def hand_pipeline(repo: Path, kubectl: Path, kubeconform: Path, schemas: Path, v
     return (
         f"set -e\ncd {repo}\nout=$(mktemp)\n"
         + "".join(f"{kubectl} kustomize --load-restrictor=LoadRestrictionsNone {f} >> $out\necho --- >> $out\n" for f in folders)
-        + " ".join(argv) + " > /dev/null || [ $? -eq 1 ]\nrm -f $out\n"
+        + " ".join(argv)
+        + " > /dev/null || [ $? -eq 1 ]\nrm -f $out\n"
     )
 
 
@@ -237,4 +241,3 @@ def python_env(bytecode: str, scratch: Path, pythonpath: Path | None = None) -> 
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return env
-

@@ -108,23 +108,39 @@ def with_request_site(d: dict[str, Any]) -> None:
 
 
 def craft_request(
-    project: str = OTHER_SPEC["metadata"]["name"], name: str = REQUEST_SITE, org: str = REQUEST_ORG, *, key: rsa.RSAPrivateKey | None = None, cn: str | None = None
+    project: str = OTHER_SPEC["metadata"]["name"],
+    name: str = REQUEST_SITE,
+    org: str = REQUEST_ORG,
+    *,
+    key: rsa.RSAPrivateKey | None = None,
+    cn: str | None = None,
 ) -> dict[str, bytes]:
     """Members of an enrollment request in NVFlare 2.9's format, made here (consistent digests), for the negative cases."""
     key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, cn or name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-        x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, "client"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn or name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, "client"),
+        ]
+    )
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
     site_yaml = f"name: {project}\nparticipants:\n- name: {name}\n  type: client\n  org: {org}\n".encode()
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     meta = {
-        "artifact_type": "nvflare.cert.request", "schema_version": "1", "request_id": os.urandom(16).hex(),
-        "created_at": "2026-01-01T00:00:00Z", "project": project, "name": name, "org": org, "kind": "site",
-        "cert_type": "client", "cert_role": None, "csr_sha256": hashlib.sha256(csr).hexdigest(),
-        "public_key_sha256": hashlib.sha256(spki).hexdigest(), "site_yaml_sha256": hashlib.sha256(site_yaml).hexdigest(),
+        "artifact_type": "nvflare.cert.request",
+        "schema_version": "1",
+        "request_id": os.urandom(16).hex(),
+        "created_at": "2026-01-01T00:00:00Z",
+        "project": project,
+        "name": name,
+        "org": org,
+        "kind": "site",
+        "cert_type": "client",
+        "cert_role": None,
+        "csr_sha256": hashlib.sha256(csr).hexdigest(),
+        "public_key_sha256": hashlib.sha256(spki).hexdigest(),
+        "site_yaml_sha256": hashlib.sha256(site_yaml).hexdigest(),
     }
     return {"request.json": json.dumps(meta, indent=2).encode(), "site.yaml": site_yaml, f"{name}.csr": csr}
 

@@ -291,9 +291,7 @@ class BuiltinConverter:
             return copy.deepcopy(node)
         ref = node.get("$ref")
         if isinstance(ref, str):
-            siblings = {
-                k for k in node if k != "$ref" and k not in _DROPPED_KEYWORDS and not k.startswith("x-kubernetes-")
-            }
+            siblings = {k for k in node if k != "$ref" and k not in _DROPPED_KEYWORDS and not k.startswith("x-kubernetes-")}
             if siblings:
                 raise BuildError(f"$ref {ref!r} has siblings {sorted(siblings)}; not handled")
             name = _ref_name(ref)
@@ -366,10 +364,7 @@ def kubernetes_validate_root() -> Path:
     try:
         import kubernetes_validate  # noqa: PLC0415 (only the build needs it)
     except ImportError as exc:  # pragma: no cover - environment problem
-        raise BuildError(
-            "the PyPI package kubernetes-validate is not installed (pip install 'kubernetes-validate=="
-            f"{KUBERNETES_VALIDATE_VERSION}')"
-        ) from exc
+        raise BuildError(f"the PyPI package kubernetes-validate is not installed (pip install 'kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}')") from exc
     installed = importlib.metadata.version("kubernetes-validate")
     if installed != KUBERNETES_VALIDATE_VERSION:
         raise BuildError(
@@ -383,9 +378,7 @@ def build_builtin(version: str, source_root: Path) -> tuple[list[Entry], dict[st
     folder = source_root / f"v{version}.0-local-strict"
     defs_path = folder / "_definitions.json"
     if not defs_path.is_file():
-        raise BuildError(
-            f"{folder} not found: kubernetes-validate {KUBERNETES_VALIDATE_VERSION} does not ship {version}"
-        )
+        raise BuildError(f"{folder} not found: kubernetes-validate {KUBERNETES_VALIDATE_VERSION} does not ship {version}")
     defs_bytes = defs_path.read_bytes()
     definitions = json.loads(defs_bytes)["$defs"]
     converter = BuiltinConverter(definitions)
@@ -425,9 +418,7 @@ def build_builtin(version: str, source_root: Path) -> tuple[list[Entry], dict[st
     info = {
         "version": version,
         "definitions_sha256": sha256(defs_bytes),
-        "recursive": sorted(
-            {n for e in entries for n in json.loads(e.data).get("$defs", {})}
-        ),
+        "recursive": sorted({n for e in entries for n in json.loads(e.data).get("$defs", {})}),
         "lists_skipped": skipped_lists,
         "strict_added": converter.stats.strict_added,
     }
@@ -490,9 +481,7 @@ def _size(entries: Iterable[Entry]) -> int:
     return sum(len(e.data) for e in entries)
 
 
-def render_manifest(
-    builtins: dict[str, list[Entry]], infos: dict[str, dict[str, Any]], crds: list[Entry], crd_stats: Stats
-) -> bytes:
+def render_manifest(builtins: dict[str, list[Entry]], infos: dict[str, dict[str, Any]], crds: list[Entry], crd_stats: Stats) -> bytes:
     lines: list[str] = []
     add = lines.append
     all_entries = [e for v in builtins.values() for e in v] + crds
@@ -520,7 +509,7 @@ def render_manifest(
     add("  `x-kubernetes-preserve-unknown-fields` without `properties` (free-form values) stay open.")
     add("- `description`, `$id`, `$comment` and `x-kubernetes-*` annotations dropped: they take no part in")
     add("  validation (CEL `x-kubernetes-validations` rules are not evaluated by kubeconform anyway) and were about")
-    add("  three quarters of the bytes. OpenAPI `nullable: true` becomes a `\"null\"` type;")
+    add('  three quarters of the bytes. OpenAPI `nullable: true` becomes a `"null"` type;')
     add("  `x-kubernetes-int-or-string` without a type becomes `anyOf: [integer, string]`.")
     add("- Compact JSON, sorted keys, ASCII, one trailing newline.")
     add("- Built-in kinds: every top-level kind of each version except the typed lists (`DeploymentList`, ...) and")
@@ -652,9 +641,7 @@ def write(files: dict[str, bytes], schemas_dir: Path) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "generator" / "fedgen" / "schemas", help="schemas directory (default: %(default)s)"
-    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "generator" / "fedgen" / "schemas", help="schemas directory (default: %(default)s)")
     parser.add_argument(
         "--crd-sources",
         type=Path,

@@ -90,8 +90,17 @@ def test_site_bundle_holds_only_its_own_kit(rendered: tuple[Path, Path], site_ar
             body = "".join(certs[other][field].strip().splitlines()[1:-1])[:64]
             assert all(body.encode() not in data.replace(b"\n", b"") for _, data in members.values()), (other, field)
     expected = {
-        "readme.txt", "README.md", "run.sh", "doctor.sh", "doctor/__main__.py", "SHA256SUMS", "k8s/kustomization.yaml",
-        "startup/client.crt", "startup/client.key", "startup/fed_client.json", "startup/rootCA.pem",
+        "readme.txt",
+        "README.md",
+        "run.sh",
+        "doctor.sh",
+        "doctor/__main__.py",
+        "SHA256SUMS",
+        "k8s/kustomization.yaml",
+        "startup/client.crt",
+        "startup/client.key",
+        "startup/fed_client.json",
+        "startup/rootCA.pem",
     }
     present = {n[len(SITE) + 1 :] for n, (i, _) in members.items() if i.isfile()}
     assert expected <= present, expected - present
@@ -140,11 +149,11 @@ def test_readme_and_run_sh_reference_existing_paths_and_the_right_module(site_ar
     names = {n.rstrip("/") for n in members}
     for path in sorted(set(re.findall(rf"`({re.escape(SITE)}/[^`\s<]*)`", readme))):
         assert path.rstrip("/") in names, path
-    assert f"--add-host {DIALLED}:\"$SERVER_IP\"" in readme and f"SERVER_IP={ADDRESS}" in readme
+    assert f'--add-host {DIALLED}:"$SERVER_IP"' in readme and f"SERVER_IP={ADDRESS}" in readme
     assert f"{ADDRESS} {DIALLED}" in readme  # the /etc/hosts line
     assert OTHER_SPEC["spec"]["nvflare"]["image"] in readme and "-u 10000:10000" in readme
     assert f"-m {CLIENT_MODULE} \\\n  -m /workspace/nvfl/{SITE} -s fed_client.json" in readme
-    assert f"-v \"$PWD\"/{SITE}:/workspace/nvfl/{SITE}" in readme
+    assert f'-v "$PWD"/{SITE}:/workspace/nvfl/{SITE}' in readme
     assert "--set secure_train=true uid=site-a config_folder=config org=hospital_a" in readme
     assert f"--from-file=client.key={SITE}/startup/client.key" in readme
     info, run_sh = members[f"{SITE}/run.sh"]
@@ -159,11 +168,7 @@ def _fake_python(folder: Path, version: str) -> Path:
     """A python3 that reports `version` for nvflare and records any other invocation."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "python3"
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-c" ]; then echo "$FAKE_NVFLARE_VERSION"; exit 0; fi\n'
-        'printf "%s\\n" "$@" > "$ARGS_FILE"\n'
-    )
+    script.write_text('#!/bin/sh\nif [ "$1" = "-c" ]; then echo "$FAKE_NVFLARE_VERSION"; exit 0; fi\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
     script.chmod(0o755)
     return folder
 
@@ -184,8 +189,18 @@ def test_run_sh_starts_the_client_from_any_folder_with_the_spec_version(site_arc
         assert proc.returncode == 0, proc.stderr
         kit = str((extract / SITE).resolve())
         assert args_file.read_text().split("\n")[:-1] == [
-            "-u", "-m", CLIENT_MODULE, "-m", kit, "-s", "fed_client.json",
-            "--set", "secure_train=true", "uid=site-a", "config_folder=config", "org=hospital_a",
+            "-u",
+            "-m",
+            CLIENT_MODULE,
+            "-m",
+            kit,
+            "-s",
+            "fed_client.json",
+            "--set",
+            "secure_train=true",
+            "uid=site-a",
+            "config_folder=config",
+            "org=hospital_a",
         ]
     else:
         assert proc.returncode == 1 and not args_file.exists()
@@ -347,9 +362,7 @@ def test_a_site_the_state_has_no_certificate_for_asks_for_a_render(rendered: tup
 
 def test_an_empty_state_asks_for_a_render(rendered: tuple[Path, Path], tmp_path: Path) -> None:
     spec, _ = rendered
-    result = CliRunner().invoke(
-        main, ["client-bundle", SITE, "--spec", str(spec), "--state", str(tmp_path / "empty"), "--out", str(tmp_path / "o.tar.gz")]
-    )
+    result = CliRunner().invoke(main, ["client-bundle", SITE, "--spec", str(spec), "--state", str(tmp_path / "empty"), "--out", str(tmp_path / "o.tar.gz")])
     assert result.exit_code == 2 and "no certificates yet" in result.output
 
 
@@ -361,7 +374,7 @@ def test_a_host_name_as_server_address(rendered: tuple[Path, Path], tmp_path: Pa
     members = _members(out)
     readme = members[f"{SITE}/README.md"][1].decode()
     if mapped:
-        assert f"SERVER_IP=$(getent ahostsv4 {address} |" in readme and f"--add-host {DIALLED}:\"$SERVER_IP\"" in readme
+        assert f"SERVER_IP=$(getent ahostsv4 {address} |" in readme and f'--add-host {DIALLED}:"$SERVER_IP"' in readme
     else:
         assert "resolves through DNS already" in readme and "--add-host" not in readme
     # hostAliases take IP addresses only: a host name is never written into the manifests.
@@ -408,7 +421,9 @@ def test_refuses_to_write_inside_a_repository_unless_git_ignores_it(rendered: tu
     assert (work / "sub" / "site-a.tar.gz").read_bytes() == before
 
 
-def test_default_output_is_an_owner_only_folder_in_home_outside_the_repository(rendered: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_output_is_an_owner_only_folder_in_home_outside_the_repository(
+    rendered: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec, repo = rendered
     home = tmp_path / "home"
     home.mkdir()
@@ -475,9 +490,22 @@ def test_bundles_take_no_lock_and_run_in_parallel(rendered: tuple[Path, Path], s
     names = ["site-a", "site-b", ADMIN]
     procs = [
         subprocess.Popen(
-            [fedgen, "client-bundle", name, "--spec", str(spec), "--repo", str(repo), "--out", str(tmp_path / "par" / f"{i}.tar.gz"),
-             "--server-address", ADDRESS],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                fedgen,
+                "client-bundle",
+                name,
+                "--spec",
+                str(spec),
+                "--repo",
+                str(repo),
+                "--out",
+                str(tmp_path / "par" / f"{i}.tar.gz"),
+                "--server-address",
+                ADDRESS,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for i, name in enumerate(names)
     ]
@@ -568,7 +596,18 @@ def test_generated_commands_run_as_intended_with_odd_but_valid_values(odd_folder
     doctor_sh.write_bytes(texts.doctor_sh(ctx))
     resolved = str(kit.resolve())
     assert _run_recorded("", odd_folder, stubs, version, run_file=doctor_sh) == [
-        "-B", f"{resolved}/doctor", "--kit", resolved, "--nvflare", version, "--fl-port", "9102", "--admin-port", "9103", "--server-address", ADDRESS,
+        "-B",
+        f"{resolved}/doctor",
+        "--kit",
+        resolved,
+        "--nvflare",
+        version,
+        "--fl-port",
+        "9102",
+        "--admin-port",
+        "9103",
+        "--server-address",
+        ADDRESS,
     ]
 
     # The README's docker block, pasted into a shell in the folder that holds the kit.

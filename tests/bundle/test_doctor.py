@@ -199,7 +199,9 @@ def _tls_server(pki: Pki, trust: Path, cert: Path | None = None, key: Path | Non
 
 def _run(kit: Kit) -> tuple[int, list[str]]:
     lines: list[str] = []
-    code = run.diagnose(kit, want="2.9.0", ports={"fl": kit.port, "admin": kit.port}, server_address=None, timeout=5, now=dt.datetime.now(dt.timezone.utc), emit=lines.append)
+    code = run.diagnose(
+        kit, want="2.9.0", ports={"fl": kit.port, "admin": kit.port}, server_address=None, timeout=5, now=dt.datetime.now(dt.timezone.utc), emit=lines.append
+    )
     return code, lines
 
 

@@ -37,7 +37,6 @@ SITES_AND_ADMIN = ["site-a", "site-b", "lead@genomics.example.org"]
 EVERYONE = ["flserver", *SITES_AND_ADMIN]
 
 
-
 def _render(spec: Path, *args: str) -> Result:
     result = fedgen_cli("render", str(spec), "--repo", str(spec.parent.parent), *args)
     assert result.exit_code in (0, 1), result.output
@@ -62,7 +61,6 @@ def _state(repo: Path) -> dict[str, Any]:
 
 def _not_after(pem: str) -> datetime:
     return x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
-
 
 
 # ----------------------------------------------------------------------------------------- who must act
@@ -116,7 +114,14 @@ def test_a_port_change_names_those_whose_kits_dial_that_port(rendered: tuple[Pat
     for name in ("site-a", "site-b"):
         (reason,) = who[name]["reasons"]
         assert (reason["reason"], reason["old"], reason["new"]) == ("port", "9102", "9202")
-        assert reason["fields"] == [{"file": "startup/fed_client.json", "field": "servers[0].service.target", "old": "fl.genomics.example.org:9102", "new": "fl.genomics.example.org:9202"}]
+        assert reason["fields"] == [
+            {
+                "file": "startup/fed_client.json",
+                "field": "servers[0].service.target",
+                "old": "fl.genomics.example.org:9102",
+                "new": "fl.genomics.example.org:9202",
+            }
+        ]
     assert [(r["reason"], r["old"], r["new"]) for r in who["flserver"]["reasons"]] == [("port", "9102", "9202")]
 
     write_spec(lambda d: d["spec"]["server"].__setitem__("ports", {"fl": 9202, "admin": 9203}))

@@ -17,11 +17,11 @@ from typing import Any
 import click
 import pytest
 from click.testing import Result
+
 from fedgen import api
 from fedgen.cli import main
 from fedgen.errors import ExternalError, FedgenError, InputError, SpecErrors
 from fedgen.write import Plan
-
 from tests.support import fedgen_cli, tree_snapshot
 
 SpecWriter = Callable[..., Path]
@@ -53,7 +53,6 @@ ERRORS: list[tuple[BaseException, int, list[str]]] = [
     (RecursionError("maximum recursion depth exceeded"), 3, ["internal error: RecursionError: maximum recursion depth exceeded (a bug; rerun with --debug)"]),
     (KeyboardInterrupt(), 3, ["interrupted"]),
 ]
-
 
 
 def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
@@ -172,7 +171,10 @@ def test_the_old_rotate_spelling_works_with_a_one_line_note(monkeypatch: pytest.
         "error: spec=fed.yaml participant=site-a root_ca=False",
     ]
     root = fedgen_cli("rotate", "fed.yaml", "--root-ca", "--yes")
-    assert _lines(root) == ["deprecated: fedgen rotate SPEC --root-ca; use fedgen rotate --root-ca --spec SPEC", "error: spec=fed.yaml participant=None root_ca=True"]
+    assert _lines(root) == [
+        "deprecated: fedgen rotate SPEC --root-ca; use fedgen rotate --root-ca --spec SPEC",
+        "error: spec=fed.yaml participant=None root_ca=True",
+    ]
     new = fedgen_cli("rotate", "--root-ca", "--spec", "fed.yaml", "--yes")
     assert _lines(new) == ["error: spec=fed.yaml participant=None root_ca=True"]
     assert fedgen_cli("rotate", "a", "b", "--spec", "fed.yaml").exit_code == 2  # one participant at a time

@@ -25,13 +25,31 @@ DROP_TIMEOUT = 60.0  # until the server no longer lists a client it shut down
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), "-c", "user.name=e2e", "-c", "user.email=e2e@fedgen.invalid", *args], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=e2e", "-c", "user.email=e2e@fedgen.invalid", *args], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
     return proc.stdout.strip()
 
 
 def _status(fedgen: Path, netns: str, spec: Path, repo: Path, kubeconfig: Path, bundle: Path) -> tuple[int, dict[str, Any], str]:
-    argv = ["ip", "netns", "exec", netns, str(fedgen), "status", str(spec), "--repo", str(repo), "--kubeconfig", str(kubeconfig), "--admin", str(bundle), "--format", "json"]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        str(fedgen),
+        "status",
+        str(spec),
+        "--repo",
+        str(repo),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--admin",
+        str(bundle),
+        "--format",
+        "json",
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=STATUS_TIMEOUT)
     assert proc.stdout.startswith("{"), f"fedgen status printed no report ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.returncode, json.loads(proc.stdout), proc.stderr

@@ -8,10 +8,9 @@ import pytest
 
 from tests.e2e import results
 
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "e2e: runs a real NVFlare federation from rendered manifests and bundles (root, network namespaces)"
-    )
+    config.addinivalue_line("markers", "e2e: runs a real NVFlare federation from rendered manifests and bundles (root, network namespaces)")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -22,9 +22,9 @@ import sys
 import time
 import warnings
 import zipfile
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,7 +276,9 @@ def enroll(rendered: Rendered, site: str, dest: Path) -> Enrolled:
     signed = rendered.repo / approved.stdout.strip()
     assert signed == rendered.repo / signed_path(project, site) and signed.is_file(), approved.stdout
     # The PR check on the repo with both zips committed: the request's and the signed zip's rules all pass.
-    checked = subprocess.run([str(FEDGEN), "validate", "--repo", str(rendered.repo), "--format", "json"], capture_output=True, text=True, timeout=TIMEOUTS["command"])
+    checked = subprocess.run(
+        [str(FEDGEN), "validate", "--repo", str(rendered.repo), "--format", "json"], capture_output=True, text=True, timeout=TIMEOUTS["command"]
+    )
     findings = json.loads(checked.stdout)["findings"] if checked.stdout.startswith("{") else checked.stderr
     assert checked.returncode == 0 and findings == [], f"fedgen validate after enrolling {site}: {findings}"
 
@@ -525,12 +527,14 @@ def exposure_facts(rendered: Rendered) -> dict[str, Any]:
         "exclude_inbound_ports": sorted(int(p) for p in excluded.split(",")) if excluded else None,
         "gateway_routes": sorted(
             (r["match"][0]["port"], r["route"][0]["destination"]["host"], r["route"][0]["destination"]["port"]["number"])
-            for vs in built.objects if vs["kind"] == "VirtualService"
+            for vs in built.objects
+            if vs["kind"] == "VirtualService"
             for r in vs["spec"].get("tcp", [])
         ),
         "peer_authentication": [
             {str(k): v.get("mode") for k, v in (pa["spec"].get("portLevelMtls") or {}).items()}
-            for pa in built.objects if pa["kind"] == "PeerAuthentication" and pa["metadata"].get("namespace") == tenant
+            for pa in built.objects
+            if pa["kind"] == "PeerAuthentication" and pa["metadata"].get("namespace") == tenant
         ],
         "ports": ports,
     }
@@ -648,7 +652,9 @@ def main_flow(work: Path, sealing: tuple[bytes, bytes], *, exposure: str = "gate
         final = np.load(models[0])
         expected = expected_global_model(JOB_INITIAL, {s: JOB_DELTAS[s] for s in sites}, JOB_ROUNDS)
         facts["model"] = {"path": str(models[0].relative_to(work)), "value": final.tolist(), "expected": expected.tolist()}
-        assert final.shape == expected.shape and np.allclose(final, expected, rtol=0, atol=1e-5), f"aggregated model {final.tolist()} != expected {expected.tolist()}"
+        assert final.shape == expected.shape and np.allclose(final, expected, rtol=0, atol=1e-5), (
+            f"aggregated model {final.tolist()} != expected {expected.tolist()}"
+        )
         store = _job_store(rendered, pod, work / "bucket")
         facts["job_store"] = str(store.relative_to(work))
         assert (store / job_id).is_dir(), f"the job store on the bucket ({store}) has no {job_id}: resources.json did not move it"
@@ -703,9 +709,9 @@ def foreign_ca_flow(work: Path, sealing: tuple[bytes, bytes], *, log: Callable[[
         ours, theirs = ours_f.result(), theirs_f.result()
     mark("rendered")
     tenant, cm = ours.server["tenant"], f"nvflare-{ours.server['name']}-startup"
-    assert (
-        ours.built.get("ConfigMap", tenant, cm)["data"]["rootCA.pem"] != theirs.built.get("ConfigMap", tenant, cm)["data"]["rootCA.pem"]
-    ), "the two federations share a CA: the negative test would prove nothing"
+    assert ours.built.get("ConfigMap", tenant, cm)["data"]["rootCA.pem"] != theirs.built.get("ConfigMap", tenant, cm)["data"]["rootCA.pem"], (
+        "the two federations share a CA: the negative test would prove nothing"
+    )
     control = ours.data["spec"]["sites"][0]["name"]
     admin_name = ours.data["spec"]["admins"][0]["name"]
     with ThreadPoolExecutor(3) as pool:

@@ -356,9 +356,7 @@ def server_pod(
     kinds: dict[str, str] = {}
     for volume in pod_spec.get("volumes", []):
         target = bucket if "csi" in volume else vol_root / volume["name"]
-        kinds[volume["name"]] = materialise_volume(
-            volume, target, built=built, namespace=namespace, sealing_key=sealing_key, fs_group=fs_group
-        )
+        kinds[volume["name"]] = materialise_volume(volume, target, built=built, namespace=namespace, sealing_key=sealing_key, fs_group=fs_group)
         volumes[volume["name"]] = target
 
     root = str(workdir / "rootfs")

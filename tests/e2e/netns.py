@@ -132,8 +132,7 @@ class Topology:
         etc.mkdir(parents=True, exist_ok=False)
         self._etc.append(etc)
         (etc / "hosts").write_text(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{address}\t{label}\n" + "".join(f"{mapped_to}\t{name}\n" for name in dialled)
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{label}\n" + "".join(f"{mapped_to}\t{name}\n" for name in dialled)
         )
         leg = Leg(label, ns, address, veth_server, veth_peer)
         self.legs[label] = leg
@@ -151,8 +150,7 @@ class Topology:
         return {
             "server": {"netns": self.server_ns, "address": SERVER_IP},
             "participants": {
-                leg.name: {"netns": leg.netns, "address": leg.address, "veth": f"{leg.veth_peer} <-> {leg.veth_server}"}
-                for leg in self.legs.values()
+                leg.name: {"netns": leg.netns, "address": leg.address, "veth": f"{leg.veth_peer} <-> {leg.veth_server}"} for leg in self.legs.values()
             },
         }
 

@@ -254,7 +254,9 @@ def test_doctor_names_a_foreign_ca(running: Running) -> None:
     assert doctor.line("tcp")[0].startswith("OK"), str(doctor)
     project = flow.E2E_SPEC["metadata"]["name"]
     # Both federations' root CAs are named after the (same) project: only the key differs.
-    assert doctor.verdict.startswith(f"FAIL: tls: the server's certificate (CN={SERVER['name']}) names the issuer of your rootCA.pem (CN={project})"), str(doctor)
+    assert doctor.verdict.startswith(f"FAIL: tls: the server's certificate (CN={SERVER['name']}) names the issuer of your rootCA.pem (CN={project})"), str(
+        doctor
+    )
     assert "this bundle comes from another CA than the server's" in doctor.verdict
     assert "fedgen client-bundle clinic-rogue" in doctor.verdict
 

@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from fedgen.certs.lifecycle import certificate_report
 from fedgen.enroll import (
@@ -189,6 +189,7 @@ def test_a_site_enrolls_without_its_key_leaving_its_folder(world: dict[str, Path
     assert restored.exit_code == 0 and "restored" in restored.stderr
     assert (repo / SIGNED_REL).read_bytes() == signed
 
+
 def _readme_key_fingerprint(kit: Path) -> str:
     """Run the command of the kit README's step 3 in the kit folder, as the site pastes it into a shell."""
     section = (kit / "README.md").read_text().split("## 3. ", 1)[1].split("\n## ", 1)[0]
@@ -309,7 +310,11 @@ def test_refused_requests_exit_2_and_write_nothing(world: dict[str, Path]) -> No
     # Real requests, made in parallel: another project, an undeclared site, a site that enrolls by bundle.
     real = {}
     procs = []
-    for label, project, name, org in (("other-project", "proteomics", SITE, ORG), ("undeclared", PROJECT, "site-z", ORG), ("bundle-site", PROJECT, "site-a", "hospital_a")):
+    for label, project, name, org in (
+        ("other-project", "proteomics", SITE, ORG),
+        ("undeclared", PROJECT, "site-z", ORG),
+        ("bundle-site", PROJECT, "site-a", "hospital_a"),
+    ):
         folder = site / label
         folder.mkdir()
         (folder / "p.yaml").write_text(f"name: {project}\nparticipants:\n  - name: {name}\n    type: client\n    org: {org}\n")
@@ -334,10 +339,17 @@ def test_refused_requests_exit_2_and_write_nothing(world: dict[str, Path]) -> No
         real[label] = site / f"{label}.request.zip"
         real[label].write_bytes(data)
     expected = {
-        "other-project": "project 'proteomics'", "undeclared": "'site-z' is not declared", "bundle-site": "enrolls by bundle",
-        "tampered-csr": "does not match the digest", "cn-mismatch": "CN 'site-x'", "org-mismatch": "org 'hospital_z'",
-        "key-inside": "private key", "key-in-yaml": "private key", "path-traversal": "unsafe member",
-        "extra-member": "unexpected notes.txt", "signed-not-request": "not a readable zip",
+        "other-project": "project 'proteomics'",
+        "undeclared": "'site-z' is not declared",
+        "bundle-site": "enrolls by bundle",
+        "tampered-csr": "does not match the digest",
+        "cn-mismatch": "CN 'site-x'",
+        "org-mismatch": "org 'hospital_z'",
+        "key-inside": "private key",
+        "key-in-yaml": "private key",
+        "path-traversal": "unsafe member",
+        "extra-member": "unexpected notes.txt",
+        "signed-not-request": "not a readable zip",
     }
     before = _repo_state(repo)
     for label, path in real.items():
@@ -432,7 +444,11 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
         return who(fedgen_cli(*(args or ("render", str(spec))), "--repo", str(repo), "--format", "json"))
 
     site = {r["name"]: r for r in render_json()["must_act"]}[SITE]
-    assert (site["action"], site["command"], [r["reason"] for r in site["reasons"]]) == ("enroll-kit", f"fedgen enroll kit {SITE} --spec {spec}", ["not-enrolled"])
+    assert (site["action"], site["command"], [r["reason"] for r in site["reasons"]]) == (
+        "enroll-kit",
+        f"fedgen enroll kit {SITE} --spec {spec}",
+        ["not-enrolled"],
+    )
 
     key = _key()
     (repo / REQ_REL).parent.mkdir(parents=True)
@@ -441,7 +457,13 @@ def test_who_must_act_follows_an_enrolled_site(world: dict[str, Path], write_spe
     document = json.loads(first.stdout)  # stdout: the document only
     assert (document["action"], document["site"], document["signed"]) == ("approved", SITE, SIGNED_REL)
     assert who(first)["must_act"] == [
-        {"name": SITE, "kind": "client", "action": "package", "command": None, "reasons": [{"reason": "new-participant", "old": None, "new": None, "fields": []}]}
+        {
+            "name": SITE,
+            "kind": "client",
+            "action": "package",
+            "command": None,
+            "reasons": [{"reason": "new-participant", "old": None, "new": None, "fields": []}],
+        }
     ]
     assert who(first)["new"] == [SITE]
     assert SITE not in {r["name"] for r in render_json()["must_act"]}
@@ -516,7 +538,19 @@ def test_the_signed_zip_carries_the_server_name_and_fl_port_and_a_new_one_is_sig
         site = render_who()[SITE]
         assert (site["action"], site["command"]) == ("approve", f"fedgen enroll approve {REQ_REL} --spec {spec}")
         assert [(r["reason"], r["old"], r["new"], r["fields"]) for r in site["reasons"]] == [
-            ("port", "9102", "9202", [{"file": "startup/fed_client.json", "field": "servers[0].service.target", "old": "fl.genomics.example.org:9102", "new": "fl.genomics.example.org:9202"}])
+            (
+                "port",
+                "9102",
+                "9202",
+                [
+                    {
+                        "file": "startup/fed_client.json",
+                        "field": "servers[0].service.target",
+                        "old": "fl.genomics.example.org:9102",
+                        "new": "fl.genomics.example.org:9202",
+                    }
+                ],
+            )
         ]
     approved = _approve(w, repo / REQ_REL, "--format", "json")
     assert approved.exit_code == 0, approved.output
@@ -570,7 +604,7 @@ def test_inspect_request_accepts_nvflare_shape_and_refuses_unsafe_zips(write_spe
         for name, data in good.items():
             zf.writestr(name, data)
         entry = zipfile.ZipInfo("site.lnk")
-        entry.external_attr = (0o120777 << 16)
+        entry.external_attr = 0o120777 << 16
         zf.writestr(entry, "/etc/passwd")
     with pytest.raises(InputError, match="unsafe member"):
         inspect_request_zip(link.getvalue())
@@ -585,10 +619,23 @@ def test_inspect_request_accepts_nvflare_shape_and_refuses_unsafe_zips(write_spe
     assert classify(REQ_REL) is not None and classify(SIGNED_REL) is not None
     assert classify(f"enrollment/{PROJECT}/signed/{SITE}.request.zip") is None and classify("enrollment/x.zip") is None
     answer = SignedInfo(
-        project=PROJECT, name=SITE, org=ORG, request_id=info.request_id, approved_at="2026-01-01T00:00:00Z",
-        certificate_pem=b"", rootca_pem=b"", rootca_fingerprint="", serial="0x1", not_after=datetime.now(timezone.utc),
-        csr_sha256=info.csr_sha256, public_key_sha256=info.public_key_sha256, server_host="flserver", fl_port=1,
-        admin_port=2, connect_to=None, sha256="",
+        project=PROJECT,
+        name=SITE,
+        org=ORG,
+        request_id=info.request_id,
+        approved_at="2026-01-01T00:00:00Z",
+        certificate_pem=b"",
+        rootca_pem=b"",
+        rootca_fingerprint="",
+        serial="0x1",
+        not_after=datetime.now(timezone.utc),
+        csr_sha256=info.csr_sha256,
+        public_key_sha256=info.public_key_sha256,
+        server_host="flserver",
+        fl_port=1,
+        admin_port=2,
+        connect_to=None,
+        sha256="",
     )
     check_pair(info, answer)
     with pytest.raises(InputError, match="another request"):
@@ -663,7 +710,9 @@ def _recorded(script: str, cwd: Path, stubs: Path) -> list[list[str]]:
     out_name=st.text(alphabet=_ODD + "ab-", min_size=1, max_size=16),
     spec_name=st.text(alphabet=_ODD + "ab/", min_size=1, max_size=16),
 )
-def test_kit_readme_commands_run_as_intended_with_odd_but_valid_values(write_spec: SpecWriter, tmp_path_factory: pytest.TempPathFactory, revision: str, out_name: str, spec_name: str) -> None:
+def test_kit_readme_commands_run_as_intended_with_odd_but_valid_values(
+    write_spec: SpecWriter, tmp_path_factory: pytest.TempPathFactory, revision: str, out_name: str, spec_name: str
+) -> None:
     """Every command of the kit README, with any revision the spec accepts and a kit folder and spec path full
     of shell syntax, passes `bash -n` and runs exactly the intended command (stubs record the arguments)."""
     from fedgen.enroll.kit import CLIENT_MODULE, readme
@@ -701,5 +750,19 @@ def test_kit_readme_commands_run_as_intended_with_odd_but_valid_values(write_spe
     assert (clone / REQ_REL).parent.is_dir()  # the mkdir -p line ran as written
     kit = f"workspace/{PROJECT}/prod_00/{SITE}"
     assert _recorded(_indented_script(text, "## 6. "), clone, stubs) == [
-        [c, "-u", "-m", CLIENT_MODULE, "-m", f"{c}/{kit}", "-s", "fed_client.json", "--set", "secure_train=true", f"uid={SITE}", "config_folder=config", f"org={ORG}"],
+        [
+            c,
+            "-u",
+            "-m",
+            CLIENT_MODULE,
+            "-m",
+            f"{c}/{kit}",
+            "-s",
+            "fed_client.json",
+            "--set",
+            "secure_train=true",
+            f"uid={SITE}",
+            "config_folder=config",
+            f"org={ORG}",
+        ],
     ]

@@ -29,7 +29,9 @@ class Kubectl:
     def __init__(self, kubeconfig: Path, context: str | None = None, *, netns: str | None = None) -> None:
         self.kubeconfig, self.context, self.netns = kubeconfig, context, netns
 
-    def __call__(self, *args: str, input: str | None = None, check: bool = True, env: Mapping[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, env: Mapping[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         argv = [tool("kubectl"), f"--kubeconfig={self.kubeconfig}", *([f"--context={self.context}"] if self.context else []), *args]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
@@ -45,11 +47,15 @@ class Kubectl:
             return None
         return json.loads(proc.stdout)
 
-    def apply(self, objects: Sequence[Obj], *, manager: str, extra: Sequence[str] = (), env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, objects: Sequence[Obj], *, manager: str, extra: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         text = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
         return self("apply", "--server-side", f"--field-manager={manager}", "--validate=strict", *extra, "-f", "-", input=text, env=env)
 
-    def status(self, kind: str, name: str, namespace: str | None, status: Mapping[str, Any], *, manager: str = "kube-controller-manager", subresource: bool = True) -> None:
+    def status(
+        self, kind: str, name: str, namespace: str | None, status: Mapping[str, Any], *, manager: str = "kube-controller-manager", subresource: bool = True
+    ) -> None:
         """Write .status as the controller would (merge patch; through the status subresource when the CRD has one)."""
         args = ["patch", kind, name, "--type=merge", f"--field-manager={manager}", "-p", json.dumps({"status": status})]
         if subresource:
@@ -67,7 +73,12 @@ def build(folder: Path) -> list[Obj]:
 
 def identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     meta = obj.get("metadata") or {}
-    return (str(obj["apiVersion"]).split("/")[0] if "/" in str(obj["apiVersion"]) else "", str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+    return (
+        str(obj["apiVersion"]).split("/")[0] if "/" in str(obj["apiVersion"]) else "",
+        str(obj["kind"]),
+        str(meta.get("namespace") or ""),
+        str(meta["name"]),
+    )
 
 
 # A cluster-scoped ApplySet parent: kubectl's prune (--applyset) records the set in it; a namespaced parent
@@ -96,7 +107,9 @@ def install_crds(kubectl: Kubectl, timeout: float = 180, *, kinds: Collection[tu
     while True:
         items = json.loads(kubectl("get", "crd", "-o", "json").stdout)["items"]
         established = {
-            i["metadata"]["name"] for i in items if any(c["type"] == "Established" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions") or [])
+            i["metadata"]["name"]
+            for i in items
+            if any(c["type"] == "Established" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions") or [])
         }
         if wanted <= established:
             return

@@ -27,15 +27,28 @@ class Controllers:
 
     def deployment(self, namespace: str, name: str, *, available: int = 1) -> None:
         gen = self.generation("deployment", name, namespace)
-        condition = {"type": "Available", "status": "True" if available else "False", "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable"}
-        status = {"observedGeneration": gen, "replicas": 1, "updatedReplicas": 1, "readyReplicas": available, "availableReplicas": available, "conditions": [condition]}
+        condition = {
+            "type": "Available",
+            "status": "True" if available else "False",
+            "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+        }
+        status = {
+            "observedGeneration": gen,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "readyReplicas": available,
+            "availableReplicas": available,
+            "conditions": [condition],
+        }
         if not available:
             status["unavailableReplicas"] = 1
         self.kubectl.status("deployment", name, namespace, status)
 
     def sealed_secret(self, namespace: str, name: str) -> None:
         gen = self.generation("sealedsecret", name, namespace)
-        self.kubectl.status("sealedsecret", name, namespace, {"observedGeneration": gen, "conditions": [{"type": "Synced", "status": "True"}]}, manager="controller")
+        self.kubectl.status(
+            "sealedsecret", name, namespace, {"observedGeneration": gen, "conditions": [{"type": "Synced", "status": "True"}]}, manager="controller"
+        )
 
     def load_balancer(self, namespace: str, name: str, address: str | None = None) -> None:
         self.kubectl.status("service", name, namespace, {"loadBalancer": {"ingress": [{"ip": address or self.address, "ipMode": "VIP"}]}})

@@ -124,7 +124,9 @@ class Authority:
     def pem(self) -> bytes:
         return _pem_cert(self.cert)
 
-    def issue(self, common_name: str, *, organizations: tuple[str, ...] = (), ips: tuple[str, ...] = (), dns: tuple[str, ...] = (), server: bool = False) -> Credentials:
+    def issue(
+        self, common_name: str, *, organizations: tuple[str, ...] = (), ips: tuple[str, ...] = (), dns: tuple[str, ...] = (), server: bool = False
+    ) -> Credentials:
         key = _key()
         names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
         names.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
@@ -294,7 +296,7 @@ class Etcd:
         puts = []
         for kv in found.get("kvs") or []:
             key = base64.b64decode(kv["key"])
-            puts.append({"requestPut": {"key": b64(target.encode() + key[len(start):]), "value": kv.get("value", "")}})
+            puts.append({"requestPut": {"key": b64(target.encode() + key[len(start) :]), "value": kv.get("value", "")}})
         for i in range(0, len(puts), 100):  # etcd allows 128 operations per transaction
             self._call("kv/txn", {"success": puts[i : i + 100]})
         return len(puts)
@@ -353,7 +355,11 @@ class ApiServer:
             kubeconfig = self.write_kubeconfig(self.folder / "kubeconfig", context=self.name)
             # Only our server presents the certificate of our CA: another that took the port never looks ready.
             try:
-                wait_until(f"kube-apiserver {self.name} answers /readyz", functools.partial(self._ready, kubeconfig), [self.process, *([self.etcd.process] if self.etcd.process else [])])
+                wait_until(
+                    f"kube-apiserver {self.name} answers /readyz",
+                    functools.partial(self._ready, kubeconfig),
+                    [self.process, *([self.etcd.process] if self.etcd.process else [])],
+                )
                 return self
             except KubeApiError:
                 if self.etcd.netns or not _lost_port(self.process):

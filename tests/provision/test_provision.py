@@ -291,9 +291,7 @@ def test_output_is_silent_and_no_key_material_is_left_behind(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.chdir(tmp_path)
     # An undefined role makes NVFlare print a warning; adding a site makes it log INFO lines.
-    fed = bypassing_the_loader(
-        make_federation(sites=(("site1", "org_b"), ("site2", "org_c"), ("site4", "org_b"))), admin_role="auditor"
-    )
+    fed = bypassing_the_loader(make_federation(sites=(("site1", "org_b"), ("site2", "org_c"), ("site4", "org_b"))), admin_role="auditor")
     provision(fed, doc_copy(base))
     with pytest.raises(ExternalError):
         provision(bypassing_the_loader(make_federation(sites=(("site9", "org_b"),)), site="bad name!"), StateDocument())

@@ -62,9 +62,7 @@ def assert_valid_state(document: StateDocument, names: tuple[str, ...]) -> None:
         assert key.key_size == 2048  # type: ignore[union-attr]
 
 
-def test_parallel_and_serial_issue_valid_certificates_chained_to_one_root(
-    parallel: ProvisionResult, serial: ProvisionResult
-) -> None:
+def test_parallel_and_serial_issue_valid_certificates_chained_to_one_root(parallel: ProvisionResult, serial: ProvisionResult) -> None:
     for result in (parallel, serial):
         assert result.issued == tuple(sorted(NAMES))
         assert set(result.kits) == set(NAMES)
@@ -157,9 +155,7 @@ def test_worker_stops_and_cleans_up_when_its_caller_is_gone(parallel: ProvisionR
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedgen.provision.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "fedgen.provision.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(request).encode() + b"\n")
     proc.stdin.flush()

@@ -24,8 +24,6 @@ def _imaging(d: dict[str, Any]) -> None:
     d["spec"]["sites"] = [{"name": "site-x", "org": "hospital_x"}]
 
 
-
-
 def _tree(repo: Path) -> dict[str, bytes]:
     return tree_snapshot(repo, exclude=(".fedgen/state", "spec"))
 

@@ -24,7 +24,6 @@ def _docs(text: str) -> list[dict[str, Any]]:
     return [d for d in YAML(typ="safe", pure=True).load_all(text) if d]
 
 
-
 def _kind(kind: str) -> Callable[[dict[str, Any]], None]:
     def edit(d: dict[str, Any]) -> None:
         d["spec"]["platform"]["kind"] = kind
@@ -162,7 +161,12 @@ def test_digest_pinned_image_is_used_verbatim_everywhere(write_spec: SpecWriter,
     assert render_spec(spec).exit_code == 0
     repo = spec.parent.parent
     for cluster in ("gke-eu", SITE_CLUSTER):
-        images = {c["image"] for d in _docs(kustomize_build(repo / "clusters" / cluster)) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}
+        images = {
+            c["image"]
+            for d in _docs(kustomize_build(repo / "clusters" / cluster))
+            if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"]
+        }
         assert images == {OTHER_IMAGE}
     out = tmp_path / "site-b.tar.gz"
     result = CliRunner().invoke(main, ["client-bundle", "site-b", "--spec", str(spec), "--repo", str(repo), "--out", str(out)])

@@ -38,8 +38,13 @@ def site_clusters(write_spec: Callable[..., Path]) -> tuple[Path, Path]:
     def edit(d: dict[str, Any]) -> None:
         d["spec"]["clusters"] += [
             {"name": "gke-hosp-a", "projectId": "hosp-a-proj", "region": "europe-west1", "sealing": {"certificate": "hosp-a.pem"}},
-            {"name": "gke-hosp-b", "projectId": "hosp-b-proj", "region": "us-central1", "sealing": {"certificate": "hosp-b.pem"},
-             "platform": {"kind": "reference-architecture"}},
+            {
+                "name": "gke-hosp-b",
+                "projectId": "hosp-b-proj",
+                "region": "us-central1",
+                "sealing": {"certificate": "hosp-b.pem"},
+                "platform": {"kind": "reference-architecture"},
+            },
         ]
         d["spec"]["sites"][0]["cluster"] = "gke-hosp-a"
         d["spec"]["sites"][1]["cluster"] = "gke-hosp-b"
@@ -111,7 +116,9 @@ def test_a_site_runs_the_same_pod_from_its_cluster_folder_and_from_its_bundle(si
     assert cluster_pod.pop("serviceAccountName") == "nvflare-client" and "serviceAccountName" not in bundle_pod
     assert bundle_pod == cluster_pod
     assert bundle_pod["hostAliases"] == [{"ip": SERVER_IP, "hostnames": ["fl.genomics.example.org"]}]
-    assert {k: v for k, v in bundled["spec"].items() if k not in ("selector", "template")} == {k: v for k, v in rendered["spec"].items() if k not in ("selector", "template")}
+    assert {k: v for k, v in bundled["spec"].items() if k not in ("selector", "template")} == {
+        k: v for k, v in rendered["spec"].items() if k not in ("selector", "template")
+    }
 
 
 def test_a_site_cluster_pod_and_the_server_pod_share_hardening_and_layout(site_clusters: tuple[Path, Path]) -> None:
@@ -130,7 +137,10 @@ def test_a_site_cluster_pod_and_the_server_pod_share_hardening_and_layout(site_c
         assert container["args"][3:5] == ["-m", root]
         mounts = {m["name"]: (m["mountPath"], m.get("readOnly", False)) for m in container["volumeMounts"]}
         assert {k: mounts[k] for k in ("kit", "startup", "local", "tmp")} == {
-            "kit": (root, False), "startup": (f"{root}/startup", True), "local": (f"{root}/local", True), "tmp": ("/tmp", False)
+            "kit": (root, False),
+            "startup": (f"{root}/startup", True),
+            "local": (f"{root}/local", True),
+            "tmp": ("/tmp", False),
         }
     # A client listens on nothing: only the server is probed.
     assert "livenessProbe" in sc and "livenessProbe" not in cc

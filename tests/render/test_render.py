@@ -22,7 +22,6 @@ from tests.support import kustomize_build, render_spec, tool, tree_snapshot
 SpecWriter = Callable[..., Path]
 
 
-
 def _tree(repo: Path) -> dict[str, bytes]:
     """The rendered tree: everything but the state and the spec folder the test edits."""
     return tree_snapshot(repo, exclude=(".fedgen/state", "spec"))
@@ -34,7 +33,6 @@ def _state(repo: Path) -> dict[str, Any]:
 
 def _docs(text: str) -> list[dict[str, Any]]:
     return [d for d in YAML(typ="safe", pure=True).load_all(text) if d]
-
 
 
 def test_render_writes_every_object_and_kustomize_builds_it(rendered: tuple[Path, Path]) -> None:

@@ -92,11 +92,7 @@ def accepted(root: Path, finding: dict[str, Any], sealing_key_bytes: int) -> str
 
 
 def unexplained(root: Path, findings: list[dict[str, Any]], sealing_key_bytes: int) -> list[str]:
-    return [
-        f"{f['filename']}:{f['line_number']}: {f['type']}"
-        for f in findings
-        if accepted(root, f, sealing_key_bytes) is None
-    ]
+    return [f"{f['filename']}:{f['line_number']}: {f['type']}" for f in findings if accepted(root, f, sealing_key_bytes) is None]
 
 
 @pytest.fixture
@@ -143,7 +139,11 @@ def test_a_planted_private_key_fails_the_check(rendered: Path, tmp_path: Path, k
     plain = tmp_path / "plain"
     shutil.copytree(rendered, plain)
     leaked = plain / configmap.relative_to(rendered)
-    leaked.write_text(leaked.read_text() + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leak\ndata:\n  server.key: |\n" + "".join(f"    {line}\n" for line in key_pem.splitlines()))
+    leaked.write_text(
+        leaked.read_text()
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leak\ndata:\n  server.key: |\n"
+        + "".join(f"    {line}\n" for line in key_pem.splitlines())
+    )
     problems = unexplained(plain, scan(plain), key_bytes)
     assert any("Private Key" in p and p.startswith(str(configmap.relative_to(rendered))) for p in problems), problems
 

@@ -49,7 +49,9 @@ def _unseal(sealed: Path, key: Path) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def test_site_cluster_gets_its_own_sync_root(write_spec: Callable[..., Path], site_cluster_keypair: tuple[Path, Path], sealing_keypair: tuple[Path, Path]) -> None:
+def test_site_cluster_gets_its_own_sync_root(
+    write_spec: Callable[..., Path], site_cluster_keypair: tuple[Path, Path], sealing_keypair: tuple[Path, Path]
+) -> None:
     spec = write_spec(_with_site_cluster)
     shutil.copy(site_cluster_keypair[1], spec.parent / "hosp-a.pem")
     repo = spec.parent.parent

@@ -75,7 +75,9 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
         if (FIXTURES / "modules" / module).is_dir():
             for extra in sorted((FIXTURES / "modules" / module).glob("*.tf")):
                 shutil.copy(extra, folder / extra.name)
-        proc = subprocess.run([tool("terraform"), f"-chdir={folder}", "init", "-input=false", "-no-color"], env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [tool("terraform"), f"-chdir={folder}", "init", "-input=false", "-no-color"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out[module] = folder
     yield out
@@ -181,7 +183,13 @@ def test_site_clusters_plan_cleanly_and_standalone_ones_get_no_variables(tmp_pat
     spec = _spec()
     spec["spec"]["clusters"] += [
         {"name": "gke-hosp-a", "projectId": "hosp-a-proj", "region": "us-east5", "sealing": {"certificate": "hosp-a.pem"}},
-        {"name": "gke-hosp-b", "projectId": "hosp-b-proj", "region": "europe-west1", "sealing": {"certificate": "hosp-a.pem"}, "platform": {"kind": "standalone"}},
+        {
+            "name": "gke-hosp-b",
+            "projectId": "hosp-b-proj",
+            "region": "europe-west1",
+            "sealing": {"certificate": "hosp-a.pem"},
+            "platform": {"kind": "standalone"},
+        },
     ]
     spec["spec"]["sites"][0]["cluster"] = "gke-hosp-a"
     spec["spec"]["sites"][1]["cluster"] = "gke-hosp-b"
@@ -205,7 +213,10 @@ def test_several_federations_plan_cleanly(tmp_path: Path, modules: dict[str, Pat
     assert sorted(assert_plans_cleanly(tmp_path, modules)) == ["acp-dev", "gke-eu"]
     fl = _tfvars(tmp_path, "acp-dev", "uc_federated_learning")
     assert fl["federated_learning_tenant_names"] == ["fl-1", "fl-imaging"]
-    assert sorted(b["member"].rsplit("/ns/", 1)[1] for b in fl["federated_learning_cloud_storage_buckets_iam_bindings"]) == ["fl-1/sa/fl-ksa", "fl-imaging/sa/fl-ksa"]
+    assert sorted(b["member"].rsplit("/ns/", 1)[1] for b in fl["federated_learning_cloud_storage_buckets_iam_bindings"]) == [
+        "fl-1/sa/fl-ksa",
+        "fl-imaging/sa/fl-ksa",
+    ]
     assert sorted(fl["federated_learning_cloud_storage_buckets"]) == ["flws", "nvf-ws"]
 
 

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support import tool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -26,11 +24,12 @@ from cryptography.x509.oid import NameOID
 from ruamel.yaml import YAML
 
 from fedgen.errors import InputError
-from fedgen.spec.sealing_certificate import SealingCertificate, load_certificate
 from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.crypto import SCOPES, UnsealError, seal_value, unseal_value
 from fedgen.seal.manifest import sealed_secret_manifest
 from fedgen.seal.reuse import seal_data
+from fedgen.spec.sealing_certificate import SealingCertificate, load_certificate
+from tests.support import tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "fl-site-1"
@@ -56,9 +55,7 @@ def kubeseal() -> str:
 def _run_kubeseal(kubeseal: str, args: list[str], stdin: bytes, tmp: Path) -> subprocess.CompletedProcess[bytes]:
     # No cluster: point kubeconfig at nothing so a stray local config can never be used.
     env = dict(os.environ, KUBECONFIG=str(tmp / "no-kubeconfig"), HOME=str(tmp))
-    return subprocess.run(
-        [kubeseal, *args], input=stdin, capture_output=True, env=env, cwd=tmp, timeout=120, check=False
-    )
+    return subprocess.run([kubeseal, *args], input=stdin, capture_output=True, env=env, cwd=tmp, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +78,7 @@ def other_keypair() -> tuple[bytes, bytes]:
     return generate_development_keypair(common_name="rotated")
 
 
-def _self_signed(
-    key: Any, *, not_before: dt.datetime, not_after: dt.datetime, cn: str = "test"
-) -> bytes:
+def _self_signed(key: Any, *, not_before: dt.datetime, not_after: dt.datetime, cn: str = "test") -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     certificate = (
         x509.CertificateBuilder()
@@ -168,12 +163,8 @@ def test_controller_reads_scope_from_sealedsecret_metadata(
     kubeseal: str, keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate, tmp_path: Path
 ) -> None:
     """Pins the upstream fact the manifest relies on: the label comes from the SealedSecret's own annotations."""
-    encrypted, _ = seal_data(
-        cert, {"k": b"v"}, namespace=NAMESPACE, name=NAME, scope="namespace-wide", previous={}, records={}
-    )
-    manifest = sealed_secret_manifest(
-        name=NAME, namespace=NAMESPACE, scope="namespace-wide", encrypted_data=encrypted
-    )
+    encrypted, _ = seal_data(cert, {"k": b"v"}, namespace=NAMESPACE, name=NAME, scope="namespace-wide", previous={}, records={})
+    manifest = sealed_secret_manifest(name=NAME, namespace=NAMESPACE, scope="namespace-wide", encrypted_data=encrypted)
     args = ["--recovery-unseal", "--recovery-private-key", str(keypair[0])]
 
     only_top = json.loads(json.dumps(manifest))
@@ -193,9 +184,7 @@ def test_controller_reads_scope_from_sealedsecret_metadata(
 
 
 @pytest.mark.parametrize("scope", SCOPES)
-def test_we_unseal_what_kubeseal_seals_with_our_certificate(
-    kubeseal: str, keypair: tuple[Path, Path, bytes, bytes], tmp_path: Path, scope: str
-) -> None:
+def test_we_unseal_what_kubeseal_seals_with_our_certificate(kubeseal: str, keypair: tuple[Path, Path, bytes, bytes], tmp_path: Path, scope: str) -> None:
     key_path, cert_path, key_pem, _ = keypair
     labels = {"app": "fl"}
     secret = {
@@ -219,9 +208,7 @@ def test_we_unseal_what_kubeseal_seals_with_our_certificate(
         assert unseal_value(key_pem, encrypted[key], namespace=NAMESPACE, name=NAME, scope=scope) == value
 
     # Our manifest has kubeseal's shape, annotations included (ciphertext aside; kubeseal's nulls dropped).
-    ours = sealed_secret_manifest(
-        name=NAME, namespace=NAMESPACE, scope=scope, encrypted_data=encrypted, labels=labels
-    )
+    ours = sealed_secret_manifest(name=NAME, namespace=NAMESPACE, scope=scope, encrypted_data=encrypted, labels=labels)
     assert _strip_nulls(sealed) == ours
 
 
@@ -230,9 +217,7 @@ def test_we_unseal_what_kubeseal_seals_with_our_certificate(
 
 
 @pytest.mark.parametrize("scope", SCOPES)
-def test_seal_value_layout_and_round_trip(
-    keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate, scope: str
-) -> None:
+def test_seal_value_layout_and_round_trip(keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate, scope: str) -> None:
     plaintext = b"hello world"
     sealed = seal_value(cert, plaintext, namespace=NAMESPACE, name=NAME, scope=scope)
     blob = base64.b64decode(sealed, validate=True)
@@ -271,9 +256,7 @@ def test_wrong_label_fails_to_unseal(
         unseal_value(keypair[2], sealed, namespace=namespace, name=name, scope=scope)
 
 
-def test_cluster_wide_unseals_under_any_namespace(
-    keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate
-) -> None:
+def test_cluster_wide_unseals_under_any_namespace(keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate) -> None:
     sealed = seal_value(cert, b"x", namespace=NAMESPACE, name=NAME, scope="cluster-wide")
     assert unseal_value(keypair[2], sealed, namespace="elsewhere", name="other", scope="cluster-wide") == b"x"
 
@@ -287,15 +270,11 @@ def test_unseal_with_wrong_key_or_corrupt_data_fails(
     blob = bytearray(base64.b64decode(sealed))
     blob[-1] ^= 1
     with pytest.raises(UnsealError, match="authentication"):
-        unseal_value(
-            keypair[2], base64.b64encode(bytes(blob)).decode(), namespace=NAMESPACE, name=NAME, scope="strict"
-        )
+        unseal_value(keypair[2], base64.b64encode(bytes(blob)).decode(), namespace=NAMESPACE, name=NAME, scope="strict")
     with pytest.raises(UnsealError, match="base64"):
         unseal_value(keypair[2], "not base64!", namespace=NAMESPACE, name=NAME, scope="strict")
     with pytest.raises(UnsealError, match="truncated"):
-        unseal_value(
-            keypair[2], base64.b64encode(bytes(blob[:100])).decode(), namespace=NAMESPACE, name=NAME, scope="strict"
-        )
+        unseal_value(keypair[2], base64.b64encode(bytes(blob[:100])).decode(), namespace=NAMESPACE, name=NAME, scope="strict")
 
 
 def test_unknown_scope_or_missing_namespace_is_an_input_error(cert: SealingCertificate) -> None:
@@ -326,22 +305,16 @@ def test_resealing_unchanged_data_keeps_ciphertext(cert: SealingCertificate) -> 
             "scope": "strict",
             "ciphertext_sha256": _digest(first[key]),
         }
-    second, records2 = seal_data(
-        cert, DATA, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records
-    )
+    second, records2 = seal_data(cert, DATA, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records)
     assert second == first
     assert records2 == records
 
 
-def test_changed_value_is_resealed_others_kept(
-    keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate
-) -> None:
+def test_changed_value_is_resealed_others_kept(keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate) -> None:
     data = {"a": b"one", "b": b"two"}
     first, records = seal_data(cert, data, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={})
     changed = {"a": b"one", "b": b"TWO"}
-    second, records2 = seal_data(
-        cert, changed, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records
-    )
+    second, records2 = seal_data(cert, changed, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records)
     assert second["a"] == first["a"]
     assert second["b"] != first["b"]
     assert records2["a"] == records["a"]
@@ -351,26 +324,18 @@ def test_changed_value_is_resealed_others_kept(
 
 
 def test_added_and_removed_keys(cert: SealingCertificate) -> None:
-    first, records = seal_data(
-        cert, {"a": b"1", "b": b"2"}, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={}
-    )
-    second, records2 = seal_data(
-        cert, {"c": b"3", "a": b"1"}, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records
-    )
+    first, records = seal_data(cert, {"a": b"1", "b": b"2"}, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={})
+    second, records2 = seal_data(cert, {"c": b"3", "a": b"1"}, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records)
     assert list(second) == ["a", "c"]
     assert list(records2) == ["a", "c"]
     assert second["a"] == first["a"]
 
 
-def test_changed_certificate_reseals(
-    cert: SealingCertificate, other_keypair: tuple[bytes, bytes]
-) -> None:
+def test_changed_certificate_reseals(cert: SealingCertificate, other_keypair: tuple[bytes, bytes]) -> None:
     first, records = seal_data(cert, DATA, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={})
     rotated = load_certificate(other_keypair[1], origin="rotated.pem")
     assert rotated.sha256 != cert.sha256
-    second, records2 = seal_data(
-        rotated, DATA, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records
-    )
+    second, records2 = seal_data(rotated, DATA, namespace=NAMESPACE, name=NAME, scope="strict", previous=first, records=records)
     for key in DATA:
         assert second[key] != first[key]
         assert records2[key]["certificate_sha256"] == rotated.sha256
@@ -379,9 +344,7 @@ def test_changed_certificate_reseals(
 
 def test_changed_scope_reseals(keypair: tuple[Path, Path, bytes, bytes], cert: SealingCertificate) -> None:
     first, records = seal_data(cert, DATA, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={})
-    second, records2 = seal_data(
-        cert, DATA, namespace=NAMESPACE, name=NAME, scope="cluster-wide", previous=first, records=records
-    )
+    second, records2 = seal_data(cert, DATA, namespace=NAMESPACE, name=NAME, scope="cluster-wide", previous=first, records=records)
     for key in DATA:
         assert second[key] != first[key]
         assert records2[key]["scope"] == "cluster-wide"
@@ -390,12 +353,15 @@ def test_changed_scope_reseals(keypair: tuple[Path, Path, bytes, bytes], cert: S
 
 def test_previous_not_matching_record_is_resealed(cert: SealingCertificate) -> None:
     """A hand-edited or foreign ciphertext in the repo is never trusted, nor is a value without a record."""
-    first, records = seal_data(
-        cert, {"a": b"1", "b": b"2"}, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={}
-    )
+    first, records = seal_data(cert, {"a": b"1", "b": b"2"}, namespace=NAMESPACE, name=NAME, scope="strict", previous={}, records={})
     tampered = dict(first, a=seal_value(cert, b"evil", namespace=NAMESPACE, name=NAME, scope="strict"))
     second, _ = seal_data(
-        cert, {"a": b"1", "b": b"2"}, namespace=NAMESPACE, name=NAME, scope="strict", previous=tampered,
+        cert,
+        {"a": b"1", "b": b"2"},
+        namespace=NAMESPACE,
+        name=NAME,
+        scope="strict",
+        previous=tampered,
         records={"a": records["a"]},
     )
     assert second["a"] not in (first["a"], tampered["a"])
@@ -495,9 +461,7 @@ def test_load_certificate_rejects_private_key(keypair: tuple[Path, Path, bytes, 
 
 
 def test_load_certificate_rejects_bare_public_key(cert: SealingCertificate) -> None:
-    public_pem = cert.public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public_pem = cert.public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     with pytest.raises(InputError) as exc:
         load_certificate(public_pem, origin="pub.pem")
     _assert_one_line_input_error(exc, "pub.pem", "PUBLIC KEY", "not an X.509 certificate")

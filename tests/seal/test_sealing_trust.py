@@ -24,16 +24,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from fedgen.errors import InputError
-from fedgen.spec.sealing_certificate import fingerprint, parse_fingerprint
 from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.manifest import redact_ciphertext
+from fedgen.spec.sealing_certificate import fingerprint, parse_fingerprint
 from tests.gcs_emulator import Emulator
 from tests.support import render_spec, tool, tree_snapshot
 
 SpecWriter = Callable[..., Path]
 SEALED = "tenants/fl-genomics/nvflare-flserver/sealed-secret.yaml"
 STATE = ".fedgen/state/genomics/state.json"
-
 
 
 def _tree(repo: Path) -> dict[str, bytes]:
@@ -73,7 +72,6 @@ def _manifest_with(value: str) -> bytes:
 
 def _server_key_values(text: str) -> list[str]:
     return re.findall(r"server\.key: (\S+)", text)
-
 
 
 def test_a_pr_swapping_the_sealing_certificate_never_gets_the_key(rendered: tuple[Path, Path], sealing_keypair: tuple[Path, Path], tmp_path: Path) -> None:

@@ -18,10 +18,9 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from fedgen.spec import sizing
 from fedgen.cli import main
 from fedgen.render import server
-from fedgen.spec import load_federation
+from fedgen.spec import load_federation, sizing
 from fedgen.spec.schema import spec_schema
 from tests.support import OTHER_SPEC, dump_yaml, kustomize_build
 
@@ -96,7 +95,11 @@ def test_measured_figures_give_the_issues_totals() -> None:
 
 
 def test_adding_a_site_changes_the_server_only_at_a_capacity_step() -> None:
-    changes = [n for n in range(1, 400) if (sizing.default_max_clients(n), sizing.default_memory_mib(n, 4)) != (sizing.default_max_clients(n + 1), sizing.default_memory_mib(n + 1, 4))]
+    changes = [
+        n
+        for n in range(1, 400)
+        if (sizing.default_max_clients(n), sizing.default_memory_mib(n, 4)) != (sizing.default_max_clients(n + 1), sizing.default_memory_mib(n + 1, 4))
+    ]
     assert changes and all(n % sizing.SITE_STEP == 0 for n in changes), changes
 
 
@@ -110,6 +113,7 @@ def test_spec_overrides_clients_jobs_and_resources(write_spec: SpecWriter, templ
     assert _max_jobs(resources) == 2
     assert container["resources"]["requests"]["memory"] == container["resources"]["limits"]["memory"] == "6Gi"
     assert container["resources"]["requests"]["cpu"] == container["resources"]["limits"]["cpu"] == "2500m"
+
     # maxJobs alone sizes the memory: fewer jobs at once, less memory.
     def one_job(d: dict[str, Any]) -> None:
         _sites(600)(d)
@@ -132,8 +136,21 @@ def test_sites_enrolling_by_request_count(write_spec: SpecWriter, template_resou
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1Gi", 2**30), ("1536Mi", 1536 * 2**20), ("2G", 2e9), ("1e9", 1e9), (1073741824, 2**30), ("512k", 512e3),
-     ("", None), ("Gi", None), ("-1Gi", None), ("1GB", None), (True, None), ("1..5Gi", None), (None, None)],
+    [
+        ("1Gi", 2**30),
+        ("1536Mi", 1536 * 2**20),
+        ("2G", 2e9),
+        ("1e9", 1e9),
+        (1073741824, 2**30),
+        ("512k", 512e3),
+        ("", None),
+        ("Gi", None),
+        ("-1Gi", None),
+        ("1GB", None),
+        (True, None),
+        ("1..5Gi", None),
+        (None, None),
+    ],
 )
 def test_memory_quantities(value: object, expected: float | None) -> None:
     assert sizing.memory_bytes(value) == expected

@@ -77,7 +77,13 @@ BAD_SPECS = [
     ("version-mismatch", 'version: "2.9.0"', 'version: "2.8.1"', "does not match the installed nvflare", "7:14"),
     ("same-ports", "admin: 8003}", "admin: 8002}", "equals the fl port", "23:30"),
     ("duplicate-key", "  workspace:\n", "  workspace:\n    bucket: a1\n", "duplicate key", None),
-    ("alias", "  sites:\n    - {name: client1, org: nvidia}\n", "  sites:\n    - &s {name: client1, org: nvidia}\n    - *s\n", "anchors and aliases are not allowed", "26:7"),
+    (
+        "alias",
+        "  sites:\n    - {name: client1, org: nvidia}\n",
+        "  sites:\n    - &s {name: client1, org: nvidia}\n    - *s\n",
+        "anchors and aliases are not allowed",
+        "26:7",
+    ),
     ("custom-tag", "bucket: nvf-ws", "bucket: !!python/object:os.system nvf-ws", "is not allowed; plain values only", "17:13"),
     ("merge-key", "  workspace:\n    bucket: nvf-ws\n", "  workspace:\n    <<: {bucket: x}\n", "merge keys", "17:5"),
     ("two-documents", "apiVersion: fedgen/v1\n", "a: 1\n---\napiVersion: fedgen/v1\n", "more than one YAML document", "3:1"),
@@ -85,7 +91,13 @@ BAD_SPECS = [
     ("top-level-list", GOOD, "- 1\n- 2\n", "expected object, got array", "1:1"),
     ("missing-sealing-cert", "  clusters:\n", "  sealing:\n    certificate: keys/none.pem\n  clusters:\n", "cannot be read", "13:18"),
     ("long-tenant", "tenant: fl-1", "tenant: " + "t" * 45, "at most 40", "22:13"),
-    ("max-clients-below-sites", "    hostNames: [server1]\n", "    hostNames: [server1]\n    maxClients: 1\n", "admits fewer clients than the 2 declared sites", "25:17"),
+    (
+        "max-clients-below-sites",
+        "    hostNames: [server1]\n",
+        "    hostNames: [server1]\n    maxClients: 1\n",
+        "admits fewer clients than the 2 declared sites",
+        "25:17",
+    ),
     ("memory-quantity", "    hostNames: [server1]\n", "    hostNames: [server1]\n    resources: {memory: 2GB}\n", "does not match", "25:25"),
     # Strings are matched whole: a trailing newline (Python's `$` matches before one) or any control or
     # invisible character is refused where it stands, in values and keys alike.
@@ -183,8 +195,13 @@ def test_expired_sealing_certificate(tmp_path: Path) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
     past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=30))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(past)
+        .not_valid_after(past + datetime.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
     (tmp_path / "old.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -393,8 +410,14 @@ def test_no_spec_default_is_repeated_in_the_model_loader_or_checks() -> None:
             ):
                 found.append(f"{name}:{node.lineno}: .get({node.args[0].value!r}, ...) falls back for a schema default")
             if name == "model.py" and isinstance(node, ast.ClassDef):
-                found += [f"{name}:{f.lineno}: field {f.target.id} of {node.name} has a default" for f in node.body if isinstance(f, ast.AnnAssign) and f.value is not None and isinstance(f.target, ast.Name)]
+                found += [
+                    f"{name}:{f.lineno}: field {f.target.id} of {node.name} has a default"
+                    for f in node.body
+                    if isinstance(f, ast.AnnAssign) and f.value is not None and isinstance(f.target, ast.Name)
+                ]
     assert found == []
+
+
 def _as_read(data: object, position: object, path: tuple[object, ...] = ()) -> Iterator[tuple[object, ...]]:
     """Every value of a loaded document with its type and its (value, key) positions."""
     shown = None if isinstance(data, (dict, list)) else repr(data)
@@ -404,9 +427,38 @@ def _as_read(data: object, position: object, path: tuple[object, ...] = ()) -> I
         yield from _as_read(value, position, (*path, key))
 
 
-_SCALARS = ["yes", "no", "on", "True", "FALSE", "null", "~", "", "1e3", "1.0", ".5", "0o17", "017", "0x1F", "0b101",
-            "1_000", "+1", "-0", ".inf", "-.Inf", ".NaN", "12:30:45", "'quoted'", '"d\\u00e9"', "é café", "0.", "1e", "09",
-            "[a, 1]", "{a: 1, b: c}"]
+_SCALARS = [
+    "yes",
+    "no",
+    "on",
+    "True",
+    "FALSE",
+    "null",
+    "~",
+    "",
+    "1e3",
+    "1.0",
+    ".5",
+    "0o17",
+    "017",
+    "0x1F",
+    "0b101",
+    "1_000",
+    "+1",
+    "-0",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "12:30:45",
+    "'quoted'",
+    '"d\\u00e9"',
+    "é café",
+    "0.",
+    "1e",
+    "09",
+    "[a, 1]",
+    "{a: 1, b: c}",
+]
 
 
 @pytest.mark.parametrize("value", _SCALARS)

@@ -22,8 +22,8 @@ from fedgen.cli import main
 from fedgen.errors import ExternalError
 from fedgen.state import StateDocument
 from fedgen.state.gcs import LEASE_SECONDS, RENEW_SECONDS, GcsStore
-from fedgen.state.unlock import force_unlock
 from fedgen.state.local import LocalStore
+from fedgen.state.unlock import force_unlock
 from tests.gcs_emulator import Emulator, ReadOnlyProxy
 from tests.support import refusing_port, tree_snapshot
 
@@ -293,6 +293,8 @@ def test_a_state_in_the_workspace_bucket_is_refused(gcs: Emulator, write_spec: S
     ):
         refused = CliRunner().invoke(main, args)
         assert refused.exit_code == 2 and f"bucket {derived} is mounted" in _one_line(refused.output), args
+
+
 def test_unlock_refuses_a_lock_held_by_a_live_process_on_this_host(gcs: Emulator) -> None:
     bucket = gcs.create_bucket()
     location = f"gs://{bucket}/p"

@@ -27,8 +27,6 @@ SpecWriter = Callable[..., Path]
 CONFIGMAPS = "tenants/fl-genomics/nvflare-flserver/configmaps.yaml"
 
 
-
-
 def _one_line(result: Result) -> str:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -47,7 +45,6 @@ def _committed_root(repo: Path, rel: str = CONFIGMAPS) -> str:
 
 def _state_root(state: Path) -> str:
     return fingerprint(json.loads((state / "state.json").read_text())["nvflare_cert"]["root_cert"].encode())
-
 
 
 # ------------------------------------------------------------------------------------------- root CA
@@ -146,9 +143,12 @@ def test_a_state_open_to_others_is_refused_with_the_chmod_that_fixes_it(rendered
     path = repo / target
     path.chmod(mode)
     before = _everything(repo)
-    for args in (["render", str(spec), "--repo", str(repo)], ["render", str(spec), "--repo", str(repo), "--check"],
-                 ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(repo), "--out", str(repo.parent / "b.tgz")],
-                 ["certs", str(spec), "--repo", str(repo)]):
+    for args in (
+        ["render", str(spec), "--repo", str(repo)],
+        ["render", str(spec), "--repo", str(repo), "--check"],
+        ["client-bundle", "site-a", "--spec", str(spec), "--repo", str(repo), "--out", str(repo.parent / "b.tgz")],
+        ["certs", str(spec), "--repo", str(repo)],
+    ):
         result = fedgen_cli(*args)
         assert result.exit_code == 2, (args, result.output)
         line = _one_line(result)

@@ -155,7 +155,11 @@ def _apply_pruning(kubectl: Kubectl, objects: list[dict[str, Any]], manager: str
     digest = hashlib.sha256(b"fedgen..ApplySet.test.fedgen.invalid").digest()
     set_id = f"applyset-{base64.urlsafe_b64encode(digest).decode().rstrip('=')}-v1"
     annotations = {"applyset.kubernetes.io/tooling": _kubectl_tooling(kubectl), "applyset.kubernetes.io/contains-group-kinds": ""}
-    parent = {"apiVersion": "test.fedgen.invalid/v1", "kind": "ApplySet", "metadata": {"name": "fedgen", "labels": {"applyset.kubernetes.io/id": set_id}, "annotations": annotations}}
+    parent = {
+        "apiVersion": "test.fedgen.invalid/v1",
+        "kind": "ApplySet",
+        "metadata": {"name": "fedgen", "labels": {"applyset.kubernetes.io/id": set_id}, "annotations": annotations},
+    }
     if kubectl.get(APPLYSET_PARENT, "fedgen") is None:
         kubectl.apply([parent], manager="fedgen-test")
     extra = ["--prune", f"--applyset={APPLYSET}"]

@@ -70,7 +70,9 @@ class World:
     controllers: Controllers
 
     def status(self, *extra: str) -> tuple[Result, dict[str, Any] | None]:
-        result = CliRunner().invoke(main, ["status", str(self.spec), "--repo", str(self.repo), "--kubeconfig", str(self.kubeconfig), "--format", "json", *extra])
+        result = CliRunner().invoke(
+            main, ["status", str(self.spec), "--repo", str(self.repo), "--kubeconfig", str(self.kubeconfig), "--format", "json", *extra]
+        )
         data = json.loads(result.stdout) if result.stdout.startswith("{") else None
         return result, data
 
@@ -133,7 +135,12 @@ def test_ready_federation_exits_0_and_prints_the_address(world: World) -> None:
     text = CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(world.kubeconfig)])
     assert text.exit_code == 0, text.output
     rows = {line.split()[1]: line.split(None, 3) for line in text.stdout.splitlines()[1:] if line.startswith(CLUSTER)}
-    assert rows["address"] == [CLUSTER, "address", "ok", f"{ADDRESS} via istio-ingress/nvflare-fl-genomics; sites dial localhost:9102 (localhost resolves to it)"]
+    assert rows["address"] == [
+        CLUSTER,
+        "address",
+        "ok",
+        f"{ADDRESS} via istio-ingress/nvflare-fl-genomics; sites dial localhost:9102 (localhost resolves to it)",
+    ]
     print(text.stdout)
     assert text.stdout.rstrip().endswith(f"ready: genomics runs HEAD {world.head[:12]}")
 
@@ -164,7 +171,9 @@ def test_client_bundle_takes_the_server_address_from_the_cluster(world: World, t
 
 
 def test_sync_error_is_named(world: World) -> None:
-    world.controllers.rootsync(synced="0" * 40, fetched=world.head, errors={"rendering": [{"code": "1068", "errorMessage": "KNV1068: kustomization.yaml in a subfolder"}]})
+    world.controllers.rootsync(
+        synced="0" * 40, fetched=world.head, errors={"rendering": [{"code": "1068", "errorMessage": "KNV1068: kustomization.yaml in a subfolder"}]}
+    )
     result, data = world.status()
     assert result.exit_code == 1 and data is not None and data["ready"] is False
     assert _problems(data) == ["engine: Config Sync failed rendering: KNV1068: kustomization.yaml in a subfolder"]
@@ -207,7 +216,12 @@ def test_unavailable_deployment_with_restarts(world: World) -> None:
     world.controllers.deployment("fl-genomics", "nvflare-flserver", available=0)
     (rendered,) = [o for o in build(world.repo / "clusters" / CLUSTER) if o["kind"] == "Deployment"]
     template = rendered["spec"]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nvflare-flserver-abc", "namespace": "fl-genomics", "labels": template["metadata"]["labels"]}, "spec": template["spec"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "nvflare-flserver-abc", "namespace": "fl-genomics", "labels": template["metadata"]["labels"]},
+        "spec": template["spec"],
+    }
     world.kubectl.apply([pod], manager="kube-controller-manager")  # what the ReplicaSet controller would create
     container = template["spec"]["containers"][0]
     world.kubectl.status("pod", "nvflare-flserver-abc", "fl-genomics", {"containerStatuses": [{
@@ -237,7 +251,12 @@ def test_deployment_on_the_old_kit_is_named(world: World) -> None:
 
 def test_rollout_in_progress_is_named(world: World) -> None:
     gen = world.controllers.generation("deployment", "nvflare-flserver", "fl-genomics")
-    world.kubectl.status("deployment", "nvflare-flserver", "fl-genomics", {"observedGeneration": gen - 1 if gen > 1 else 0, "replicas": 1, "updatedReplicas": 0, "availableReplicas": 1})
+    world.kubectl.status(
+        "deployment",
+        "nvflare-flserver",
+        "fl-genomics",
+        {"observedGeneration": gen - 1 if gen > 1 else 0, "replicas": 1, "updatedReplicas": 0, "availableReplicas": 1},
+    )
     result, data = world.status()
     assert result.exit_code == 1 and data is not None
     assert _problems(data) == [f"deployment {SERVER}: Deployment {SERVER} is rolling out: 0 of 1 pods run the current template"]
@@ -248,7 +267,9 @@ def test_sealed_secret_not_unsealed(world: World) -> None:
                          {"conditions": [{"type": "Synced", "status": "False", "message": "no key could decrypt secret (server.key)"}]}, manager="controller")  # fmt: skip
     result, data = world.status()
     assert result.exit_code == 1 and data is not None
-    assert _problems(data) == ["sealedsecret fl-genomics/nvflare-flserver-key: SealedSecret fl-genomics/nvflare-flserver-key cannot be unsealed: no key could decrypt secret (server.key)"]
+    assert _problems(data) == [
+        "sealedsecret fl-genomics/nvflare-flserver-key: SealedSecret fl-genomics/nvflare-flserver-key cannot be unsealed: no key could decrypt secret (server.key)"
+    ]
 
 
 def test_address_pending_or_elsewhere(world: World) -> None:
@@ -257,7 +278,17 @@ def test_address_pending_or_elsewhere(world: World) -> None:
     assert result.exit_code == 1 and data is not None
     (problem,) = _problems(data)
     assert problem.startswith("address: sites dial localhost:9102, which resolves to ") and problem.endswith("not to the server's address 198.51.100.20")
-    world.kubectl("patch", "service", "nvflare-fl-genomics", "-n", "istio-ingress", "--subresource=status", "--type=json", "-p", '[{"op": "remove", "path": "/status/loadBalancer/ingress"}]')
+    world.kubectl(
+        "patch",
+        "service",
+        "nvflare-fl-genomics",
+        "-n",
+        "istio-ingress",
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/status/loadBalancer/ingress"}]',
+    )
     result, data = world.status()
     assert result.exit_code == 1 and data is not None
     assert _problems(data) == ["address: Service istio-ingress/nvflare-fl-genomics has no external address yet (LoadBalancer pending)"]
@@ -270,7 +301,9 @@ def test_unreachable_cluster_exits_3_naming_it(world: World, tmp_path: Path) -> 
     with refusing_port() as port:
         closed = ApiServer("closed", world.api.folder, world.api.etcd, port=port, ca=world.api.ca, admin=world.api.admin)
         kubeconfig = write_kubeconfig(tmp_path / "config", {CONTEXT: (closed, None)})
-        result = CliRunner().invoke(main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(kubeconfig), "--format", "json", "--timeout", "2"])
+        result = CliRunner().invoke(
+            main, ["status", str(world.spec), "--repo", str(world.repo), "--kubeconfig", str(kubeconfig), "--format", "json", "--timeout", "2"]
+        )
     assert result.exit_code == 3, result.output
     assert f"error: cluster {CLUSTER} (context {CONTEXT}, {closed.url}) is unreachable: " in result.stderr
     data = json.loads(result.stdout)
@@ -337,7 +370,12 @@ def test_argocd_federation_ready_then_out_of_sync(tmp_path: Path, kube_api: Any,
     world = setup_world(tmp_path, kube_api("argocd"), sealing_keypair[1], edit=argocd, engine="argocd")
     result, data = world.status()
     assert result.exit_code == 0, result.output
-    assert data is not None and data["clusters"][0]["engine"]["applications"]["fedgen-gke-eu"] == {"present": True, "sync": "Synced", "revision": world.head, "health": "Healthy"}
+    assert data is not None and data["clusters"][0]["engine"]["applications"]["fedgen-gke-eu"] == {
+        "present": True,
+        "sync": "Synced",
+        "revision": world.head,
+        "health": "Healthy",
+    }
     world.controllers.application("fedgen-gke-eu", sync="OutOfSync", health="Degraded", message="Deployment is unavailable")
     result, data = world.status()
     assert result.exit_code == 1 and data is not None
@@ -359,7 +397,12 @@ def test_site_cluster_is_asked_through_its_own_context(tmp_path: Path, kube_api:
     data = json.loads(result.stdout)
     assert result.exit_code == 1 and [c["name"] for c in data["clusters"]] == [CLUSTER, "gke-hosp-a"]
     assert data["clusters"][0]["ready"] is True and data["clusters"][1]["server"] == site_api.url
-    assert {p["check"] for p in data["problems"]} == {"engine", "objects", "deployment nvflare-site-a/nvflare-site-a", "sealedsecret nvflare-site-a/nvflare-site-a-key"}
+    assert {p["check"] for p in data["problems"]} == {
+        "engine",
+        "objects",
+        "deployment nvflare-site-a/nvflare-site-a",
+        "sealedsecret nvflare-site-a/nvflare-site-a-key",
+    }
     site = Kubectl(kubeconfig, "hospital-a")
     site.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "config-management-system"}}], manager="platform")
     bootstrap(world.repo, kubeconfig, "gke-hosp-a", "--context", "hospital-a")

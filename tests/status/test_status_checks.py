@@ -10,11 +10,11 @@ import pytest
 
 from fedgen.errors import InputError
 from fedgen.kube import ClusterRef, parse_context_options, resolve_contexts
+from fedgen.report.status import to_text
+from fedgen.spec import load_federation
 from fedgen.status import engine, objects, workloads
 from fedgen.status.address import address_check
 from fedgen.status.model import Check, ClusterStatus, Problem, StatusReport
-from fedgen.report.status import to_text
-from fedgen.spec import load_federation
 from tests.support import OTHER_SPEC, dump_yaml
 
 HEAD = "a" * 40
@@ -42,7 +42,11 @@ def test_context_options_name_their_cluster() -> None:
 
 
 def _rootsync(**status: Any) -> dict[str, Any]:
-    return {"metadata": {"generation": 2}, "spec": {"git": {"repo": "r", "revision": "main", "dir": "clusters/c"}}, "status": {"observedGeneration": 2, **status}}
+    return {
+        "metadata": {"generation": 2},
+        "spec": {"git": {"repo": "r", "revision": "main", "dir": "clusters/c"}},
+        "status": {"observedGeneration": 2, **status},
+    }
 
 
 def test_config_sync_verdicts() -> None:
@@ -51,10 +55,14 @@ def test_config_sync_verdicts() -> None:
     assert ok.ok and ok.detail == f"RootSync fedgen synced {HEAD[:12]} (HEAD)" and facts["engine"]["syncedCommit"] == HEAD
     missing, _ = engine.config_sync(None, cluster="c", head=HEAD, expected_git=git)
     assert [p.fix for p in missing.problems] == ["run `fedgen bootstrap c` (Config Sync must be installed on the cluster)"]
-    elsewhere, _ = engine.config_sync(_rootsync(source={"commit": HEAD}, sync={"commit": HEAD}), cluster="c", head=HEAD, expected_git={**git, "dir": "clusters/d"})
+    elsewhere, _ = engine.config_sync(
+        _rootsync(source={"commit": HEAD}, sync={"commit": HEAD}), cluster="c", head=HEAD, expected_git={**git, "dir": "clusters/d"}
+    )
     assert [p.message for p in elsewhere.problems] == ["RootSync fedgen points elsewhere than the repo renders (dir='clusters/c')"]
     stalled = _rootsync(sync={"commit": HEAD}, conditions=[{"type": "Stalled", "status": "True", "message": "no  permission"}])
-    assert [p.message for p in engine.config_sync(stalled, cluster="c", head=HEAD, expected_git=git)[0].problems] == ["the RootSync reconciler is stalled: no permission"]
+    assert [p.message for p in engine.config_sync(stalled, cluster="c", head=HEAD, expected_git=git)[0].problems] == [
+        "the RootSync reconciler is stalled: no permission"
+    ]
     unreconciled = {"metadata": {}, "spec": {"git": git}}
     assert "has no status" in engine.config_sync(unreconciled, cluster="c", head=HEAD, expected_git=git)[0].problems[0].message
 
@@ -63,9 +71,19 @@ def test_argocd_verdicts() -> None:
     app = {"status": {"sync": {"status": "Synced", "revision": HEAD}, "health": {"status": "Healthy"}}}
     ok, _ = engine.argocd({"a": app}, cluster="c", head=HEAD)
     assert ok.ok
-    failed = {"status": {**app["status"], "operationState": {"phase": "Failed", "message": "one or more objects failed"}, "conditions": [{"type": "ComparisonError", "message": "boom"}]}}
+    failed = {
+        "status": {
+            **app["status"],
+            "operationState": {"phase": "Failed", "message": "one or more objects failed"},
+            "conditions": [{"type": "ComparisonError", "message": "boom"}],
+        }
+    }
     messages = [p.message for p in engine.argocd({"a": failed, "b": None}, cluster="c", head=HEAD)[0].problems]
-    assert messages == ["Application a: ComparisonError: boom", "Application a: the last sync failed: one or more objects failed", "Argo CD has no Application b"]
+    assert messages == [
+        "Application a: ComparisonError: boom",
+        "Application a: the last sync failed: one or more objects failed",
+        "Argo CD has no Application b",
+    ]
 
 
 def _obj(managers: list[tuple[str, str, str]], annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -85,14 +103,20 @@ def test_other_managers_are_appliers_hand_edits_and_other_syncs() -> None:
     assert objects.other_managers(_obj([mine], {"configsync.gke.io/manager": "team_repo-sync"}), "config-sync", "c") == ["RepoSync team/repo-sync"]
     tracked = _obj([("argocd-controller", "Apply", "")], {"argocd.argoproj.io/tracking-id": "platform:/ConfigMap:n/x"})
     assert objects.other_managers(tracked, "argocd", "c") == ["Argo CD Application platform"]
-    check, facts = objects.objects_check([_obj([])], {objects.identity(_obj([])): _obj([("python", "Update", "")])}, engine="config-sync", cluster="c", unserved=[])
+    check, facts = objects.objects_check(
+        [_obj([])], {objects.identity(_obj([])): _obj([("python", "Update", "")])}, engine="config-sync", cluster="c", unserved=[]
+    )
     assert facts["objects"]["notAppliedByEngine"] == ["ConfigMap n/x"] and not check.ok
 
 
 def _deployment(digest: str, **status: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "d", "namespace": "n", "generation": 3},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "d"}}, "template": {"metadata": {"annotations": {"fedgen.dev/kit-digest": digest}}, "spec": {"containers": [{"image": "i"}]}}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"run": "d"}},
+            "template": {"metadata": {"annotations": {"fedgen.dev/kit-digest": digest}}, "spec": {"containers": [{"image": "i"}]}},
+        },
         "status": status,
     }
 
@@ -103,14 +127,21 @@ def test_deployment_verdicts() -> None:
     assert workloads.deployment_check(rendered, good, [])[0].detail == "1/1 available, kit new, 0 restarts"
     old = workloads.deployment_check(rendered, _deployment("old", observedGeneration=3, updatedReplicas=1, availableReplicas=1), [])[0]
     assert [p.message for p in old.problems] == ["Deployment n/d runs kit old, the repo renders kit new"]
-    stuck = _deployment("new", observedGeneration=3, updatedReplicas=1, conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "too slow"}])
-    assert [p.message.split(":")[0] for p in workloads.deployment_check(rendered, stuck, [])[0].problems] == ["Deployment n/d exceeded its progress deadline", "Deployment n/d is unavailable"]
+    stuck = _deployment(
+        "new", observedGeneration=3, updatedReplicas=1, conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]
+    )
+    assert [p.message.split(":")[0] for p in workloads.deployment_check(rendered, stuck, [])[0].problems] == [
+        "Deployment n/d exceeded its progress deadline",
+        "Deployment n/d is unavailable",
+    ]
     assert workloads.pod_selector(rendered) == "run=d"
 
 
 def test_sealed_secret_verdicts() -> None:
     built = {"metadata": {"name": "s", "namespace": "n"}}
-    assert workloads.sealed_secret_check(built, {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [{"type": "Synced", "status": "True"}]}})[0].ok
+    assert workloads.sealed_secret_check(
+        built, {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [{"type": "Synced", "status": "True"}]}}
+    )[0].ok
     old = {"metadata": {"generation": 2}, "status": {"observedGeneration": 1, "conditions": [{"type": "Synced", "status": "True"}]}}
     assert "has not unsealed the current version" in workloads.sealed_secret_check(built, old)[0].problems[0].message
     assert "no Synced condition" in workloads.sealed_secret_check(built, {"metadata": {}})[0].problems[0].message

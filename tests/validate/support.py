@@ -99,9 +99,7 @@ def pristine(kind: str) -> Path:
         (repo / "spec" / "sealing.pem").write_bytes(pristine_cert())
         (repo / "spec" / "hosp-a.pem").write_bytes(pristine_cert(2))
         spec = copy.deepcopy(OTHER_SPEC)
-        spec["spec"]["clusters"].append(
-            {"name": SITE_CLUSTER, "projectId": "hosp-a-proj", "region": "europe-west1", "sealing": {"certificate": "hosp-a.pem"}}
-        )
+        spec["spec"]["clusters"].append({"name": SITE_CLUSTER, "projectId": "hosp-a-proj", "region": "europe-west1", "sealing": {"certificate": "hosp-a.pem"}})
         spec["spec"]["sites"][0]["cluster"] = SITE_CLUSTER
         spec["spec"]["server"]["externalAddress"] = "203.0.113.10"
         dump_yaml(spec, repo / SPEC)
@@ -166,8 +164,11 @@ def _site_requests(repo: Path, projects: list[str]) -> list[Path]:
         folder.mkdir(parents=True)
         (folder / "participant.yaml").write_text(participant.replace(f"name: {FEDERATION}\n", f"name: {project}\n", 1))
         env = {**os.environ, "HOME": str(site / "home")}
-        procs.append(subprocess.Popen([NVFLARE, "cert", "request", "-p", "participant.yaml"], cwd=folder, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(
+            subprocess.Popen(
+                [NVFLARE, "cert", "request", "-p", "participant.yaml"], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
         folders.append(folder / ENROLL_SITE)
     for proc in procs:
         out, _ = proc.communicate(timeout=180)

@@ -92,6 +92,7 @@ scalars = st.one_of(
 )
 documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=40)
 
+
 # Every place in OTHER_SPEC a value sits (path of keys and indexes).
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     yield prefix
@@ -254,9 +255,8 @@ EXTREMES: dict[str, bytes] = {
     "huge float": b"apiVersion: 1." + b"9" * 100_000 + b"e99999999\n",
     "many keys": b"".join(b"k%d: %d\n" for _ in range(1)).replace(b"%d", b"1") + b"".join(f"k{i}: {i}\n".encode() for i in range(60_000)),
     "long line of commas": b"a: [" + b"1," * 400_000 + b"]",
-    "alias bomb": b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n".encode() for i in range(8)
-    ),
+    "alias bomb": b"a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + b"".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n".encode() for i in range(8)),
     "merge keys": b"base: &b {x: 1}\nother:\n  <<: *b\n",
     "python tag": b"!!python/object/apply:os.system ['true']\n",
     "many documents": b"---\na: 1\n" * 10_000,
@@ -399,9 +399,7 @@ def _allowlist(doc: Any, *, reraise: bool = False) -> None:
             raise
 
 
-any_keys = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=40
-)
+any_keys = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=40)
 
 
 @FUZZ

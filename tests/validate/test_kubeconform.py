@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 import fedgen.executables
-
 from fedgen.errors import ExternalError, InputError
 from fedgen.validate.kubeconform import (
     DEFAULT_KUBERNETES_VERSION,
@@ -354,9 +353,7 @@ def test_unknown_kind_or_api_version_is_no_schema(builtin_results):
 
 
 def test_custom_resources_pass(crd_valid_results):
-    assert [(r.name, r.status, r.messages) for r in crd_valid_results] == [
-        (name, "valid", ()) for name in CUSTOM_RESOURCES
-    ]
+    assert [(r.name, r.status, r.messages) for r in crd_valid_results] == [(name, "valid", ()) for name in CUSTOM_RESOURCES]
     assert [r.document_index for r in crd_valid_results] == list(range(len(CUSTOM_RESOURCES)))
 
 
@@ -539,9 +536,7 @@ def test_committed_schemas_match_the_build_script():
     """Regenerate in memory (a few seconds) and compare with schemas/ byte for byte."""
     build = _load_build_script()
     crd_sources = build.default_crd_sources()
-    assert (crd_sources / "catalog").is_dir(), (
-        f"CRD sources missing at {crd_sources} (set FEDGEN_CRD_SOURCES to the shared crds folder)"
-    )
+    assert (crd_sources / "catalog").is_dir(), f"CRD sources missing at {crd_sources} (set FEDGEN_CRD_SOURCES to the shared crds folder)"
     files = build.build(crd_sources)
     assert build.differences(files, SCHEMAS) == [], "run: .venv/bin/python tools/build_schemas.py"
 

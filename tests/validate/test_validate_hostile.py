@@ -26,9 +26,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from fedgen.errors import InputError
 from fedgen.validate import keyscan
 from fedgen.validate.engine import validate
-from fedgen.errors import InputError
 from tests.validate.support import CLUSTER, HAND_EDIT, SERVER, SPEC, TENANT, edit, fresh, pem_key, restamp, rsa_key
 
 OVERLAY = f"tenants/{TENANT}/overlays/{CLUSTER}"
@@ -59,15 +59,18 @@ def test_generator_reading_the_runner_environment_is_refused_and_nothing_leaks(t
     (a canary here) appears in no output format."""
     repo = fresh("ranged", tmp_path)
     (repo / OVERLAY / "leak.yaml").write_text(
-        f"apiVersion: v1\nkind: Service\nmetadata:\n  name: leak\n  namespace: {TENANT}\n"
-        "spec:\n  type: LoadBalancer\n  ports:\n  - name: tcp-x\n    port: 1\n"
+        f"apiVersion: v1\nkind: Service\nmetadata:\n  name: leak\n  namespace: {TENANT}\nspec:\n  type: LoadBalancer\n  ports:\n  - name: tcp-x\n    port: 1\n"
     )
 
     def attack(k: dict[str, Any]) -> None:
         k["resources"].append("leak.yaml")
         k["configMapGenerator"] = [{"name": "env", "namespace": TENANT, "files": ["e=/proc/self/environ"], "options": {"disableNameSuffixHash": True}}]
-        k["replacements"] = [{"source": {"kind": "ConfigMap", "name": "env", "fieldPath": "data.e"},
-                              "targets": [{"select": {"kind": "Service", "name": "leak"}, "fieldPaths": ["metadata.name"]}]}]
+        k["replacements"] = [
+            {
+                "source": {"kind": "ConfigMap", "name": "env", "fieldPath": "data.e"},
+                "targets": [{"select": {"kind": "Service", "name": "leak"}, "fieldPaths": ["metadata.name"]}],
+            }
+        ]
 
     _kustomization(repo, OVERLAY, attack)
     env = {**os.environ, "FEDGEN_TEST_CANARY": CANARY}
@@ -450,9 +453,20 @@ def test_a_key_found_before_a_bomb_is_still_reported() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["https://example.com/x.yaml", "http://127.0.0.1:8080/x.yaml", "git::https://github.com/a/b//c?ref=v1", "github.com/org/repo/base",
-     "git@github.com:org/repo.git", "ssh://git@example.com/repo", "gh:org/repo", "file:///etc", "base?ref=main", "example.com/org/repo",
-     "gitlab.com/org/repo//base", "user@host:repo"],
+    [
+        "https://example.com/x.yaml",
+        "http://127.0.0.1:8080/x.yaml",
+        "git::https://github.com/a/b//c?ref=v1",
+        "github.com/org/repo/base",
+        "git@github.com:org/repo.git",
+        "ssh://git@example.com/repo",
+        "gh:org/repo",
+        "file:///etc",
+        "base?ref=main",
+        "example.com/org/repo",
+        "gitlab.com/org/repo//base",
+        "user@host:repo",
+    ],
 )
 def test_remote_looking_entries_are_refused(entry: str) -> None:
     from fedgen.validate.kustomization import _remote

@@ -30,8 +30,8 @@ from fedgen.validate.engine import Report, validate
 from fedgen.validate.rules import REGISTRY
 from tests.validate.support import (
     BASE_DIR,
-    CLUSTER,
     BOOTSTRAP_DIR,
+    CLUSTER,
     CLUSTER_DIR,
     ENROLL_REQUEST,
     ENROLL_SIGNED,
@@ -45,6 +45,7 @@ from tests.validate.support import (
     SPEC,
     TENANT,
     WORKLOAD,
+    Enrollment,
     add_resource,
     cert_pem,
     certificate,
@@ -53,7 +54,6 @@ from tests.validate.support import (
     edit,
     edit_obj,
     enrollment,
-    Enrollment,
     fresh,
     pem_key,
     remove_resource,
@@ -350,6 +350,7 @@ def _ledger(change: Callable[[dict[str, Any]], None]) -> Edit:
 def _copy_ledger(repo: Path) -> None:
     shutil.copy(repo / LEDGER, repo / ".fedgen/owned/copy.json")
 
+
 # ------------------------------------------------------------------------------------------------ plants
 
 SHARED_EDIT = frozenset({"FG102"})
@@ -361,7 +362,14 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG101", "owned file deleted", _delete(f"{BASE_DIR}/service-entries.yaml"), restamp=False, also=frozenset({"FG502"})),
     Plant("FG101", "shared tfvars deleted", _delete(EXAMPLE_TFVARS), base="example", restamp=False, also=EXAMPLE_WARNINGS),
     Plant("FG102", "owned file edited by hand", _service(lambda d: d["metadata"]["labels"].__setitem__("hand", "edit")), restamp=False),
-    Plant("FG102", "shared tfvars edited by hand", _tfvars(lambda d: d.__setitem__("platform_name", "edited")), base="example", restamp=False, also=EXAMPLE_WARNINGS),
+    Plant(
+        "FG102",
+        "shared tfvars edited by hand",
+        _tfvars(lambda d: d.__setitem__("platform_name", "edited")),
+        base="example",
+        restamp=False,
+        also=EXAMPLE_WARNINGS,
+    ),
     Plant("FG103", "interrupted render journal", _write(".fedgen/journal.json", "{}\n")),
     Plant("FG104", "unreadable ledger", _write(".fedgen/owned/broken.json", "not json\n")),
     Plant("FG105", "spec not in the repo", lambda r: (r / SPEC).unlink()),
@@ -371,7 +379,12 @@ PLANTS: tuple[Plant, ...] = (
     # FG1xx enrollment files (site-c enrolled with the real nvflare tools, then tampered with)
     Plant("FG109", "note under enrollment/", _write(f"{ENROLL_DIR}/requests/README.txt", "site-c asked by mail\n"), base="enrolled"),
     Plant("FG109", "request zip in the signed folder", _enrolled(f"{ENROLL_DIR}/signed/{ENROLL_SITE}.request.zip", lambda e: e.request), base="enrolled"),
-    Plant("FG110", "request filed under another federation", _enrolled(f"enrollment/proteomics/requests/{ENROLL_SITE}.request.zip", lambda e: e.request), base="enrolled"),
+    Plant(
+        "FG110",
+        "request filed under another federation",
+        _enrolled(f"enrollment/proteomics/requests/{ENROLL_SITE}.request.zip", lambda e: e.request),
+        base="enrolled",
+    ),
     Plant("FG111", "request renamed for another site", _enrolled(f"{ENROLL_DIR}/requests/site-x.request.zip", lambda e: e.request), base="enrolled"),
     Plant("FG112", "request member edited", _enrolled(ENROLL_REQUEST, _edited_site_yaml), base="enrolled"),
     Plant("FG112", "signed zip truncated", _enrolled(ENROLL_SIGNED, lambda e: e.signed[: len(e.signed) // 2]), base="enrolled"),
@@ -392,46 +405,121 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG201", "typo field", _deployment(lambda d: d["spec"].__setitem__("replcas", 1))),
     Plant("FG201", "wrong type", _deployment(lambda d: d["spec"].__setitem__("replicas", "one"))),
     Plant("FG202", "unknown apiVersion", _deployment(lambda d: d.__setitem__("apiVersion", "apps/v9"))),
-    Plant("FG202", "kind without schema", _add_object(SERVER_DIR, "widget.yaml", {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": TENANT}})),
+    Plant(
+        "FG202",
+        "kind without schema",
+        _add_object(SERVER_DIR, "widget.yaml", {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": TENANT}}),
+    ),
     # FG3xx mesh, passthrough
     Plant("FG301", "service port named grpc", _service(lambda d: d["spec"]["ports"][0].__setitem__("name", "grpc-flport"))),
     Plant("FG301", "appProtocol http2", _service(lambda d: d["spec"]["ports"][1].__setitem__("appProtocol", "http2"))),
     Plant("FG302", "gateway terminates", _gateway(lambda d: d["spec"]["servers"][0]["port"].__setitem__("protocol", "HTTP2"))),
-    Plant("FG302", "destination rule originates TLS", _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"]["tls"].__setitem__("mode", "SIMPLE"))),
+    Plant(
+        "FG302",
+        "destination rule originates TLS",
+        _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"]["tls"].__setitem__("mode", "SIMPLE")),
+    ),
     Plant("FG303", "gateway lacks admin port", _gateway(lambda d: d["spec"].__setitem__("servers", d["spec"]["servers"][:1]))),
-    Plant("FG304", "gateway service lacks admin port", _service(lambda d: d["spec"].__setitem__("ports", d["spec"]["ports"][:1]), f"{INGRESS_DIR}/service.yaml")),
+    Plant(
+        "FG304", "gateway service lacks admin port", _service(lambda d: d["spec"].__setitem__("ports", d["spec"]["ports"][:1]), f"{INGRESS_DIR}/service.yaml")
+    ),
     Plant("FG305", "no tcp route for admin port", _virtual_service(lambda d: d["spec"].__setitem__("tcp", d["spec"]["tcp"][:1]))),
-    Plant("FG306", "short destination host", _virtual_service(lambda d: d["spec"]["tcp"][0]["route"][0]["destination"].__setitem__("host", SERVER)), also=frozenset({"FG607"})),
+    Plant(
+        "FG306",
+        "short destination host",
+        _virtual_service(lambda d: d["spec"]["tcp"][0]["route"][0]["destination"].__setitem__("host", SERVER)),
+        also=frozenset({"FG607"}),
+    ),
     Plant("FG307", "no destination rule", _delete(f"{SERVER_DIR}/destination-rule.yaml", SERVER_DIR)),
-    Plant("FG307", "destination rule disables mTLS", _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"]["tls"].__setitem__("mode", "DISABLE"))),
-    Plant("FG308", "allow names the wrong namespace", _authz(f"{WORKLOAD}-allow-gateway", lambda d: d["spec"]["rules"][0]["from"][0]["source"].__setitem__("namespaces", ["other-ns"]))),
+    Plant(
+        "FG307",
+        "destination rule disables mTLS",
+        _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"]["tls"].__setitem__("mode", "DISABLE")),
+    ),
+    Plant(
+        "FG308",
+        "allow names the wrong namespace",
+        _authz(f"{WORKLOAD}-allow-gateway", lambda d: d["spec"]["rules"][0]["from"][0]["source"].__setitem__("namespaces", ["other-ns"])),
+    ),
     Plant("FG309", "deny policy removed", _drop_doc(f"{SERVER_DIR}/authorization-policies.yaml", "AuthorizationPolicy", f"{WORKLOAD}-deny-non-gateway")),
     # FG3xx mesh, bypass
-    Plant("FG311", "admin port not excluded", _deployment(lambda d: d["spec"]["template"]["metadata"]["annotations"].__setitem__("traffic.sidecar.istio.io/excludeInboundPorts", "9102")), base="bypass"),
-    Plant("FG312", "includeInboundPorts captures the ports", _deployment(lambda d: d["spec"]["template"]["metadata"]["annotations"].__setitem__("traffic.sidecar.istio.io/includeInboundPorts", "9102,9103")), base="bypass"),
+    Plant(
+        "FG311",
+        "admin port not excluded",
+        _deployment(lambda d: d["spec"]["template"]["metadata"]["annotations"].__setitem__("traffic.sidecar.istio.io/excludeInboundPorts", "9102")),
+        base="bypass",
+    ),
+    Plant(
+        "FG312",
+        "includeInboundPorts captures the ports",
+        _deployment(lambda d: d["spec"]["template"]["metadata"]["annotations"].__setitem__("traffic.sidecar.istio.io/includeInboundPorts", "9102,9103")),
+        base="bypass",
+    ),
     Plant("FG313", "no peer authentication", _delete(f"{SERVER_DIR}/peer-authentication.yaml", SERVER_DIR), base="bypass"),
-    Plant("FG314", "destination rule keeps TLS", _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"].pop("portLevelSettings")), base="bypass"),
-    Plant("FG315", "network policy open to the world", _set(f"{SERVER_DIR}/network-policy.yaml", "NetworkPolicy", lambda d: d["spec"]["ingress"][0].__setitem__("from", [{"ipBlock": {"cidr": "0.0.0.0/0"}}])), base="bypass"),
+    Plant(
+        "FG314",
+        "destination rule keeps TLS",
+        _set(f"{SERVER_DIR}/destination-rule.yaml", "DestinationRule", lambda d: d["spec"]["trafficPolicy"].pop("portLevelSettings")),
+        base="bypass",
+    ),
+    Plant(
+        "FG315",
+        "network policy open to the world",
+        _set(f"{SERVER_DIR}/network-policy.yaml", "NetworkPolicy", lambda d: d["spec"]["ingress"][0].__setitem__("from", [{"ipBlock": {"cidr": "0.0.0.0/0"}}])),
+        base="bypass",
+    ),
     # FG4xx secrets
     Plant("FG401", "plaintext secret outside sync roots", _write("docs/secret.yaml", PLAINTEXT_SECRET)),
     Plant("FG402", "PEM key file", _pem_file),
     Plant("FG402", "RSA key in DER (PKCS#8)", _der_file("keys/leaked.der", rsa_key, serialization.PrivateFormat.PKCS8)),
     Plant("FG402", "RSA key in DER (PKCS#1)", _der_file("docs/blob.bin", rsa_key, serialization.PrivateFormat.TraditionalOpenSSL)),
-    Plant("FG402", "EC key in DER (SEC1)", _der_file("docs/ec.key", lambda: ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.TraditionalOpenSSL)),
+    Plant(
+        "FG402",
+        "EC key in DER (SEC1)",
+        _der_file("docs/ec.key", lambda: ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.TraditionalOpenSSL),
+    ),
     Plant("FG402", "PEM key in a file with NUL bytes", lambda r: _write("docs/notes.bin", b"\0\0header\0" + pem_key(rsa_key()))(r)),
     Plant("FG402", "PEM key at the end of a 9 MiB file", lambda r: _write("docs/big.log", b"log line\n" * (1024 * 1024) + pem_key(rsa_key()))(r)),
     Plant("FG402", "key inside a tar.gz", lambda r: _write("docs/backup.tar.gz", _tar_gz({"kit/server.key": pem_key(rsa_key())}))(r)),
-    Plant("FG402", "DER key in a zip inside a tar.gz", lambda r: _write("docs/bundle.tgz", _tar_gz({"inner.zip": _zip({"k.der": rsa_key().private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())})}))(r)),
+    Plant(
+        "FG402",
+        "DER key in a zip inside a tar.gz",
+        lambda r: _write(
+            "docs/bundle.tgz",
+            _tar_gz(
+                {
+                    "inner.zip": _zip(
+                        {"k.der": rsa_key().private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())}
+                    )
+                }
+            ),
+        )(r),
+    ),
     Plant("FG403", "base64 key in a ConfigMap", _configmap(f"{WORKLOAD}-local", _encoded_key)),
     Plant("FG404", "sealed value not base64", _sealed(lambda d: d["spec"]["encryptedData"].__setitem__(_first_sealed_value(d)[0], "not base64!!"))),
     Plant("FG405", "sealed for another key size", _sealed(_reprefix)),
     Plant("FG405", "site secret sealed for another key size", _set(f"{SITE_DIR}/sealed-secret.yaml", "SealedSecret", _reprefix), base="sites"),
-    Plant("FG406", "cluster-wide annotation on a strict secret", _sealed(lambda d: d["metadata"].setdefault("annotations", {}).__setitem__("sealedsecrets.bitnami.com/cluster-wide", "true"))),
+    Plant(
+        "FG406",
+        "cluster-wide annotation on a strict secret",
+        _sealed(lambda d: d["metadata"].setdefault("annotations", {}).__setitem__("sealedsecrets.bitnami.com/cluster-wide", "true")),
+    ),
     Plant("FG407", "template renamed", _sealed(lambda d: d["spec"]["template"]["metadata"].__setitem__("name", "other"))),
     # FG402 looks into every archive too: it reports the same key as a key in a file
-    Plant("FG408", "private key inside the request zip", _enrolled(ENROLL_REQUEST, lambda e: _request_with({f"{ENROLL_SITE}.key": e.key})(e)), base="enrolled", also=frozenset({"FG402"})),
-    Plant("FG408", "private key in a zip out of place", _enrolled(f"{ENROLL_DIR}/{ENROLL_SITE}.zip", lambda e: _zip({f"{ENROLL_SITE}.key": e.key})), base="enrolled", also=frozenset({"FG109", "FG402"})),
+    Plant(
+        "FG408",
+        "private key inside the request zip",
+        _enrolled(ENROLL_REQUEST, lambda e: _request_with({f"{ENROLL_SITE}.key": e.key})(e)),
+        base="enrolled",
+        also=frozenset({"FG402"}),
+    ),
+    Plant(
+        "FG408",
+        "private key in a zip out of place",
+        _enrolled(f"{ENROLL_DIR}/{ENROLL_SITE}.zip", lambda e: _zip({f"{ENROLL_SITE}.key": e.key})),
+        base="enrolled",
+        also=frozenset({"FG109", "FG402"}),
+    ),
     Plant("FG409", "gzip bomb", lambda r: _write("docs/logs.gz", _gzip_bomb(100))(r)),
     Plant("FG409", "JSON nested 100000 deep", _write("docs/deep.json", "[" * 100_000 + "]" * 100_000)),
     Plant("FG409", "YAML larger than 8 MiB", _write("docs/huge.yaml", "a: " + "x" * (9 * 1024 * 1024) + "\n")),
@@ -440,72 +528,222 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG501", "sync root without kustomization", _delete(f"{CLUSTER_DIR}/kustomization.yaml"), also=frozenset({"FG101"})),
     Plant("FG502", "sync root does not build", lambda r: add_resource(r, CLUSTER_DIR, "missing.yaml"), also=SHARED_EDIT),
     Plant("FG503", "tfvars in a sync root", _copy_tfvars, base="example", also=EXAMPLE_WARNINGS),
-    Plant("FG504", "namespaced object without namespace", _set(f"{BASE_DIR}/network-policies.yaml", "NetworkPolicy", lambda d: d["metadata"].pop("namespace"), name="allow-egress-to-private-google-apis")),
-    Plant("FG505", "namespace on a cluster-scoped object", _set(f"{BASE_DIR}/namespace.yaml", "Namespace", lambda d: d["metadata"].__setitem__("namespace", "default"))),
+    Plant(
+        "FG504",
+        "namespaced object without namespace",
+        _set(f"{BASE_DIR}/network-policies.yaml", "NetworkPolicy", lambda d: d["metadata"].pop("namespace"), name="allow-egress-to-private-google-apis"),
+    ),
+    Plant(
+        "FG505",
+        "namespace on a cluster-scoped object",
+        _set(f"{BASE_DIR}/namespace.yaml", "Namespace", lambda d: d["metadata"].__setitem__("namespace", "default")),
+    ),
     Plant("FG506", "reserved label prefix", _deployment(lambda d: d["metadata"]["labels"].__setitem__("configsync.gke.io/owner", "me"))),
     Plant("FG507", "server-set fields", _service(lambda d: d["metadata"].__setitem__("uid", "0f0f0f0f-0000-0000-0000-000000000000"))),
-    Plant("FG508", "object in Config Sync's namespace", _add_object(CLUSTER_DIR, "cms.yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "config-management-system"}, "data": {"a": "b"}}), also=SHARED_EDIT),
+    Plant(
+        "FG508",
+        "object in Config Sync's namespace",
+        _add_object(
+            CLUSTER_DIR,
+            "cms.yaml",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "config-management-system"}, "data": {"a": "b"}},
+        ),
+        also=SHARED_EDIT,
+    ),
     Plant("FG509", "namespace declared twice for a cluster", _add_object(BOOTSTRAP_DIR, "namespace.yaml", NAMESPACE_OBJ), also=SHARED_EDIT),
-    Plant("FG510", "RootSync syncs a missing folder", _root_sync(lambda d: d["spec"]["git"].__setitem__("dir", "clusters/nowhere")), also=SHARED_EDIT | {"FG511"}),
-    Plant("FG511", "RootSync syncs another cluster's folder", _root_sync(lambda d: d["spec"]["git"].__setitem__("dir", f"tenants/{TENANT}")), also=SHARED_EDIT | {"FG501"}),
+    Plant(
+        "FG510", "RootSync syncs a missing folder", _root_sync(lambda d: d["spec"]["git"].__setitem__("dir", "clusters/nowhere")), also=SHARED_EDIT | {"FG511"}
+    ),
+    Plant(
+        "FG511",
+        "RootSync syncs another cluster's folder",
+        _root_sync(lambda d: d["spec"]["git"].__setitem__("dir", f"tenants/{TENANT}")),
+        also=SHARED_EDIT | {"FG501"},
+    ),
     Plant("FG512", "RootSync revision differs from the spec", _root_sync(lambda d: d["spec"]["git"].__setitem__("revision", "develop")), also=SHARED_EDIT),
     Plant("FG513", "RootSync in hierarchy format", _root_sync(lambda d: d["spec"].__setitem__("sourceFormat", "hierarchy")), also=SHARED_EDIT),
     Plant("FG514", "RootSync built by its own sync root", lambda r: add_resource(r, CLUSTER_DIR, "bootstrap/root-sync.yaml"), also=SHARED_EDIT | {"FG509"}),
     Plant("FG515", "broken YAML in a sync root", _write(f"{CLUSTER_DIR}/broken.yaml", "a: [1\n")),
-    Plant("FG516", "AppProject whitelist lacks a rendered kind", _app_project(lambda d: d["spec"].__setitem__(
-        "namespaceResourceWhitelist", [e for e in d["spec"]["namespaceResourceWhitelist"] if e["kind"] != "ConfigMap"])), base="argocd", also=SHARED_EDIT),
-    Plant("FG516", "AppProject destinations lack the tenant", _app_project(lambda d: d["spec"].__setitem__(
-        "destinations", [e for e in d["spec"]["destinations"] if e["namespace"] != TENANT])), base="argocd", also=SHARED_EDIT),
-    Plant("FG516", "AppProject blacklists a rendered kind", _app_project(lambda d: d["spec"].__setitem__(
-        "namespaceResourceBlacklist", [{"group": "apps", "kind": "*"}])), base="argocd", also=SHARED_EDIT),
-    Plant("FG516", "Application names a project the repo lacks", _set(f"{BOOTSTRAP_DIR}/apps/application.yaml", "Application",
-        lambda d: d["spec"].__setitem__("project", "nowhere")), base="argocd", also=SHARED_EDIT),
+    Plant(
+        "FG516",
+        "AppProject whitelist lacks a rendered kind",
+        _app_project(
+            lambda d: d["spec"].__setitem__("namespaceResourceWhitelist", [e for e in d["spec"]["namespaceResourceWhitelist"] if e["kind"] != "ConfigMap"])
+        ),
+        base="argocd",
+        also=SHARED_EDIT,
+    ),
+    Plant(
+        "FG516",
+        "AppProject destinations lack the tenant",
+        _app_project(lambda d: d["spec"].__setitem__("destinations", [e for e in d["spec"]["destinations"] if e["namespace"] != TENANT])),
+        base="argocd",
+        also=SHARED_EDIT,
+    ),
+    Plant(
+        "FG516",
+        "AppProject blacklists a rendered kind",
+        _app_project(lambda d: d["spec"].__setitem__("namespaceResourceBlacklist", [{"group": "apps", "kind": "*"}])),
+        base="argocd",
+        also=SHARED_EDIT,
+    ),
+    Plant(
+        "FG516",
+        "Application names a project the repo lacks",
+        _set(f"{BOOTSTRAP_DIR}/apps/application.yaml", "Application", lambda d: d["spec"].__setitem__("project", "nowhere")),
+        base="argocd",
+        also=SHARED_EDIT,
+    ),
     # The example runs on the reference architecture: its own Config Sync manages tenant fl-1's baseline.
-    Plant("FG517", "tenant namespace declared on the platform", _add_object("tenants/fl-1/base", "namespace.yaml",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fl-1"}}), base="example", also=EXAMPLE_WARNINGS),
-    Plant("FG517", "platform's mutator declared again", _add_object("tenants/fl-1/base", "mutators.yaml", {"apiVersion": "mutations.gatekeeper.sh/v1", "kind": "Assign",
-        "metadata": {"name": "mutator-add-toleration-fl-1"}, "spec": {"applyTo": [{"groups": [""], "kinds": ["Pod"], "versions": ["v1"]}],
-        "location": "spec.tolerations", "parameters": {"assign": {"value": []}}}}), base="example", also=EXAMPLE_WARNINGS),
-    Plant("FG518", "generator reads /proc/self/environ", _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("configMapGenerator", [{"name": "env", "files": ["e=/proc/self/environ"]}]))),
+    Plant(
+        "FG517",
+        "tenant namespace declared on the platform",
+        _add_object("tenants/fl-1/base", "namespace.yaml", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fl-1"}}),
+        base="example",
+        also=EXAMPLE_WARNINGS,
+    ),
+    Plant(
+        "FG517",
+        "platform's mutator declared again",
+        _add_object(
+            "tenants/fl-1/base",
+            "mutators.yaml",
+            {
+                "apiVersion": "mutations.gatekeeper.sh/v1",
+                "kind": "Assign",
+                "metadata": {"name": "mutator-add-toleration-fl-1"},
+                "spec": {
+                    "applyTo": [{"groups": [""], "kinds": ["Pod"], "versions": ["v1"]}],
+                    "location": "spec.tolerations",
+                    "parameters": {"assign": {"value": []}},
+                },
+            },
+        ),
+        base="example",
+        also=EXAMPLE_WARNINGS,
+    ),
+    Plant(
+        "FG518",
+        "generator reads /proc/self/environ",
+        _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("configMapGenerator", [{"name": "env", "files": ["e=/proc/self/environ"]}])),
+    ),
     Plant("FG518", "resource outside the repository", _kustomization(OVERLAY_DIR, lambda k: k["resources"].append("../../../../../outside"))),
     Plant("FG518", "http resource", _kustomization(OVERLAY_DIR, lambda k: k["resources"].append("http://127.0.0.1:9/x.yaml"))),
     Plant("FG518", "git base", _kustomization(OVERLAY_DIR, lambda k: k["resources"].append("git::https://github.com/example/base.git//deploy?ref=main"))),
-    Plant("FG518", "file behind a symbolic link", _both(_link(f"{OVERLAY_DIR}/host.txt", "/etc/hostname"),
-                                                         _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("configMapGenerator", [{"name": "h", "files": ["host.txt"]}])))),
-    Plant("FG518", "folder behind a symbolic link", _both(_link(f"{OVERLAY_DIR}/linked", "../../base"),
-                                                           _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("resources", ["linked", *k["resources"][1:]])))),
-    Plant("FG518", "generator reads the state", _both(_write(".fedgen/state/genomics/state.json", "{}\n"),
-                                                       _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("configMapGenerator", [{"name": "s", "files": ["../../../../.fedgen/state/genomics/state.json"]}])))),
+    Plant(
+        "FG518",
+        "file behind a symbolic link",
+        _both(
+            _link(f"{OVERLAY_DIR}/host.txt", "/etc/hostname"),
+            _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("configMapGenerator", [{"name": "h", "files": ["host.txt"]}])),
+        ),
+    ),
+    Plant(
+        "FG518",
+        "folder behind a symbolic link",
+        _both(_link(f"{OVERLAY_DIR}/linked", "../../base"), _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("resources", ["linked", *k["resources"][1:]]))),
+    ),
+    Plant(
+        "FG518",
+        "generator reads the state",
+        _both(
+            _write(".fedgen/state/genomics/state.json", "{}\n"),
+            _kustomization(
+                OVERLAY_DIR, lambda k: k.__setitem__("configMapGenerator", [{"name": "s", "files": ["../../../../.fedgen/state/genomics/state.json"]}])
+            ),
+        ),
+    ),
     Plant("FG518", "helm chart", _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("helmCharts", [{"name": "x", "repo": "https://charts.example.com"}]))),
-    Plant("FG518", "exec plugin", _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("transformers", [
-        "apiVersion: example.com/v1\nkind: Run\nmetadata:\n  name: run\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n"]))),
-    Plant("FG518", "builtin generator reads an absolute path", _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("generators", [
-        "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: g\nfiles:\n- /etc/hostname\n"]))),
+    Plant(
+        "FG518",
+        "exec plugin",
+        _kustomization(
+            OVERLAY_DIR,
+            lambda k: k.__setitem__(
+                "transformers",
+                [
+                    "apiVersion: example.com/v1\nkind: Run\nmetadata:\n  name: run\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n"
+                ],
+            ),
+        ),
+    ),
+    Plant(
+        "FG518",
+        "builtin generator reads an absolute path",
+        _kustomization(
+            OVERLAY_DIR,
+            lambda k: k.__setitem__("generators", ["apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: g\nfiles:\n- /etc/hostname\n"]),
+        ),
+    ),
     Plant("FG518", "upper-case field names", _kustomization(OVERLAY_DIR, lambda k: k.__setitem__("RESOURCES", ["/etc"]))),
     # FG6xx consistency
     Plant("FG601", "service selects nothing", _service(lambda d: d["spec"].__setitem__("selector", {"run": "nothing"})), also=frozenset({"FG604"})),
-    Plant("FG602", "deployment selector mismatch", _deployment(lambda d: d["spec"]["selector"]["matchLabels"].__setitem__("run", "other")), also=frozenset({"FG601"})),
-    Plant("FG603", "targetPort names no container port", _service(lambda d: d["spec"]["ports"][1].__setitem__("targetPort", "tcp-nothing")), also=frozenset({"FG605"})),
+    Plant(
+        "FG602",
+        "deployment selector mismatch",
+        _deployment(lambda d: d["spec"]["selector"]["matchLabels"].__setitem__("run", "other")),
+        also=frozenset({"FG601"}),
+    ),
+    Plant(
+        "FG603",
+        "targetPort names no container port",
+        _service(lambda d: d["spec"]["ports"][1].__setitem__("targetPort", "tcp-nothing")),
+        also=frozenset({"FG605"}),
+    ),
     Plant("FG604", "service renamed", _service(lambda d: d["metadata"].__setitem__("name", f"{SERVER}-svc")), also=frozenset({"FG307", "FG607"})),
     Plant("FG605", "service port differs from fed_server.json", _service(lambda d: d["spec"]["ports"][0].__setitem__("port", 9104)), also=frozenset({"FG607"})),
-    Plant("FG606", "container port differs from fed_server.json", _container(lambda c: c["ports"][1].__setitem__("containerPort", 9113)), also=frozenset({"FG605"})),
-    Plant("FG607", "route to a port the service lacks", _virtual_service(lambda d: d["spec"]["tcp"][0]["route"][0]["destination"]["port"].__setitem__("number", 9999))),
+    Plant(
+        "FG606",
+        "container port differs from fed_server.json",
+        _container(lambda c: c["ports"][1].__setitem__("containerPort", 9113)),
+        also=frozenset({"FG605"}),
+    ),
+    Plant(
+        "FG607",
+        "route to a port the service lacks",
+        _virtual_service(lambda d: d["spec"]["tcp"][0]["route"][0]["destination"]["port"].__setitem__("number", 9999)),
+    ),
     Plant("FG608", "certificate for another name", _new_ca_and_server("wrong-name")),
     Plant("FG609", "root CA from elsewhere", _other_root),
     Plant("FG610", "expired certificates", _new_ca_and_server(SERVER, expired=True)),
-    Plant("FG611", "volume names a missing ConfigMap", _deployment(lambda d: d["spec"]["template"]["spec"]["volumes"][2]["configMap"].__setitem__("name", "missing-cm"))),
+    Plant(
+        "FG611",
+        "volume names a missing ConfigMap",
+        _deployment(lambda d: d["spec"]["template"]["spec"]["volumes"][2]["configMap"].__setitem__("name", "missing-cm")),
+    ),
     Plant("FG612", "fed_server.json unreadable", _fed_server(lambda text: "{not json")),
-    Plant("FG613", "site client dials another port", _site_startup(lambda d: d["data"].__setitem__("fed_client.json", d["data"]["fed_client.json"].replace(":9102", ":9999"))), base="sites"),
-    Plant("FG613", "site client trusts another root CA", _site_startup(lambda d: d["data"].__setitem__("rootCA.pem", cert_pem(certificate("another-root", rsa_key())))), base="sites"),
+    Plant(
+        "FG613",
+        "site client dials another port",
+        _site_startup(lambda d: d["data"].__setitem__("fed_client.json", d["data"]["fed_client.json"].replace(":9102", ":9999"))),
+        base="sites",
+    ),
+    Plant(
+        "FG613",
+        "site client trusts another root CA",
+        _site_startup(lambda d: d["data"].__setitem__("rootCA.pem", cert_pem(certificate("another-root", rsa_key())))),
+        base="sites",
+    ),
     Plant("FG614", "signed by another federation's root CA", _enrolled(ENROLL_SIGNED, lambda e: e.other_root_signed), base="enrolled"),
-    Plant("FG614", "signed zip named for another site", _enrolled(f"{ENROLL_DIR}/signed/site-x.signed.zip", lambda e: e.signed), base="enrolled", also=frozenset({"FG114"})),
+    Plant(
+        "FG614",
+        "signed zip named for another site",
+        _enrolled(f"{ENROLL_DIR}/signed/site-x.signed.zip", lambda e: e.signed),
+        base="enrolled",
+        also=frozenset({"FG114"}),
+    ),
     Plant("FG615", "request replaced by another request", _enrolled(ENROLL_REQUEST, lambda e: e.other_request), base="enrolled"),
     Plant("FG616", "resources.json admits one client of two", _local("resources.json", _max_clients(1))),
     Plant("FG616", "fed_server.json limit wins over resources.json", _fed_server(lambda text: _json_key(text, _max_clients(1)))),
-    Plant("FG616", "template default of 100 for 120 sites", _both(
-        _configmap(f"{WORKLOAD}-local", _drop_rendered_resources),
-        _spec(lambda d: d["spec"].__setitem__("sites", [{"name": f"site-{i}", "org": "hospital"} for i in range(120)])),
-    ), also=frozenset({"FG710"})),
+    Plant(
+        "FG616",
+        "template default of 100 for 120 sites",
+        _both(
+            _configmap(f"{WORKLOAD}-local", _drop_rendered_resources),
+            _spec(lambda d: d["spec"].__setitem__("sites", [{"name": f"site-{i}", "org": "hospital"} for i in range(120)])),
+        ),
+        also=frozenset({"FG710"}),
+    ),
     # FG7xx hardening and exposure
     Plant("FG701", "may run as root", _security("runAsNonRoot", False)),
     Plant("FG702", "privilege escalation", _security("allowPrivilegeEscalation", True)),
@@ -519,8 +757,12 @@ PLANTS: tuple[Plant, ...] = (
     Plant("FG710", "server memory limit below the estimate", _container(lambda c: c["resources"]["limits"].__setitem__("memory", "256Mi"))),
     Plant("FG709", "bypass load balancer open", _service(lambda d: d["spec"].__setitem__("loadBalancerSourceRanges", ["0.0.0.0/0"])), base="bypass"),
     Plant("FG711", "server image by tag", _container(lambda c: c.__setitem__("image", "europe-west4-docker.pkg.dev/gen-proj/fl/nvflare:2.9.0"))),
-    Plant("FG711", "site-cluster image by tag", _set(f"{SITE_DIR}/deployment.yaml", "Deployment",
-        lambda d: container(d).__setitem__("image", "nvflare:latest")), base="sites"),
+    Plant(
+        "FG711",
+        "site-cluster image by tag",
+        _set(f"{SITE_DIR}/deployment.yaml", "Deployment", lambda d: container(d).__setitem__("image", "nvflare:latest")),
+        base="sites",
+    ),
 )
 
 

@@ -164,9 +164,12 @@ def test_prefilter_is_sound_on_random_documents(text: str, cut: int, as_json: bo
     path = "docs/x.json" if as_json else "docs/x.yaml"
     parsed = parse_file(path, source)
     assert parsed.error is None, parsed.error
-    candidates = [s for d in parsed.docs for s in _all_strings(d.data) if len(s) >= 64 and not s.strip(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
-    )]
+    candidates = [
+        s
+        for d in parsed.docs
+        for s in _all_strings(d.data)
+        if len(s) >= 64 and not s.strip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0")
+    ]
     if candidates:
         assert may_hold_encoded_key(source, yaml=not as_json)
 

@@ -228,7 +228,9 @@ def _one_line(output: str) -> str:
     return lines[0]
 
 
-def test_dry_run_without_credentials_lists_a_public_listing_anonymously(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_without_credentials_lists_a_public_listing_anonymously(
+    gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bucket = gcs.create_bucket()
     spec = _spec(write_spec, bucket)
     job = _job(tmp_path / "job7")
@@ -247,7 +249,9 @@ def test_dry_run_without_credentials_lists_a_public_listing_anonymously(gcs: Emu
     assert f"it needs storage.objects.list, get, create and delete (to replace a changed file) on bucket {bucket} (roles/storage.objectUser)" in line
 
 
-def test_dry_run_refused_anonymously_names_the_permission_and_the_bucket(gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_refused_anonymously_names_the_permission_and_the_bucket(
+    gcs: Emulator, write_spec: SpecWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bucket that does not allow public listing answers an anonymous caller 401."""
     bucket = gcs.create_bucket()
     spec = _spec(write_spec, bucket)
@@ -257,7 +261,9 @@ def test_dry_run_refused_anonymously_names_the_permission_and_the_bucket(gcs: Em
     assert proxy.requests  # it did ask the bucket
     assert result.exit_code == 3
     line = _one_line(result.output)
-    assert f"workspace gs://{bucket}/genomics/flserver/ (listed anonymously: no Google Cloud credentials found): refused to a caller without credentials" in line
+    assert (
+        f"workspace gs://{bucket}/genomics/flserver/ (listed anonymously: no Google Cloud credentials found): refused to a caller without credentials" in line
+    )
     assert f"it needs storage.objects.list on bucket {bucket} (roles/storage.objectViewer)" in line
 
 

@@ -233,7 +233,11 @@ def _driver(start: Path, repo: Path, work: Path) -> dict[str, Any]:
                 outcome["state_mode"] = oct(st.st_mode & 0o777)
                 outcome["state_dir_mode"] = oct(_state_file(repo).parent.stat().st_mode & 0o777)
                 if outcome["tree"] == "MIXED":
-                    outcome["diff"] = sorted(p for p in set(tree) | set(old_tree) | set(new_tree) if tree.get(p) not in (old_tree.get(p), new_tree.get(p)) or (p in tree) != (p in new_tree) and (p in tree) != (p in old_tree))[:10]
+                    outcome["diff"] = sorted(
+                        p
+                        for p in set(tree) | set(old_tree) | set(new_tree)
+                        if tree.get(p) not in (old_tree.get(p), new_tree.get(p)) or (p in tree) != (p in new_tree) and (p in tree) != (p in old_tree)
+                    )[:10]
                 key = _digest(_everything(repo))
                 if key not in classes:
                     classes[key] = f"class-{len(classes)}"
@@ -482,6 +486,7 @@ def test_a_journal_whose_staged_file_vanished_stops_instead_of_mixing(template: 
     (repo / first_src).unlink()  # the staged copy is lost (someone deleted .fedgen/tmp by hand, say)
     with pytest.raises(ExternalError, match=f"staged new content of {re.escape(first_dst)} is missing"):
         recover(repo)
+
     def outside_fedgen(tree: dict[str, bytes]) -> dict[str, bytes]:
         return {p: d for p, d in tree.items() if not p.startswith(".fedgen/")}
 

@@ -15,15 +15,12 @@ from typing import Any
 import pytest
 
 from fedgen.ledger.guard import path_problem
-
 from tests.support import fedgen_cli, render_spec
 
 SpecWriter = Callable[..., Path]
 LEDGER = ".fedgen/owned/genomics.json"
 STATE = ".fedgen/state/genomics/state.json"
 SERVICE = "tenants/fl-genomics/nvflare-flserver/service.yaml"
-
-
 
 
 def _disk(root: Path) -> dict[str, tuple[str, Any]]:
@@ -224,8 +221,21 @@ def test_path_rules() -> None:
     allowed = ["tenants/a/b.yaml", "clusters/x/kustomization.yaml", "terraform/fedgen.auto.tfvars.json"]
     assert [path_problem(p) for p in allowed] == [None] * len(allowed)
     refused = [
-        "", "/abs", "tenants/../b", "tenants//b", "./tenants/a", "tenants/a/", ".git/hooks/x", "tenants/.git/config",
-        ".fedgen/owned/x.json", ".Fedgen/state/s.json", "tenants/a\0b", 7, "README.md", "generator/fedgen/api.py", ".github/workflows/ci.yaml",
+        "",
+        "/abs",
+        "tenants/../b",
+        "tenants//b",
+        "./tenants/a",
+        "tenants/a/",
+        ".git/hooks/x",
+        "tenants/.git/config",
+        ".fedgen/owned/x.json",
+        ".Fedgen/state/s.json",
+        "tenants/a\0b",
+        7,
+        "README.md",
+        "generator/fedgen/api.py",
+        ".github/workflows/ci.yaml",
     ]
     assert all(path_problem(p) for p in refused)
     assert path_problem(".fedgen/owned/x.json", internal=lambda p: p == ".fedgen/owned/x.json") is None
@@ -234,8 +244,8 @@ def test_path_rules() -> None:
 def test_owned_folders_cover_every_file_a_render_owns(rendered: tuple[Path, Path], write_spec: SpecWriter) -> None:
     """The folders checked for links before the state is locked are every folder the render writes into."""
     from fedgen.render.tree import owned_folders
-    from fedgen.spec.sealing_certificate import fingerprint, load_certificate
     from fedgen.spec import load_federation
+    from fedgen.spec.sealing_certificate import fingerprint, load_certificate
 
     def site_cluster(d: dict[str, Any]) -> None:
         d["spec"]["clusters"].append({"name": "gke-site", "projectId": "site-proj", "region": "europe-west1", "sealing": {"certificate": "sealing.pem"}})

@@ -21,10 +21,10 @@ from fedgen.render.pod import KIT_DIGEST
 from fedgen.render.shared import contributions, recorded_shared_files, shared_files
 from fedgen.render.site import site_dir
 from fedgen.render.tree import RenderInput, owned_folders, render_tree, secrets_to_seal
-from fedgen.spec.sealing_certificate import parse_fingerprint
 from fedgen.seal.manifest import read_encrypted_data
 from fedgen.seal.policy import CertificateChange, seal_all
 from fedgen.spec import Federation, load_federation
+from fedgen.spec.sealing_certificate import parse_fingerprint
 from fedgen.state import Backup, StateDocument, federation_store, open_store
 from fedgen.write import Plan, RenderedFiles, apply_plan_locked, make_plan, preflight, recover, removal_plan, require_rendered, writing
 
@@ -168,9 +168,7 @@ def _rolled_workloads(fed: Federation, plan: Plan) -> set[str]:
         return found.group(1) if found else None
 
     return {
-        workloads[c.path]
-        for c in plan.changes
-        if c.path in workloads and c.old is not None and c.new is not None and kit_digest(c.old) != kit_digest(c.new)
+        workloads[c.path] for c in plan.changes if c.path in workloads and c.old is not None and c.new is not None and kit_digest(c.old) != kit_digest(c.new)
     }
 
 

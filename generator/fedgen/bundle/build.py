@@ -153,4 +153,3 @@ def write_bundle(bundle: Bundle, out: Path | None = None, *, repo: Path = Path("
     write_atomic(path, bundle.archive, mode=ARCHIVE_MODE)
     write_atomic(checksum_path, f"{bundle.sha256}  {path.name}\n".encode(), mode=CHECKSUM_FILE_MODE)
     return WrittenBundle(path, checksum_path, bundle.sha256)
-

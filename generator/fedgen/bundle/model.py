@@ -63,10 +63,7 @@ def find_participant(fed: Federation, name: str) -> Participant:
         if admin.name == name:
             return Participant(admin.name, admin.org, "admin", admin.role)
     if name == fed.server.name:
-        raise InputError(
-            f"{name} is the server: its kit reaches the cluster only through `fedgen render` "
-            "(ConfigMaps and a SealedSecret), never as a bundle"
-        )
+        raise InputError(f"{name} is the server: its kit reaches the cluster only through `fedgen render` (ConfigMaps and a SealedSecret), never as a bundle")
     sites = ", ".join(s.name for s in fed.sites) or "none"
     admins = ", ".join(a.name for a in fed.admins) or "none"
     raise InputError(f"no site or admin named {name!r} in {fed.name}; sites: {sites}; admins: {admins}")

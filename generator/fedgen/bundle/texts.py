@@ -36,8 +36,20 @@ def pip_install(version: str) -> str:
 
 def client_args(ctx: BundleContext, kit: str) -> list[str]:
     p = ctx.participant
-    return ["-u", "-m", CLIENT_MODULE, "-m", kit, "-s", "fed_client.json",
-            "--set", "secure_train=true", f"uid={p.name}", "config_folder=config", f"org={p.org}"]
+    return [
+        "-u",
+        "-m",
+        CLIENT_MODULE,
+        "-m",
+        kit,
+        "-s",
+        "fed_client.json",
+        "--set",
+        "secure_train=true",
+        f"uid={p.name}",
+        "config_folder=config",
+        f"org={p.org}",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ run.sh
@@ -205,8 +217,7 @@ def _address_section(ctx: BundleContext, port: int) -> tuple[str, str]:
     site = ctx.participant.kind == "site"
     if t.ip is not None:
         where = (
-            "The docker and Kubernetes commands below already map "
-            f"`{t.dialled}` to it. For the plain-python client, add this line to `/etc/hosts`"
+            f"The docker and Kubernetes commands below already map `{t.dialled}` to it. For the plain-python client, add this line to `/etc/hosts`"
             if site
             else "Add this line to `/etc/hosts`"
         )
@@ -214,12 +225,7 @@ def _address_section(ctx: BundleContext, port: int) -> tuple[str, str]:
         return (f"{intro}\n\n{body}", f"SERVER_IP={q(t.ip)}")
     if t.host is not None:
         resolve = f"$(getent ahostsv4 {q(t.host)} | awk 'NR==1 {{print $1}}')"
-        more = (
-            " for the plain-python client; the docker command below looks it up itself. For Kubernetes, see "
-            "the hostAliases note there"
-            if site
-            else ""
-        )
+        more = " for the plain-python client; the docker command below looks it up itself. For Kubernetes, see the hostAliases note there" if site else ""
         body = (
             f"The server is reached at `{t.host}`. Its IP address: `{shlex.join(['getent', 'ahostsv4', t.host])}`. Add the line "
             f"`<that address> {t.dialled}` to `/etc/hosts`{more}.\n"
@@ -275,7 +281,7 @@ def site_readme(ctx: BundleContext, kit_files: list[str]) -> bytes:
     name = p.name
     address_md, server_ip_line = _address_section(ctx, t.fl_port)
     inside = f"{CONTAINER_KIT_PARENT}/{name}"
-    add_host = f"  --add-host {q(t.dialled)}:\"$SERVER_IP\" \\\n" if server_ip_line else ""
+    add_host = f'  --add-host {q(t.dialled)}:"$SERVER_IP" \\\n' if server_ip_line else ""
     args = [q(a) for a in client_args(ctx, inside)]
     # -u -m MODULE \ -m KIT -s fed_client.json \ --set ...
     docker_args = " ".join(args[:3]) + " \\\n  " + " ".join(args[3:7]) + " \\\n  " + " ".join(args[7:])
@@ -284,7 +290,7 @@ def site_readme(ctx: BundleContext, kit_files: list[str]) -> bytes:
         + f"docker run --rm -it --name {q(f'nvflare-{name}')} \\\n"
         + f"  -u {RUN_AS_ID}:{RUN_AS_ID} \\\n"
         + add_host
-        + f"  -v \"$PWD\"/{q(f'{name}:{inside}')} \\\n"
+        + f'  -v "$PWD"/{q(f"{name}:{inside}")} \\\n'
         + f"  --entrypoint {q(PYTHON)} \\\n"
         + f"  {q(fed.image)} \\\n"
         + f"  {docker_args}"

@@ -32,6 +32,7 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+
 from cryptography import x509
 
 from fedgen.certs.lifecycle import issued_by
@@ -273,8 +274,15 @@ def _superseded(before: StateDocument, names: Collection[str], now: datetime) ->
 
 
 def after_approval(
-    site: str, action: str, *, root: str, previous_root: str | None, previous_not_after: datetime | None, now: datetime,
-    signed: SignedInfo, previous_profile: tuple[str, int] | None = None,
+    site: str,
+    action: str,
+    *,
+    root: str,
+    previous_root: str | None,
+    previous_not_after: datetime | None,
+    now: datetime,
+    signed: SignedInfo,
+    previous_profile: tuple[str, int] | None = None,
 ) -> WhoMustAct:
     """Who must act after `fedgen enroll approve` (action: approved | re-approved | restored | unchanged) under
     the root CA `root` (fingerprint): the site, when a new certificate was signed for it; why: a new root CA,

@@ -102,4 +102,3 @@ def _root_pems(data: bytes) -> list[bytes]:
             if isinstance(pem, str) and pem:
                 pems.append(pem.encode())
     return pems
-

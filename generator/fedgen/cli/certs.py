@@ -17,7 +17,9 @@ from fedgen.cli.progress import progress_bar
 @spec_input(positional=True)
 @click.option("--repo", type=REPO_PATH, default=".", show_default=True, help="Repository whose default state to read.")
 @click.option("--state", "state", metavar="LOCATION", help=STATE_HELP)
-@click.option("--within", "within_days", type=click.IntRange(min=0), default=30, show_default=True, help="Exit 1 when a certificate expires within this many days.")
+@click.option(
+    "--within", "within_days", type=click.IntRange(min=0), default=30, show_default=True, help="Exit 1 when a certificate expires within this many days."
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str) -> None:
     """List every certificate of the federation with its expiry.
@@ -49,7 +51,11 @@ def certs(spec: Path, repo: Path, state: str | None, within_days: int, fmt: str)
 @click.option("--spec", "spec", type=SPEC_PATH, metavar="SPEC", help="The federation spec (YAML).")
 @click.option("--repo", type=REPO_PATH, default=".", show_default=True)
 @click.option("--state", "state", metavar="LOCATION", help=STATE_HELP)
-@click.option("--root-ca", is_flag=True, help="Start a new root CA: every certificate is re-issued and every bundle must be redistributed. Irreversible: asks first (--yes) and copies the state beside itself.")
+@click.option(
+    "--root-ca",
+    is_flag=True,
+    help="Start a new root CA: every certificate is re-issued and every bundle must be redistributed. Irreversible: asks first (--yes) and copies the state beside itself.",
+)
 @yes_option
 @format_option
 def rotate(names: tuple[str, ...], spec: Path | None, repo: Path, state: str | None, root_ca: bool, yes: bool, fmt: str) -> None:

@@ -13,9 +13,21 @@ from fedgen.cli.options import REPO_PATH, err, kube_options, spec_input
 
 @click.command()
 @spec_input(positional=True)
-@click.option("--repo", type=REPO_PATH, default=".", show_default=True, help="The GitOps repository (a git checkout): its HEAD and its built sync roots are what the clusters should run.")
+@click.option(
+    "--repo",
+    type=REPO_PATH,
+    default=".",
+    show_default=True,
+    help="The GitOps repository (a git checkout): its HEAD and its built sync roots are what the clusters should run.",
+)
 @kube_options
-@click.option("--admin", "admin_kit", type=click.Path(path_type=Path), metavar="BUNDLE", help="An admin's bundle (tar.gz from fedgen client-bundle) or kit folder: also log in to the NVFlare server and list the connected sites.")
+@click.option(
+    "--admin",
+    "admin_kit",
+    type=click.Path(path_type=Path),
+    metavar="BUNDLE",
+    help="An admin's bundle (tar.gz from fedgen client-bundle) or kit folder: also log in to the NVFlare server and list the connected sites.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(spec: Path, repo: Path, kubeconfig: Path | None, contexts: tuple[str, ...], timeout: float, admin_kit: Path | None, fmt: str) -> None:
     """Is the federation applied, synced, rolled out, reachable, and are its sites connected?

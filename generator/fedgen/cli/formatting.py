@@ -56,7 +56,14 @@ def certificates_text(report: CertificateReport, ctx: Context) -> str:
 
 def certificates_json(report: CertificateReport, ctx: Context) -> str:
     rows = [
-        {"name": c.name, "kind": c.kind, "status": c.status, "not_after": c.not_after.isoformat() if c.not_after else None, "days_left": c.days_left, "sha256": c.sha256}
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "status": c.status,
+            "not_after": c.not_after.isoformat() if c.not_after else None,
+            "days_left": c.days_left,
+            "sha256": c.sha256,
+        }
         for c in report.certificates
     ]
     document = {"certificates": rows, "still_valid": still_valid_json(report.still_valid), "root_rotation": root_rotation_json(report.root_rotation, ctx)}

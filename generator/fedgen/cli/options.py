@@ -89,7 +89,11 @@ def confirm(action: str, consequence: str, *, yes: bool) -> None:
 def kube_options(fn: F) -> F:
     """--kubeconfig, --context (repeatable) and --timeout, shared by the commands that ask clusters."""
     fn = click.option(
-        "--timeout", type=click.FloatRange(min=0.5, max=300), default=DEFAULT_TIMEOUT, show_default=True, help="Seconds to wait for each request to a cluster or the NVFlare server."
+        "--timeout",
+        type=click.FloatRange(min=0.5, max=300),
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        help="Seconds to wait for each request to a cluster or the NVFlare server.",
     )(fn)
     fn = click.option(
         "--context",
@@ -99,5 +103,7 @@ def kube_options(fn: F) -> F:
         help="Kubeconfig context of a cluster, as CLUSTER=CONTEXT (repeatable), or CONTEXT alone for a one-cluster "
         "federation. Default: gke_<projectId>_<region>_<cluster> (what gcloud writes), else a context named like the cluster.",
     )(fn)
-    fn = click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), help="Kubeconfig to read. Default: $KUBECONFIG, else ~/.kube/config.")(fn)
+    fn = click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), help="Kubeconfig to read. Default: $KUBECONFIG, else ~/.kube/config.")(
+        fn
+    )
     return fn

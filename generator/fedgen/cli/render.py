@@ -18,15 +18,38 @@ from fedgen.cli.progress import progress_bar
 @spec_input(positional=True)
 @click.option("--repo", type=REPO_PATH, default=".", show_default=True, help="GitOps repository to write into.")
 @click.option("--state", "state", metavar="LOCATION", help=STATE_HELP)
-@click.option("--check", is_flag=True, help="Read-only: create nothing, take no lock (read access to the state is enough); exit 1 when the repo differs from what would be rendered or a sealing certificate changed.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Read-only: create nothing, take no lock (read access to the state is enough); exit 1 when the repo differs from what would be rendered or a sealing certificate changed.",
+)
 @click.option("--diff", "show_diff", is_flag=True, help="Print the unified diff of what changes (sealed values as sha256 digests, never ciphertext).")
-@click.option("--accept-sealing-cert", "accept_sealing_certs", metavar="SHA256:AA:BB:...", multiple=True, help="Seal to this sealing certificate although the state records another one for its cluster (after a controller key rotation, or for a new cluster). Repeatable.")
+@click.option(
+    "--accept-sealing-cert",
+    "accept_sealing_certs",
+    metavar="SHA256:AA:BB:...",
+    multiple=True,
+    help="Seal to this sealing certificate although the state records another one for its cluster (after a controller key rotation, or for a new cluster). Repeatable.",
+)
 @click.option("--force-unlock", is_flag=True, help="First remove a stale state lock (as `fedgen state unlock` does).")
-@click.option("--new-root-ca", is_flag=True, help="Start a new root CA even though the repo holds a rendered federation with another (or the state has none): every site and admin needs a new bundle. Irreversible: asks first (--yes) and copies the state beside itself.")
+@click.option(
+    "--new-root-ca",
+    is_flag=True,
+    help="Start a new root CA even though the repo holds a rendered federation with another (or the state has none): every site and admin needs a new bundle. Irreversible: asks first (--yes) and copies the state beside itself.",
+)
 @yes_option
 @format_option
 def render(
-    spec: Path, repo: Path, state: str | None, check: bool, show_diff: bool, accept_sealing_certs: tuple[str, ...], force_unlock: bool, new_root_ca: bool, yes: bool, fmt: str
+    spec: Path,
+    repo: Path,
+    state: str | None,
+    check: bool,
+    show_diff: bool,
+    accept_sealing_certs: tuple[str, ...],
+    force_unlock: bool,
+    new_root_ca: bool,
+    yes: bool,
+    fmt: str,
 ) -> None:
     """Provision the federation's kits from the state and write the repo.
 

@@ -33,7 +33,15 @@ _REPO_HELP = "The GitOps repository (rendered; where the default state lives)."
 @click.option("--repo", type=REPO_PATH, default=".", show_default=True, help=_REPO_HELP)
 @kube_options
 def client_bundle(
-    name: str, spec: Path, state: str | None, out: Path | None, server_address: str | None, repo: Path, kubeconfig: Path | None, contexts: tuple[str, ...], timeout: float
+    name: str,
+    spec: Path,
+    state: str | None,
+    out: Path | None,
+    server_address: str | None,
+    repo: Path,
+    kubeconfig: Path | None,
+    contexts: tuple[str, ...],
+    timeout: float,
 ) -> None:
     """Write the bundle of site or admin NAME: its startup kit and how to run it.
 

@@ -23,7 +23,14 @@ def _colour(stream: object) -> bool:
 
 @click.command()
 @click.option("--repo", type=REPO_PATH, default=".", show_default=True, help="Rendered GitOps repository to check.")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="text", show_default=True, help="text (grouped by file), json, or sarif (SARIF 2.1.0 for code scanning).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMAT_NAMES),
+    default="text",
+    show_default=True,
+    help="text (grouped by file), json, or sarif (SARIF 2.1.0 for code scanning).",
+)
 @click.option("--kubernetes-version", metavar="X.Y", default=None, help="Kubernetes minor version whose schemas to use (default: GKE regular channel's).")
 @click.option(
     "--allowlist",

@@ -150,7 +150,7 @@ def offboarding_lines(still_valid: Sequence[StillValid], plan: RootRotationPlan 
     """Which removed participants still hold certificates valid under the current root CA, until when, and what
     a new root CA (the one way to end them) requires from everyone who remains."""
     lines = ["offboarding: NVFlare checks no revocation, so these removed participants still hold certificates valid under the current root CA:"]
-    lines += [f"  {c.name} ({KIND_WORDS.get(c.kind, c.kind)}) until {_until(c)}" for c in still_valid[:SHOWN * 4]]
+    lines += [f"  {c.name} ({KIND_WORDS.get(c.kind, c.kind)}) until {_until(c)}" for c in still_valid[: SHOWN * 4]]
     if len(still_valid) > SHOWN * 4:
         lines.append(f"  … and {len(still_valid) - SHOWN * 4} more")
     if plan is None:
@@ -174,7 +174,7 @@ def removal_lines(who: WhoMustAct, state: str | None, *, check: bool) -> list[st
     if not who.still_valid:
         return lines
     lines.append("offboarding: NVFlare checks no revocation, so their certificates stay valid under the federation's root CA:")
-    lines += [f"  {c.name} ({KIND_WORDS.get(c.kind, c.kind)}) until {_until(c)}" for c in who.still_valid[:SHOWN * 4]]
+    lines += [f"  {c.name} ({KIND_WORDS.get(c.kind, c.kind)}) until {_until(c)}" for c in who.still_valid[: SHOWN * 4]]
     if len(who.still_valid) > SHOWN * 4:
         lines.append(f"  … and {len(who.still_valid) - SHOWN * 4} more")
     lines.append(

@@ -170,8 +170,20 @@ def sign_with_nvflare(fed: Federation, request: bytes, site: str, root_pem: byte
         _crash_pause("approve")  # test hook: the root CA key is on disk here
         out = scratch / "out" / f"{site}.signed.zip"
         cmd = [
-            sys.executable, "-m", "nvflare.cli", "cert", "approve", str(req),
-            "--ca-dir", str(ca), "--profile", str(profile), "--out", str(out), "--valid-days", str(valid_days),
+            sys.executable,
+            "-m",
+            "nvflare.cli",
+            "cert",
+            "approve",
+            str(req),
+            "--ca-dir",
+            str(ca),
+            "--profile",
+            str(profile),
+            "--out",
+            str(out),
+            "--valid-days",
+            str(valid_days),
         ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=APPROVE_TIMEOUT, cwd=scratch, check=False)  # noqa: S603
@@ -195,7 +207,9 @@ class SignedKey:
     source: str
 
 
-def signed_key(fed: Federation, site: Site, record: dict[str, str] | None, signed_zip: bytes | None, server_root: bytes, *, signed_rel: str, state: str) -> SignedKey | None:
+def signed_key(
+    fed: Federation, site: Site, record: dict[str, str] | None, signed_zip: bytes | None, server_root: bytes, *, signed_rel: str, state: str
+) -> SignedKey | None:
     """The key already signed for `site`: the state's record when there is one (what this operator signed,
     under any root), else the committed signed zip when it is a valid approval for this site under the root the
     server trusts (anything else in that file proves nothing: a pull request can put any bytes there)."""
@@ -254,7 +268,9 @@ def _current(record: dict[str, str] | None, info: RequestInfo, root_fp: str, fed
     )
 
 
-def _unchanged(record: dict[str, str] | None, info: RequestInfo, root_fp: str, fed: Federation, site: str, committed: bytes | None, current: bytes | None) -> bool:
+def _unchanged(
+    record: dict[str, str] | None, info: RequestInfo, root_fp: str, fed: Federation, site: str, committed: bytes | None, current: bytes | None
+) -> bool:
     return (
         record is not None
         and _current(record, info, root_fp, fed, site)
@@ -305,7 +321,9 @@ def approve(
         )
     rendered = from_repo(repo, fed)
     if rendered is None:
-        raise InputError(f"{configmap_path(fed)} is not in {repo}: render the federation (fedgen render) and commit first, so the server trusts the root that signs")
+        raise InputError(
+            f"{configmap_path(fed)} is not in {repo}: render the federation (fedgen render) and commit first, so the server trusts the root that signs"
+        )
     server_root, rendered_rel = rendered
 
     store = federation_store(fed, state, repo)
@@ -383,8 +401,20 @@ def approve(
     previous_not_after = _recorded_time(record.get("not_after")) if record is not None else None
     previous_profile = recorded_signed_zip(record, site.name).client_profile if record is not None else None
     return ApproveResult(
-        action, fed.name, site.name, req_rel, signed_rel, signed, tuple(written), key_fp, previous_serial, replaced, backup, previous_root,
-        previous_not_after, previous_profile,
+        action,
+        fed.name,
+        site.name,
+        req_rel,
+        signed_rel,
+        signed,
+        tuple(written),
+        key_fp,
+        previous_serial,
+        replaced,
+        backup,
+        previous_root,
+        previous_not_after,
+        previous_profile,
     )
 
 

@@ -123,10 +123,10 @@ def readme(fed: Federation, site: Site, root: RootCA, spec_name: str, out_name: 
     kit = f"workspace/{fed.name}/prod_{PROVISION_VERSION}/{site.name}"
     q = shlex.quote
     address = s.external_address
-    mapping = (
-        f"`{s.default_host}` must resolve to the server's address"
-        + (f" ({address}): e.g. add `{address} {s.default_host}` to /etc/hosts (or `--add-host {q(f'{s.default_host}:{address}')}` for docker)." if address else
-           ": ask the operator for the external address and map it (e.g. `<address> " + s.default_host + "` in /etc/hosts).")
+    mapping = f"`{s.default_host}` must resolve to the server's address" + (
+        f" ({address}): e.g. add `{address} {s.default_host}` to /etc/hosts (or `--add-host {q(f'{s.default_host}:{address}')}` for docker)."
+        if address
+        else ": ask the operator for the external address and map it (e.g. `<address> " + s.default_host + "` in /etc/hosts)."
     )
     branch = f"enroll-{site.name}"
     request_zip = f"{site.name}/{site.name}{REQUEST_SUFFIX}"

@@ -36,7 +36,9 @@ def check_request(fed: Federation, info: RequestInfo, *, what: str = "request") 
         raise InputError(f"{what}: the request is for project {info.project!r}, but this spec is federation {fed.name!r}")
     site = request_site(fed, info.name, what=what)
     if info.org != site.org:
-        raise InputError(f"{what}: site {info.name!r} asks for org {info.org!r}, the spec says {site.org!r}; make a new request with the participant.yaml of `fedgen enroll kit`")
+        raise InputError(
+            f"{what}: site {info.name!r} asks for org {info.org!r}, the spec says {site.org!r}; make a new request with the participant.yaml of `fedgen enroll kit`"
+        )
     return site
 
 
@@ -59,6 +61,8 @@ def check_signed(fed: Federation, info: SignedInfo, root_pem: bytes | None, *, w
 def check_pair(request: RequestInfo, signed: SignedInfo, *, what: str = "signed zip") -> None:
     """The signed zip answers this very request: same site, request id, CSR and public key."""
     if (request.project, request.name, request.org) != (signed.project, signed.name, signed.org):
-        raise InputError(f"{what}: answers {signed.project}/{signed.name} (org {signed.org}), the request is {request.project}/{request.name} (org {request.org})")
+        raise InputError(
+            f"{what}: answers {signed.project}/{signed.name} (org {signed.org}), the request is {request.project}/{request.name} (org {request.org})"
+        )
     if signed.request_id != request.request_id or signed.csr_sha256 != request.csr_sha256 or signed.public_key_sha256 != request.public_key_sha256:
         raise InputError(f"{what}: answers another request of {signed.name} (request id, CSR or public key differ); approve the committed request again")

@@ -28,8 +28,21 @@ MIN_RSA_BITS = 2048
 REQUEST_ARTIFACT = "nvflare.cert.request"
 # The fields NVFlare 2.9 writes; anything more is refused (a place to smuggle data into a committed file).
 _REQUEST_FIELDS = frozenset(
-    {"artifact_type", "schema_version", "request_id", "created_at", "project", "name", "org", "kind", "cert_type",
-     "cert_role", "csr_sha256", "public_key_sha256", "site_yaml_sha256"}
+    {
+        "artifact_type",
+        "schema_version",
+        "request_id",
+        "created_at",
+        "project",
+        "name",
+        "org",
+        "kind",
+        "cert_type",
+        "cert_role",
+        "csr_sha256",
+        "public_key_sha256",
+        "site_yaml_sha256",
+    }
 )
 
 
@@ -62,8 +75,14 @@ def inspect_request_zip(data: bytes, *, what: str = "request") -> RequestInfo:
     """
     members = read_members(data, what)
     meta, project, name, org = read_header(
-        members, "request.json", fields=_REQUEST_FIELDS, optional=frozenset({"cert_role"}), artifact=REQUEST_ARTIFACT,
-        called=("request", "certificate request"), elsewhere="is this a signed zip? approve takes the .request.zip", what=what,
+        members,
+        "request.json",
+        fields=_REQUEST_FIELDS,
+        optional=frozenset({"cert_role"}),
+        artifact=REQUEST_ARTIFACT,
+        called=("request", "certificate request"),
+        elsewhere="is this a signed zip? approve takes the .request.zip",
+        what=what,
     )
     if meta["kind"] != "site" or meta["cert_type"] != "client" or meta.get("cert_role") is not None:
         raise fail(what, f"requests a {meta['kind']!r}/{meta['cert_type']!r} certificate; only sites (client certificates) enroll this way")

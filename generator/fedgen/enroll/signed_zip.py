@@ -35,8 +35,25 @@ from fedgen.enroll.zips import (
 SIGNED_ARTIFACT = "nvflare.cert.signed"
 # The fields NVFlare 2.9 writes; anything more is refused (a place to smuggle data into a committed file).
 _SIGNED_FIELDS = frozenset(
-    {"artifact_type", "schema_version", "request_id", "approved_at", "project", "name", "org", "kind", "cert_type",
-     "certificate", "cert_file", "rootca_file", "ca_info", "hashes", "scheme", "default_connection_security", "server"}
+    {
+        "artifact_type",
+        "schema_version",
+        "request_id",
+        "approved_at",
+        "project",
+        "name",
+        "org",
+        "kind",
+        "cert_type",
+        "certificate",
+        "cert_file",
+        "rootca_file",
+        "ca_info",
+        "hashes",
+        "scheme",
+        "default_connection_security",
+        "server",
+    }
 )
 _SIGNED_HASHES = frozenset({"csr_sha256", "site_yaml_sha256", "certificate_sha256", "rootca_sha256", "public_key_sha256"})
 _SERIAL = re.compile(r"^0x[0-9a-f]+$")
@@ -120,7 +137,12 @@ def inspect_signed_zip(data: bytes, *, what: str = "signed zip") -> SignedInfo:
     if not isinstance(digests, dict) or set(digests) != _SIGNED_HASHES or not all(isinstance(v, str) and SHA256_HEX.fullmatch(v) for v in digests.values()):
         raise fail(what, f"signed.json: hashes must be exactly {', '.join(sorted(_SIGNED_HASHES))} (sha256 hex)")
     certificate = meta["certificate"]
-    if not isinstance(certificate, dict) or set(certificate) != {"serial", "valid_until"} or not isinstance(certificate.get("serial"), str) or not _SERIAL.fullmatch(certificate["serial"]):
+    if (
+        not isinstance(certificate, dict)
+        or set(certificate) != {"serial", "valid_until"}
+        or not isinstance(certificate.get("serial"), str)
+        or not _SERIAL.fullmatch(certificate["serial"])
+    ):
         raise fail(what, "signed.json: certificate must hold serial (0x...) and valid_until")
     ca_info = meta["ca_info"]
     if not isinstance(ca_info, dict) or set(ca_info) != {"provision_version", "rootCA_fingerprint"}:

@@ -168,8 +168,15 @@ def check_names(project: str, name: str, org: str, what: str) -> None:
 
 
 def read_header(
-    members: Mapping[str, bytes], member: str, *, fields: frozenset[str], optional: frozenset[str] = frozenset(),
-    artifact: str, called: tuple[str, str], elsewhere: str, what: str,
+    members: Mapping[str, bytes],
+    member: str,
+    *,
+    fields: frozenset[str],
+    optional: frozenset[str] = frozenset(),
+    artifact: str,
+    called: tuple[str, str],
+    elsewhere: str,
+    what: str,
 ) -> tuple[dict[str, Any], str, str, str]:
     """(the document, project, site, org) of `member`, the JSON document an NVFlare 2.9 enrollment zip opens
     with (request.json, signed.json): exactly NVFlare's `fields` (those in `optional` may be absent), its
@@ -181,7 +188,10 @@ def read_header(
     extra = sorted(set(meta) - fields)
     missing = sorted(fields - optional - set(meta))
     if extra or missing:
-        raise fail(what, f"{member} is not NVFlare 2.9's {called[0]} ({'unexpected ' + ', '.join(extra) if extra else ''}{'; ' if extra and missing else ''}{'missing ' + ', '.join(missing) if missing else ''})")
+        raise fail(
+            what,
+            f"{member} is not NVFlare 2.9's {called[0]} ({'unexpected ' + ', '.join(extra) if extra else ''}{'; ' if extra and missing else ''}{'missing ' + ', '.join(missing) if missing else ''})",
+        )
     if meta["artifact_type"] != artifact or meta["schema_version"] != SCHEMA_VERSION:
         raise fail(what, f"{member} is a {meta['artifact_type']!r} v{meta['schema_version']!r}, not an NVFlare {called[1]} v{SCHEMA_VERSION}")
     project = string_field(meta, "project", None, member, what)
@@ -219,7 +229,10 @@ def site_yaml(data: bytes, project: str, name: str, org: str, what: str) -> str 
     if extra:
         raise fail(what, f"site.yaml: the participant has unexpected fields {', '.join(extra)}")
     if p.get("name") != name or p.get("org") != org or p.get("type") != "client":
-        raise fail(what, f"site.yaml's participant ({p.get('name')!r}, org {p.get('org')!r}, type {p.get('type')!r}) does not match request ({name!r}, org {org!r}, client)")
+        raise fail(
+            what,
+            f"site.yaml's participant ({p.get('name')!r}, org {p.get('org')!r}, type {p.get('type')!r}) does not match request ({name!r}, org {org!r}, client)",
+        )
     connect_to = p.get("connect_to")
     if connect_to is None:
         return None

@@ -82,9 +82,7 @@ class Kube:
 
     # ---------------------------------------------------------------------------------------- transport
 
-    def request(
-        self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: Any = None, content_type: str | None = None
-    ) -> tuple[int, Any]:
+    def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: Any = None, content_type: str | None = None) -> tuple[int, Any]:
         """(HTTP status, parsed JSON body or None). Raises ClusterUnreachable / CredentialsRefused."""
         import urllib3
 
@@ -192,5 +190,7 @@ class Kube:
         status, data = self.request("PATCH", path, query=query, body=dict(obj), content_type="application/apply-patch+yaml")
         if status >= 300:
             message = data.get("message") if isinstance(data, dict) else data
-            raise ExternalError(f"{self.where}: applying {kind} {namespace + '/' if namespace else ''}{meta.get('name')} failed ({status}): {_one_line(message)}")
+            raise ExternalError(
+                f"{self.where}: applying {kind} {namespace + '/' if namespace else ''}{meta.get('name')} failed ({status}): {_one_line(message)}"
+            )
         return data if isinstance(data, dict) else {}

@@ -39,9 +39,7 @@ def parse_context_options(values: Sequence[str], clusters: Sequence[str]) -> dic
         cluster, sep, context = value.partition("=")
         if not sep:
             if len(clusters) != 1:
-                raise InputError(
-                    f"--context {value}: the federation has clusters {', '.join(clusters)}; say which one: --context CLUSTER={value}"
-                )
+                raise InputError(f"--context {value}: the federation has clusters {', '.join(clusters)}; say which one: --context CLUSTER={value}")
             cluster, context = clusters[0], value
         if cluster not in clusters:
             raise InputError(f"--context {value}: no cluster {cluster!r} in the federation (clusters: {', '.join(clusters)})")

@@ -43,9 +43,7 @@ from fedgen.provision.roster import ROOT_CERT, ROOT_PRI_KEY, Roster, is_entry
 
 FAILED = "nvflare provisioning failed"
 _CERT_JSON = "cert.json"
-_BUILDER_ERROR = re.compile(
-    r"^Exception (?P<reason>.*) raised during provision\.\s+Incomplete prod_n folder removed\.$", re.DOTALL
-)
+_BUILDER_ERROR = re.compile(r"^Exception (?P<reason>.*) raised during provision\.\s+Incomplete prod_n folder removed\.$", re.DOTALL)
 
 
 class RootWatch:
@@ -262,9 +260,7 @@ def _provision_in(root: str, roster: Roster, in_project: list[str], *, with_kits
         if kind == "client":
             participants.append(Participant(type=ParticipantType.CLIENT, name=member, org=member_org, props={}))
         else:
-            participants.append(
-                Participant(type=ParticipantType.ADMIN, name=member, org=member_org, props={PropKey.ROLE: role})
-            )
+            participants.append(Participant(type=ParticipantType.ADMIN, name=member, org=member_org, props={PropKey.ROLE: role}))
     project = Project(name=roster.project, description="", participants=participants)
     builders: list[Any] = [WorkspaceBuilder()]
     if with_kits:

@@ -78,23 +78,17 @@ def plan(federation: Federation, document: StateDocument, kits_for: Iterable[str
     has_ca = bool(old_cert.get(ROOT_CERT))
     if has_ca and not old_cert.get(ROOT_PRI_KEY):
         raise InputError("the state holds a root CA certificate but not its private key")
-    reusable = frozenset(
-        n for n in names if has_ca and is_entry(old_cert.get(n)) and document.participants.get(n) == records[n]
-    )
+    reusable = frozenset(n for n in names if has_ca and is_entry(old_cert.get(n)) and document.participants.get(n) == records[n])
     seed: dict[str, Any] = {}
     if has_ca:
         seed = {k: old_cert[k] for k in ROOT_KEYS} | {n: old_cert[n] for n in names if n in reusable}
-    return Issuance(
-        names=names, server=federation.server.name, records=records, wanted=frozenset(wanted), reusable=reusable, seed=seed
-    )
+    return Issuance(names=names, server=federation.server.name, records=records, wanted=frozenset(wanted), reusable=reusable, seed=seed)
 
 
 def _records(federation: Federation) -> dict[str, dict[str, Any]]:
     """Per participant, the inputs its certificate depends on (what StateDocument.participants records)."""
     server = federation.server
-    entries: list[tuple[str, dict[str, Any]]] = [
-        (server.name, {"type": "server", "org": server.org, "host_names": list(server.host_names)})
-    ]
+    entries: list[tuple[str, dict[str, Any]]] = [(server.name, {"type": "server", "org": server.org, "host_names": list(server.host_names)})]
     entries += [(s.name, {"type": "client", "org": s.org}) for s in federation.sites]
     entries += [(a.name, {"type": "admin", "org": a.org, "role": a.role}) for a in federation.admins]
     records = dict(entries)
@@ -124,11 +118,8 @@ def check_names(federation: Federation) -> None:
         # NVFlare uses the project name as a folder name without checking it.
         raise InputError(f"the NVFlare project name {project!r} cannot be a folder name")
     if len(federation.server.name) > MAX_CN_LENGTH:
-        raise InputError(
-            f"server name {federation.server.name!r} is longer than {MAX_CN_LENGTH} characters (NVFlare would truncate it)"
-        )
+        raise InputError(f"server name {federation.server.name!r} is longer than {MAX_CN_LENGTH} characters (NVFlare would truncate it)")
     for name in federation.participant_names:
         if name in ROOT_KEYS:
             # NVFlare keeps participants and the root CA in the same cert.json object.
             raise InputError(f"participant name {name!r} is reserved by NVFlare's certificate state")
-

@@ -74,9 +74,7 @@ def split(items: Sequence[str], parts: int) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-def issue_in_parallel(
-    roster: Roster, seed: dict[str, Any], to_issue: list[str], workers: int, progress: Progress | None = None
-) -> dict[str, Any]:
+def issue_in_parallel(roster: Roster, seed: dict[str, Any], to_issue: list[str], workers: int, progress: Progress | None = None) -> dict[str, Any]:
     """Issue a certificate for every name in to_issue; return the seed with the root CA and those entries."""
     seed = dict(seed)
     server = roster.server_name

@@ -25,7 +25,6 @@ from typing import IO, Any
 
 from fedgen.provision.lighter import RootWatch
 
-
 # How long the watcher waits for the main thread to act on its signal before it cleans up itself: only a main
 # thread stuck in one long call (no Python step for this long) gets there.
 _SIGNAL_GRACE_SECONDS = 30.0

@@ -167,8 +167,20 @@ def _pod_spec(pod: NvflarePod) -> Obj:
 
 def _container(pod: NvflarePod) -> Obj:
     root = kit_root(pod.participant)
-    args = ["-u", "-m", pod.role.module, "-m", root, "-s", pod.role.config,
-            "--set", "secure_train=true", f"uid={pod.participant}", "config_folder=config", f"org={pod.org}"]
+    args = [
+        "-u",
+        "-m",
+        pod.role.module,
+        "-m",
+        root,
+        "-s",
+        pod.role.config,
+        "--set",
+        "secure_train=true",
+        f"uid={pod.participant}",
+        "config_folder=config",
+        f"org={pod.org}",
+    ]
     mounts = [
         {"name": "kit", "mountPath": root},
         {"name": "startup", "mountPath": f"{root}/startup", "readOnly": True},

@@ -101,7 +101,9 @@ def _check_cluster(members: list[Contribution]) -> None:
             if a.gitops != b.gitops:
                 raise _conflict(a, b, f"disagree on spec.gitops for cluster {a.cluster!r} (one sync root has one source)")
             if a.platform != b.platform:
-                raise _conflict(a, b, f"disagree on the platform of cluster {a.cluster!r} ({a.platform} and {b.platform}); set the same platform kind in both specs")
+                raise _conflict(
+                    a, b, f"disagree on the platform of cluster {a.cluster!r} ({a.platform} and {b.platform}); set the same platform kind in both specs"
+                )
 
 
 def _merge_tfvars(path: str, members: list[Contribution]) -> dict[str, Any]:

@@ -120,7 +120,12 @@ def _network_policies(fed: Federation, site: Site) -> list[Obj]:
     if _on_platform(fed, site):  # default deny and DNS egress are the platform's baseline of the tenant
         return [server_egress]
     return [
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta("default-deny-all", site), "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta("default-deny-all", site),
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        },
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -128,7 +133,12 @@ def _network_policies(fed: Federation, site: Site) -> list[Obj]:
             "spec": {
                 "podSelector": {},
                 "policyTypes": ["Egress"],
-                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+                "egress": [
+                    {
+                        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
             },
         },
         server_egress,

@@ -149,11 +149,7 @@ def node_pool_mutators(tenant: str) -> list[Obj]:
                 "applyTo": apply_to,
                 "match": match,
                 "location": "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
-                "parameters": {
-                    "assign": {
-                        "value": [{"matchExpressions": [{"key": TENANT_NODE_LABEL, "operator": "In", "values": [tenant]}]}]
-                    }
-                },
+                "parameters": {"assign": {"value": [{"matchExpressions": [{"key": TENANT_NODE_LABEL, "operator": "In", "values": [tenant]}]}]}},
             },
         },
         {
@@ -164,11 +160,7 @@ def node_pool_mutators(tenant: str) -> list[Obj]:
                 "applyTo": apply_to,
                 "match": match,
                 "location": "spec.tolerations",
-                "parameters": {
-                    "assign": {
-                        "value": [{"key": TENANT_NODE_LABEL, "operator": "Equal", "value": tenant, "effect": "NoExecute"}]
-                    }
-                },
+                "parameters": {"assign": {"value": [{"key": TENANT_NODE_LABEL, "operator": "Equal", "value": tenant, "effect": "NoExecute"}]}},
             },
         },
     ]

@@ -49,14 +49,30 @@ class SealedKey:
 def sealed_keys(fed: Federation) -> tuple[SealedKey, ...]:
     """The server key for the server cluster, and each site cluster's client key for that cluster."""
     out = [
-        SealedKey(fed.server.tenant, server_key_secret_name(fed), "server.key", fed.server.name, server.SERVER_KEY, fed.server.cluster,
-                  fed.sealing.certificate, sealed_secret_path(fed))
+        SealedKey(
+            fed.server.tenant,
+            server_key_secret_name(fed),
+            "server.key",
+            fed.server.name,
+            server.SERVER_KEY,
+            fed.server.cluster,
+            fed.sealing.certificate,
+            sealed_secret_path(fed),
+        )
     ]
     for s in fed.cluster_sites:
         assert s.cluster is not None
         out.append(
-            SealedKey(s.namespace, site.client_key_secret_name(s), "client.key", s.name, site.CLIENT_KEY, s.cluster,
-                      fed.cluster(s.cluster).sealing_certificate, f"{site.site_dir(s)}/{SEALED_SECRET_FILE}")
+            SealedKey(
+                s.namespace,
+                site.client_key_secret_name(s),
+                "client.key",
+                s.name,
+                site.CLIENT_KEY,
+                s.cluster,
+                fed.cluster(s.cluster).sealing_certificate,
+                f"{site.site_dir(s)}/{SEALED_SECRET_FILE}",
+            )
         )
     return tuple(out)
 

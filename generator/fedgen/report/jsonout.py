@@ -29,9 +29,7 @@ def render_json(report: Report, **_: Any) -> str:
         "findings": [finding_dict(f) for f in report.findings],
         "summary": {
             **report.summary(),
-            "suppressedFindings": [
-                {**finding_dict(s.finding), "reason": s.reason} for s in report.suppressed
-            ],
+            "suppressedFindings": [{**finding_dict(s.finding), "reason": s.reason} for s in report.suppressed],
         },
     }
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

@@ -98,8 +98,7 @@ def unseal_value(private_key_pem: bytes, ciphertext_b64: str, *, namespace: str,
         session_key = key.decrypt(wrapped, _oaep(label))
     except ValueError:
         raise UnsealError(
-            f"cannot decrypt the session key: wrong private key, or sealed for another scope/namespace/name "
-            f"(tried {scope} scope, label {label.decode()!r})"
+            f"cannot decrypt the session key: wrong private key, or sealed for another scope/namespace/name (tried {scope} scope, label {label.decode()!r})"
         ) from None
     if len(session_key) != _SESSION_KEY_BYTES:
         raise UnsealError(f"session key has {len(session_key)} bytes, expected {_SESSION_KEY_BYTES}")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fedgen.errors import InputError
-from fedgen.spec.sealing_certificate import SealingCertificate, fingerprint, load_certificate
 from fedgen.seal.certificate import generate_development_keypair
 from fedgen.seal.reuse import seal_data
+from fedgen.spec.sealing_certificate import SealingCertificate, fingerprint, load_certificate
 from fedgen.state import StateDocument
 
 DEV_SEALING_WARNING = (
@@ -94,7 +94,9 @@ def seal_all(
         committed = previous.get(secret.repo_path, {})
         allowed = trusted.get(secret.cluster)
         if secret.certificate is not None and allowed is not None and cert.sha256 not in allowed and cert.sha256 not in accepted:
-            untrusted[secret.cluster] = CertificateChange(secret.cluster, str(secret.certificate), fingerprint(cert.sha256), tuple(fingerprint(c) for c in sorted(allowed)))
+            untrusted[secret.cluster] = CertificateChange(
+                secret.cluster, str(secret.certificate), fingerprint(cert.sha256), tuple(fingerprint(c) for c in sorted(allowed))
+            )
             out[(secret.namespace, secret.name)] = {k: committed.get(k, NOT_SEALED) for k in sorted(secret.data)}
             records.update({secret.prefix + k: dict(v) for k, v in previous_records.items()})
             continue
@@ -112,7 +114,9 @@ def seal_all(
         records.update({secret.prefix + k: dict(v) for k, v in new_records.items()})
     unknown = sorted(set(accepted) - named)
     if unknown:
-        raise InputError(f"--accept-sealing-cert {fingerprint(unknown[0])}: no cluster of the spec has this sealing certificate (it names {', '.join(fingerprint(c) for c in sorted(named))})")
+        raise InputError(
+            f"--accept-sealing-cert {fingerprint(unknown[0])}: no cluster of the spec has this sealing certificate (it names {', '.join(fingerprint(c) for c in sorted(named))})"
+        )
     # Only this render's secrets stay recorded: records of renamed or removed secrets go with them.
     document = replace(document, sealed=dict(sorted(records.items())), sealing_certificates=dict(sorted(pinned.items())))
     return SealResult(out, document, sorted(set(warnings)), tuple(untrusted[c] for c in sorted(untrusted)))

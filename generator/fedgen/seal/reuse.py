@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from fedgen.spec.sealing_certificate import SealingCertificate
 from fedgen.seal.crypto import check_scope, seal_value
+from fedgen.spec.sealing_certificate import SealingCertificate
 
 
 def _sha256_hex(data: bytes) -> str:

@@ -118,10 +118,7 @@ def _build(data: Any, spec_path: Path, spec_dir: Path) -> Federation:
             platform_bucket=bucket_name == platform_bucket_name(spec),
         ),
         server=server,
-        sites=tuple(
-            Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster")), enrollment=str(x["enrollment"]))
-            for x in spec["sites"]
-        ),
+        sites=tuple(Site(name=str(x["name"]), org=str(x["org"]), cluster=_opt(x.get("cluster")), enrollment=str(x["enrollment"])) for x in spec["sites"]),
         admins=tuple(Admin(name=str(x["name"]), org=str(x["org"]), role=str(x["role"])) for x in spec["admins"]),
         spec_path=spec_path,
         node_pool_machine_type=str(p["nodePoolMachineType"]),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedgen.refarch import REFERENCE_ARCHITECTURE
+
 # The gcsfuse mount point of the reference architecture; the job store lives below it.
 WORKSPACE_MOUNT = "/workspace/nvfl"
 # uid/gid the NVFlare container runs as (reference architecture).

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from fedgen.errors import InputError
 
+
 @dataclass(frozen=True)
 class SealingCertificate:
     """The controller's sealing certificate (what ``kubeseal --fetch-cert`` prints)."""
@@ -46,9 +47,7 @@ def load_certificate(pem: bytes, *, origin: str, now: _dt.datetime | None = None
     if b"-----BEGIN " not in data:
         raise InputError(f"{origin}: not a PEM file (no '-----BEGIN ...-----' block); expected an X.509 certificate")
     if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise InputError(
-            f"{origin}: PEM block is {_pem_label(data)!r}, not an X.509 certificate ('-----BEGIN CERTIFICATE-----')"
-        )
+        raise InputError(f"{origin}: PEM block is {_pem_label(data)!r}, not an X.509 certificate ('-----BEGIN CERTIFICATE-----')")
     try:
         cert = x509.load_pem_x509_certificate(data)
     except ValueError as exc:
@@ -60,16 +59,11 @@ def load_certificate(pem: bytes, *, origin: str, now: _dt.datetime | None = None
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{origin}: certificate public key cannot be read ({detail})") from None
     if not isinstance(public_key, RSAPublicKey):
-        raise InputError(
-            f"{origin}: certificate key is {_key_algorithm(public_key)}, but sealed secrets need an RSA key"
-        )
+        raise InputError(f"{origin}: certificate key is {_key_algorithm(public_key)}, but sealed secrets need an RSA key")
     not_after = _utc(cert.not_valid_after_utc)
     moment = _utc(now) if now is not None else _dt.datetime.now(_dt.timezone.utc)
     if not_after < moment:
-        raise InputError(
-            f"{origin}: certificate expired on {not_after.isoformat()} "
-            f"(fetch the current one with 'kubeseal --fetch-cert')"
-        )
+        raise InputError(f"{origin}: certificate expired on {not_after.isoformat()} (fetch the current one with 'kubeseal --fetch-cert')")
     der = cert.public_bytes(serialization.Encoding.DER)
     return SealingCertificate(
         pem=cert.public_bytes(serialization.Encoding.PEM),
@@ -96,7 +90,9 @@ def parse_fingerprint(text: str) -> str:
             break
     digest = value.replace(":", "").lower()
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise InputError(f"{text!r}: not a certificate's SHA-256 fingerprint (expected SHA256: and 32 hex pairs, as `openssl x509 -noout -fingerprint -sha256` prints)")
+        raise InputError(
+            f"{text!r}: not a certificate's SHA-256 fingerprint (expected SHA256: and 32 hex pairs, as `openssl x509 -noout -fingerprint -sha256` prints)"
+        )
     return digest
 
 

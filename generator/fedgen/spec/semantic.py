@@ -69,16 +69,32 @@ def semantic_problems(data: dict[str, Any], spec_dir: Path, *, now: datetime | N
 def _names(spec: dict[str, Any]) -> Iterator[Problem]:
     server = spec["server"]
     if not DNS_LABEL.fullmatch(server["name"]):
-        yield (["spec", "server", "name"], f"server name {server['name']!r} must be a DNS label (lower-case letters, digits, '-', starting with a letter, at most 40): it becomes the Service name clients dial", False)
+        yield (
+            ["spec", "server", "name"],
+            f"server name {server['name']!r} must be a DNS label (lower-case letters, digits, '-', starting with a letter, at most 40): it becomes the Service name clients dial",
+            False,
+        )
     for i, cluster in enumerate(spec["clusters"]):
         if not DNS_1123_LABEL.fullmatch(cluster["name"]):
-            yield (["spec", "clusters", i, "name"], f"cluster name {cluster['name']!r} must be a DNS label (lower-case letters, digits, '-'): it becomes the folder clusters/<name>", False)
+            yield (
+                ["spec", "clusters", i, "name"],
+                f"cluster name {cluster['name']!r} must be a DNS label (lower-case letters, digits, '-'): it becomes the folder clusters/<name>",
+                False,
+            )
     for i, site in enumerate(spec["sites"]):
         if not DNS_1123_LABEL.fullmatch(site["name"]):
-            yield (["spec", "sites", i, "name"], f"site name {site['name']!r} must be a DNS label (lower-case letters, digits, '-', at most 63): it becomes file and object names", False)
+            yield (
+                ["spec", "sites", i, "name"],
+                f"site name {site['name']!r} must be a DNS label (lower-case letters, digits, '-', at most 63): it becomes file and object names",
+                False,
+            )
     for i, admin in enumerate(spec["admins"]):
         if not EMAIL.fullmatch(admin["name"]) or ".." in admin["name"]:
-            yield (["spec", "admins", i, "name"], f"admin name {admin['name']!r} must be an e-mail address starting with a letter or digit (NVFlare requires an e-mail; it becomes a file name in commands)", False)
+            yield (
+                ["spec", "admins", i, "name"],
+                f"admin name {admin['name']!r} must be an e-mail address starting with a letter or digit (NVFlare requires an e-mail; it becomes a file name in commands)",
+                False,
+            )
     orgs: list[tuple[Path_, str]] = [(["spec", "server", "org"], server["org"])]
     orgs += [(["spec", "sites", i, "org"], s["org"]) for i, s in enumerate(spec["sites"])]
     orgs += [(["spec", "admins", i, "org"], a["org"]) for i, a in enumerate(spec["admins"])]
@@ -106,12 +122,20 @@ def _references(spec: dict[str, Any]) -> Iterator[Problem]:
         if "cluster" not in site:
             continue
         if site["enrollment"] == "request":
-            yield (["spec", "sites", i, "enrollment"], f"site {site['name']!r} enrolls by request (it keeps its key), so fedgen cannot deploy it on a cluster; drop one of cluster or enrollment", False)
+            yield (
+                ["spec", "sites", i, "enrollment"],
+                f"site {site['name']!r} enrolls by request (it keeps its key), so fedgen cannot deploy it on a cluster; drop one of cluster or enrollment",
+                False,
+            )
             continue
         if site["cluster"] not in clusters:
             yield (["spec", "sites", i, "cluster"], f"sites[{i}].cluster {site['cluster']!r} is not in spec.clusters (known: {', '.join(clusters)})", False)
         elif site["cluster"] == spec["server"]["cluster"]:
-            yield (["spec", "sites", i, "cluster"], f"site {site['name']!r} cannot run on the server's cluster {site['cluster']!r}; give it its own cluster or use a bundle", False)
+            yield (
+                ["spec", "sites", i, "cluster"],
+                f"site {site['name']!r} cannot run on the server's cluster {site['cluster']!r}; give it its own cluster or use a bundle",
+                False,
+            )
     gitops = spec["gitops"]
     auth = gitops["auth"]
     if auth in ("ssh", "cookiefile", "token", "githubapp") and "secretRef" not in gitops:
@@ -175,7 +199,11 @@ def _server(spec: dict[str, Any]) -> Iterator[Problem]:
             yield (["spec", "server", "loadBalancerSourceRanges", i], f"{cidr!r} is not a CIDR ({exc})", False)
     declared = len(spec["sites"])
     if "maxClients" in server and server["maxClients"] < declared:
-        yield (["spec", "server", "maxClients"], f"maxClients {server['maxClients']} admits fewer clients than the {declared} declared sites: NVFlare would refuse {declared - server['maxClients']} of them ('Maximum number of clients reached')", False)
+        yield (
+            ["spec", "server", "maxClients"],
+            f"maxClients {server['maxClients']} admits fewer clients than the {declared} declared sites: NVFlare would refuse {declared - server['maxClients']} of them ('Maximum number of clients reached')",
+            False,
+        )
 
 
 def _is_ip(text: str) -> bool:
@@ -250,7 +278,11 @@ def _nvflare_version(spec: dict[str, Any]) -> Iterator[Problem]:
     if installed is None:
         yield (["spec", "nvflare", "version"], "the nvflare library is not installed; fedgen provisions with it (pip install nvflare)", False)
     elif wanted.split(".")[:2] != installed.split(".")[:2]:
-        yield (["spec", "nvflare", "version"], f"nvflare.version {wanted} does not match the installed nvflare {installed} (major.minor must agree: kits provisioned by one are run by the other)", False)
+        yield (
+            ["spec", "nvflare", "version"],
+            f"nvflare.version {wanted} does not match the installed nvflare {installed} (major.minor must agree: kits provisioned by one are run by the other)",
+            False,
+        )
 
 
 def certificate_paths(spec: dict[str, Any]) -> list[tuple[Path_, str]]:

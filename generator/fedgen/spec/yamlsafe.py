@@ -33,9 +33,7 @@ MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_ITEMS = 10_000  # the schema's longest list (sites) allows 5000
 MAX_NODES = 200_000
-_CORE_TAGS = frozenset(
-    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
-)
+_CORE_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
 
 
 @dataclass(frozen=True)
@@ -180,8 +178,14 @@ class _EventComposer:
                     self.refuse(event.start_mark, f"found undefined alias {event.anchor!r}")
                 self.add(found, event)
             elif isinstance(event, pyyaml.ScalarEvent):
-                node = ScalarNode(self.tag(ScalarNode, event), event.value, self.mark(event.start_mark), self.mark(event.end_mark),
-                                  style=event.style or None, anchor=event.anchor)
+                node = ScalarNode(
+                    self.tag(ScalarNode, event),
+                    event.value,
+                    self.mark(event.start_mark),
+                    self.mark(event.end_mark),
+                    style=event.style or None,
+                    anchor=event.anchor,
+                )
                 if not event.value and not event.style and self._block_value_next():
                     empty = node
                 self.add(node, event)

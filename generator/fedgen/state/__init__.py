@@ -26,9 +26,7 @@ def default_state_dir(repo: Path, federation: str | None) -> Path:
     return repo / DEFAULT_STATE_DIR / federation if federation else repo / DEFAULT_STATE_DIR
 
 
-def open_store(
-    location: str | None, repo: Path, federation: str | None = None, *, forbidden_buckets: Collection[str] = ()
-) -> StateStore:
+def open_store(location: str | None, repo: Path, federation: str | None = None, *, forbidden_buckets: Collection[str] = ()) -> StateStore:
     """The store a --state value names: a folder or gs://bucket/prefix; default .fedgen/state/<federation>.
 
     A gs:// location in one of `forbidden_buckets` is an InputError. Opening a store touches nothing.

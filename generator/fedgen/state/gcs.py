@@ -164,9 +164,7 @@ class GcsStore:
                     self._generation = 0
                     return StateDocument()
                 try:
-                    data = blob.download_as_bytes(
-                        if_generation_match=blob.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT
-                    )
+                    data = blob.download_as_bytes(if_generation_match=blob.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
                 except (NotFound, PreconditionFailed):
                     continue  # replaced or deleted between the metadata read and the download: read again
                 self._generation = int(blob.generation)
@@ -283,9 +281,7 @@ class GcsStore:
         """Write the lease object with if_generation_match=generation; its new generation."""
         blob = bucket.blob(self._name(LOCK))
         blob.cache_control = "no-store"
-        blob.upload_from_string(
-            payload, content_type="application/json", if_generation_match=generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT
-        )
+        blob.upload_from_string(payload, content_type="application/json", if_generation_match=generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
         return int(blob.generation)
 
     def _acquire(self, payload: bytes, lease_id: str) -> int:
@@ -321,10 +317,7 @@ class GcsStore:
         if renewal.lost or lease is None or lease.holder.get("id") != renewal.lease_id:
             renewal.lost = True
             now = "nobody holds it now" if lease is None else f"it is now held by {lease.describe()}"
-            raise ExternalError(
-                f"state {self.description}: this command's lock was taken over or removed while it ran ({now}); "
-                "nothing was saved: rerun"
-            )
+            raise ExternalError(f"state {self.description}: this command's lock was taken over or removed while it ran ({now}); nothing was saved: rerun")
 
     def _release(self, renewal: _Renewal, *, strict: bool) -> None:
         """Delete our lease. Already gone or replaced (taken over, or `state unlock --force`) is not ours to touch.
@@ -341,9 +334,7 @@ class GcsStore:
                 if lease is None or lease.holder.get("id") != renewal.lease_id:
                     return
                 try:
-                    self._bucket().delete_blob(
-                        self._name(LOCK), if_generation_match=lease.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT
-                    )
+                    self._bucket().delete_blob(self._name(LOCK), if_generation_match=lease.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
                 except (NotFound, PreconditionFailed):
                     pass
         except ExternalError as exc:
@@ -361,8 +352,7 @@ class GcsStore:
             return UnlockResult(self.description, removed=False, message=f"state {self.description} is not locked")
         if on_this_host(lease.holder) and pid_alive(lease.holder.get("pid")):
             raise ExternalError(
-                f"state {self.description} is locked by {lease.describe()}, a process that is still running "
-                "on this host; not removed (stop that process first)"
+                f"state {self.description} is locked by {lease.describe()}, a process that is still running on this host; not removed (stop that process first)"
             )
         if not on_this_host(lease.holder) and not lease.expired() and not force:
             wait = "wait for it to finish" + (" or for its lease to expire" if lease.expires else "")
@@ -375,16 +365,12 @@ class GcsStore:
 
         with storage_errors(f"state {self.description}", self.bucket_name):
             try:
-                self._bucket().delete_blob(
-                    self._name(LOCK), if_generation_match=lease.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT
-                )
+                self._bucket().delete_blob(self._name(LOCK), if_generation_match=lease.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
             except NotFound:
                 return UnlockResult(self.description, removed=False, message=f"state {self.description} is not locked")
             except PreconditionFailed:
                 raise ExternalError(f"state {self.description}: the lock changed hands while unlocking; check again") from None
-        return UnlockResult(
-            self.description, removed=True, message=f"removed the lock of {lease.describe()} from {self.description}"
-        )
+        return UnlockResult(self.description, removed=True, message=f"removed the lock of {lease.describe()} from {self.description}")
 
 
 class _Renewal:

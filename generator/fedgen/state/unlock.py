@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fedgen.errors import ExternalError
 from fedgen.cloudstorage import SCHEME
+from fedgen.errors import ExternalError
 from fedgen.holder import describe_holder
 from fedgen.state.gcs import GcsStore
 from fedgen.state.store import UnlockResult
@@ -47,9 +47,7 @@ def _local_unlock(path: Path) -> UnlockResult:
     try:
         holder = take_or_read_holder(fd, lock_path)
         if holder is not None:
-            raise ExternalError(
-                f"state {path} is locked by {describe_holder(holder)}, a live process ({stale_note}); wait for it to finish or stop it"
-            )
+            raise ExternalError(f"state {path} is locked by {describe_holder(holder)}, a live process ({stale_note}); wait for it to finish or stop it")
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

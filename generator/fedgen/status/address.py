@@ -77,7 +77,11 @@ def address_check(fed: Federation, service: Obj | None, resolver: Resolver = res
     address = external_address(service)
     facts: dict[str, Any] = {"address": {"service": str(where), "value": address, "dials": f"{dialled}:{port}", "matches": False}}
     if service is None:
-        return Check("address", f"Service {where} not on the cluster", (Problem(f"the Service sites reach the server through ({where}) is not on the cluster", "see the objects and engine checks"),)), facts
+        return Check(
+            "address",
+            f"Service {where} not on the cluster",
+            (Problem(f"the Service sites reach the server through ({where}) is not on the cluster", "see the objects and engine checks"),),
+        ), facts
     if address is None:
         return Check("address", f"{where}: no external address yet", (Problem(
             f"Service {where} has no external address yet (LoadBalancer pending)",

@@ -45,7 +45,9 @@ def repo_head(repo: Path) -> str:
 def uncommitted(repo: Path, paths: Sequence[str]) -> list[str]:
     """Rendered files that differ from HEAD (the cluster can only ever sync commits)."""
     try:
-        proc = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all", "--", *paths], capture_output=True, text=True, timeout=GIT_TIMEOUT)  # noqa: S603,S607
+        proc = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all", "--", *paths], capture_output=True, text=True, timeout=GIT_TIMEOUT
+        )  # noqa: S603,S607
     except (OSError, subprocess.TimeoutExpired):
         return []
     return sorted(line[3:] for line in proc.stdout.splitlines() if len(line) > 3)

@@ -50,17 +50,32 @@ def config_sync(rootsync: Obj | None, *, cluster: str, head: str, expected_git: 
     differs = sorted(k for k in ("repo", "revision", "dir") if k in expected_git and git.get(k) != expected_git[k])
     if differs:
         seen = ", ".join(f"{k}={git.get(k)!r}" for k in differs)
-        problems.append(Problem(f"RootSync fedgen points elsewhere than the repo renders ({seen})", f"run `fedgen bootstrap {cluster}` to apply clusters/{cluster}/bootstrap"))
+        problems.append(
+            Problem(
+                f"RootSync fedgen points elsewhere than the repo renders ({seen})", f"run `fedgen bootstrap {cluster}` to apply clusters/{cluster}/bootstrap"
+            )
+        )
     for stage, section in (("fetching", source), ("rendering", rendering), ("syncing", sync)):
         for error in _errors(section):
-            problems.append(Problem(f"Config Sync failed {stage}: {error}", "fix the cause in the repo (or the cluster) and commit; `nomos status` shows every error"))
+            problems.append(
+                Problem(f"Config Sync failed {stage}: {error}", "fix the cause in the repo (or the cluster) and commit; `nomos status` shows every error")
+            )
     for condition in status.get("conditions") or []:
         if isinstance(condition, Mapping) and condition.get("type") == "Stalled" and condition.get("status") == "True":
             message = " ".join(str(condition.get("message") or condition.get("reason") or "").split())[:300]
-            problems.append(Problem(f"the RootSync reconciler is stalled: {message}", "check the reconciler in config-management-system (`kubectl -n config-management-system get pods`)"))
+            problems.append(
+                Problem(
+                    f"the RootSync reconciler is stalled: {message}",
+                    "check the reconciler in config-management-system (`kubectl -n config-management-system get pods`)",
+                )
+            )
     generation, observed = rootsync.get("metadata", {}).get("generation"), status.get("observedGeneration")
     if not status:
-        problems.append(Problem("the RootSync has no status: Config Sync has not reconciled it", "check that Config Sync runs (`kubectl -n config-management-system get pods`)"))
+        problems.append(
+            Problem(
+                "the RootSync has no status: Config Sync has not reconciled it", "check that Config Sync runs (`kubectl -n config-management-system get pods`)"
+            )
+        )
     elif synced != head and not any(p.message.startswith("Config Sync failed") for p in problems):
         if source.get("commit") == head:
             where = "fetched HEAD but has not applied it yet"
@@ -83,7 +98,9 @@ def argocd(applications: Mapping[str, Obj | None], *, cluster: str, head: str) -
     seen = []
     for app_name, app in sorted(applications.items()):
         if app is None:
-            problems.append(Problem(f"Argo CD has no Application {app_name}", f"run `fedgen bootstrap {cluster}` (Argo CD must be installed in namespace argocd)"))
+            problems.append(
+                Problem(f"Argo CD has no Application {app_name}", f"run `fedgen bootstrap {cluster}` (Argo CD must be installed in namespace argocd)")
+            )
             facts[app_name] = {"present": False}
             continue
         status = app.get("status") or {}
@@ -94,18 +111,37 @@ def argocd(applications: Mapping[str, Obj | None], *, cluster: str, head: str) -
         for condition in status.get("conditions") or []:
             if isinstance(condition, Mapping) and str(condition.get("type", "")).endswith("Error"):
                 message = " ".join(str(condition.get("message") or "").split())[:400]
-                problems.append(Problem(f"Application {app_name}: {condition.get('type')}: {message}", "fix the cause in the repo and commit; `argocd app get` shows details"))
+                problems.append(
+                    Problem(
+                        f"Application {app_name}: {condition.get('type')}: {message}", "fix the cause in the repo and commit; `argocd app get` shows details"
+                    )
+                )
         operation = status.get("operationState") or {}
         if operation.get("phase") in ("Failed", "Error"):
             message = " ".join(str(operation.get("message") or "").split())[:400]
-            problems.append(Problem(f"Application {app_name}: the last sync {str(operation['phase']).lower()}: {message}", "fix the cause and sync again (`argocd app sync`)"))
+            problems.append(
+                Problem(
+                    f"Application {app_name}: the last sync {str(operation['phase']).lower()}: {message}", "fix the cause and sync again (`argocd app sync`)"
+                )
+            )
         if not status:
-            problems.append(Problem(f"Application {app_name} has no status: Argo CD has not reconciled it", "check that the Argo CD application controller runs"))
+            problems.append(
+                Problem(f"Application {app_name} has no status: Argo CD has not reconciled it", "check that the Argo CD application controller runs")
+            )
             continue
         if sync_status != "Synced":
-            problems.append(Problem(f"Application {app_name} is {sync_status or 'not synced'}", "wait for the automated sync, or look at `argocd app diff` for what differs"))
+            problems.append(
+                Problem(
+                    f"Application {app_name} is {sync_status or 'not synced'}", "wait for the automated sync, or look at `argocd app diff` for what differs"
+                )
+            )
         if revision != head:
-            problems.append(Problem(f"Application {app_name} is at {short(revision)}, the repo's HEAD is {short(head)}", "push HEAD to the synced revision (or wait for Argo CD to poll the repository)"))
+            problems.append(
+                Problem(
+                    f"Application {app_name} is at {short(revision)}, the repo's HEAD is {short(head)}",
+                    "push HEAD to the synced revision (or wait for Argo CD to poll the repository)",
+                )
+            )
         if health_status != "Healthy":
             problems.append(Problem(f"Application {app_name} is {health_status or 'of unknown health'}: {' '.join(str(health.get('message') or '').split())[:200]}".rstrip(": "),
                                     "see which resource is not healthy with `argocd app get`"))  # fmt: skip

@@ -20,7 +20,7 @@ def _name(obj: Obj) -> str:
 
 
 def _template(obj: Obj) -> Obj:
-    return ((obj.get("spec") or {}).get("template") or {})
+    return (obj.get("spec") or {}).get("template") or {}
 
 
 def _images(template: Obj) -> list[str]:
@@ -86,7 +86,11 @@ def deployment_check(built: Obj, live: Obj | None, pods: Sequence[Obj]) -> tuple
             f"Deployment {name} is unavailable: {available}/{wanted} available, {restarts} restarts" + (f"; {failing}" if failing else ""),
             f"look at `kubectl -n {name.split('/')[0]} describe pod -l {pod_selector(live)}` and `kubectl logs --previous`",
         ))  # fmt: skip
-    detail = f"{available}/{wanted} available" + (f", kit {running_annotations.get(KIT_DIGEST)}" if running_annotations.get(KIT_DIGEST) else "") + f", {restarts} restarts"
+    detail = (
+        f"{available}/{wanted} available"
+        + (f", kit {running_annotations.get(KIT_DIGEST)}" if running_annotations.get(KIT_DIGEST) else "")
+        + f", {restarts} restarts"
+    )
     return Check(check, detail, tuple(problems)), facts
 
 
@@ -115,5 +119,7 @@ def sealed_secret_check(built: Obj, live: Obj | None) -> tuple[Check, dict[str, 
             "seal for this cluster's controller: `kubeseal --fetch-cert` into the spec's sealing.certificate, then fedgen render and commit",
         ),)), facts  # fmt: skip
     if isinstance(generation, int) and isinstance(observed, int) and observed < generation:
-        return Check(check, "unsealed an older version", (Problem(f"SealedSecret {name}: the controller has not unsealed the current version yet", controller),)), facts
+        return Check(
+            check, "unsealed an older version", (Problem(f"SealedSecret {name}: the controller has not unsealed the current version yet", controller),)
+        ), facts
     return Check(check, "unsealed"), facts

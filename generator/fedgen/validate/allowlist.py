@@ -87,9 +87,7 @@ def parse_allowlist(text: str, *, origin: str, registry: Registry) -> tuple[Entr
     return tuple(entries)
 
 
-def apply_allowlist(
-    findings: Iterable[Finding], entries: tuple[Entry, ...], registry: Registry
-) -> tuple[list[Finding], list[Suppressed], list[Entry]]:
+def apply_allowlist(findings: Iterable[Finding], entries: tuple[Entry, ...], registry: Registry) -> tuple[list[Finding], list[Suppressed], list[Entry]]:
     """(kept findings, suppressed findings, entries that matched nothing)."""
     kept: list[Finding] = []
     suppressed: list[Suppressed] = []

@@ -155,11 +155,7 @@ def applies_to(policy: KObject, namespace: str, labels: Mapping[str, str]) -> bo
 
 
 def policies_for(objects: Iterable[KObject], namespace: str, labels: Mapping[str, str]) -> list[KObject]:
-    return [
-        o
-        for o in objects
-        if o.group == "security.istio.io" and o.kind == "AuthorizationPolicy" and applies_to(o, namespace, labels)
-    ]
+    return [o for o in objects if o.group == "security.istio.io" and o.kind == "AuthorizationPolicy" and applies_to(o, namespace, labels)]
 
 
 def decide(policies: Iterable[KObject], conn: Connection) -> Tri:

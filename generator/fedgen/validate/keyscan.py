@@ -323,9 +323,7 @@ def _result(found: _Found, problem: str | None = None) -> FileScan:
 
 def _archive_like(data: bytes) -> bool:
     head = data[: tarfile.BLOCKSIZE]
-    return (
-        head.startswith((_GZIP, _BZIP2, _XZ, *_ZIP_HEADS)) or _ZIP_END in data[-65_558:] or _is_tar(head)
-    )
+    return head.startswith((_GZIP, _BZIP2, _XZ, *_ZIP_HEADS)) or _ZIP_END in data[-65_558:] or _is_tar(head)
 
 
 def scan_bytes(data: bytes) -> FileScan:

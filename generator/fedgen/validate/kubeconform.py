@@ -20,15 +20,14 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collections.abc import Sequence
-
 from fedgen.errors import ExternalError, InputError
-from fedgen.paths import SCHEMAS_DIR
 from fedgen.executables import find_tool
+from fedgen.paths import SCHEMAS_DIR
 from fedgen.validate.sandbox import run_sandboxed
 
 # The Kubernetes version GKE's Regular channel (the default channel for new clusters) runs in late 2026:
@@ -84,9 +83,7 @@ def find_kubeconform() -> Path:
 def _schemas_dir(schemas_dir: Path | None) -> Path:
     base = Path(schemas_dir) if schemas_dir is not None else DEFAULT_SCHEMAS_DIR
     if not (base / "kubernetes").is_dir():
-        raise ExternalError(
-            f"offline schemas not found: {base / 'kubernetes'} is missing (regenerate with tools/build_schemas.py)"
-        )
+        raise ExternalError(f"offline schemas not found: {base / 'kubernetes'} is missing (regenerate with tools/build_schemas.py)")
     return base.resolve()
 
 
@@ -106,9 +103,7 @@ def _resolve_version(kubernetes_version: str, schemas_dir: Path) -> str:
     match = _VERSION.match(str(kubernetes_version).strip())
     version = f"{int(match[1])}.{int(match[2])}" if match else None
     if version not in available:
-        raise InputError(
-            f"unknown Kubernetes version {kubernetes_version!r}: schemas are available for {', '.join(available)}"
-        )
+        raise InputError(f"unknown Kubernetes version {kubernetes_version!r}: schemas are available for {', '.join(available)}")
     return version
 
 
@@ -312,9 +307,7 @@ def _run(binary: Path, schemas: Path, version: str, folder: Path) -> dict[str, A
             raise ValueError("no 'resources' list")
     except ValueError as exc:
         detail = (ran.stderr or ran.stdout.decode("utf-8", "replace")).strip().splitlines()
-        raise ExternalError(
-            f"kubeconform (exit {ran.returncode}) gave no JSON report: {detail[0] if detail else exc}"
-        ) from exc
+        raise ExternalError(f"kubeconform (exit {ran.returncode}) gave no JSON report: {detail[0] if detail else exc}") from exc
     return report
 
 

@@ -137,7 +137,10 @@ class _Walk:
         if not isinstance(entry, str) or not entry.strip():
             return None
         if _remote(entry):
-            self.refuse(where, f"{what} {entry!r} reads as a URL or remote base: validate fetches nothing, and Config Sync would apply whatever it serves; vendor the files into the repository")
+            self.refuse(
+                where,
+                f"{what} {entry!r} reads as a URL or remote base: validate fetches nothing, and Config Sync would apply whatever it serves; vendor the files into the repository",
+            )
             return None
         if entry.startswith("/"):
             self.refuse(where, f"{what} {entry!r} is an absolute path: validate reads only files of the repository, named by relative paths")

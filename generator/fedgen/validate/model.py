@@ -17,9 +17,9 @@ from fedgen.validate.yamlsource import YamlDoc
 if TYPE_CHECKING:
     from fedgen.enroll import RequestInfo, SignedInfo
     from fedgen.ledger import Ledger
+    from fedgen.spec import Federation
     from fedgen.validate.keyscan import KeyFound
     from fedgen.validate.kustomization import Refusal
-    from fedgen.spec import Federation
 
 SYNC = "sync"  # a directory Config Sync / Argo CD applies
 BOOTSTRAP = "bootstrap"  # clusters/<c>/bootstrap: applied once by hand, checked all the same

@@ -205,7 +205,9 @@ def find_clients(objects: Sequence[KObject]) -> list[NvflareClient]:
         if holder is None:
             continue
         fields = parse_fed_client(as_dict(holder.data.get("data"))[FED_CLIENT])
-        out.append(NvflareClient(template, holder, fields.get("project"), fields.get("host"), fields.get("port"), fields.get("identity"), _pem(mounted, ROOT_CA)))
+        out.append(
+            NvflareClient(template, holder, fields.get("project"), fields.get("host"), fields.get("port"), fields.get("identity"), _pem(mounted, ROOT_CA))
+        )
     return out
 
 

@@ -9,8 +9,23 @@ import subprocess
 from pathlib import Path
 
 SKIP_DIRS = frozenset(
-    {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tools", ".cache", ".pytest_cache",
-     ".mypy_cache", ".ruff_cache", ".tox", ".hypothesis", ".terraform"}
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "node_modules",
+        "__pycache__",
+        ".tools",
+        ".cache",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".tox",
+        ".hypothesis",
+        ".terraform",
+    }
 )
 # Never read, tracked or not: the state holds every private key, tmp holds a render in progress.
 NEVER = (".fedgen/state", ".fedgen/tmp")
@@ -45,9 +60,7 @@ def _walk(repo: Path) -> list[str]:
     out: list[str] = []
     for folder, dirs, files in os.walk(repo):
         rel_folder = Path(folder).relative_to(repo).as_posix()
-        dirs[:] = sorted(
-            d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info") and not _skipped(f"{rel_folder}/{d}".lstrip("./"))
-        )
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info") and not _skipped(f"{rel_folder}/{d}".lstrip("./")))
         for name in files:
             rel = name if rel_folder == "." else f"{rel_folder}/{name}"
             out.append(rel)

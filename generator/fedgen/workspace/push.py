@@ -153,10 +153,7 @@ def collect_jobs(layout: WorkspaceLayout, jobs: Sequence[Path]) -> list[LocalObj
             objects.append(LocalObject(f"{layout.transfer}{name}/{rel}", path, size, crc))
     if offenders:
         shown = ", ".join(offenders[:_MAX_LISTED]) + (f" and {len(offenders) - _MAX_LISTED} more" if len(offenders) > _MAX_LISTED else "")
-        raise InputError(
-            f"refusing to push private keys (files named *.key or containing 'PRIVATE KEY'): {shown}; "
-            "remove them from the job folders"
-        )
+        raise InputError(f"refusing to push private keys (files named *.key or containing 'PRIVATE KEY'): {shown}; remove them from the job folders")
     return sorted(objects, key=lambda o: o.name)
 
 
@@ -344,6 +341,5 @@ def _upload(bucket: Any, action: PushAction, local: LocalObject, layout: Workspa
             if current is not None and current.crc32c == local.crc32c and int(current.size or 0) == local.size:
                 return  # our own upload, whose response was lost and whose retry then failed the precondition
             raise ExternalError(
-                f"{url} was changed by another writer during the push (generation precondition failed); "
-                "rerun `fedgen workspace push`"
+                f"{url} was changed by another writer during the push (generation precondition failed); rerun `fedgen workspace push`"
             ) from None

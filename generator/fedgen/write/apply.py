@@ -63,7 +63,9 @@ def writing(repo: Path) -> Iterator[None]:
             except BlockingIOError:
                 _crash_reached("write-lock-wait")  # test hook: inert unless FEDGEN_TEST_REACHED is set
                 if time.monotonic() > deadline:
-                    raise ExternalError(f"{folder}: another fedgen command has been writing this repo for {WRITE_LOCK_TIMEOUT:.0f} s; retry when it finishes") from None
+                    raise ExternalError(
+                        f"{folder}: another fedgen command has been writing this repo for {WRITE_LOCK_TIMEOUT:.0f} s; retry when it finishes"
+                    ) from None
                 time.sleep(0.05)
         yield
     finally:

@@ -43,14 +43,32 @@ def load_kit(folder: Path) -> Kit:
             doc = _json(startup / "fed_client.json")
             server, client = doc["servers"][0], doc["client"]
             host, _, port = str(server["service"]["target"]).rpartition(":")
-            return Kit(folder, "site", str(client.get("fqsn", folder.name)), host, int(port), str(server["identity"]),
-                       str(client.get("connection_security", "mtls")), startup / client["ssl_cert"],
-                       startup / client["ssl_private_key"], startup / client["ssl_root_cert"])
+            return Kit(
+                folder,
+                "site",
+                str(client.get("fqsn", folder.name)),
+                host,
+                int(port),
+                str(server["identity"]),
+                str(client.get("connection_security", "mtls")),
+                startup / client["ssl_cert"],
+                startup / client["ssl_private_key"],
+                startup / client["ssl_root_cert"],
+            )
         if (startup / "fed_admin.json").is_file():
             admin = _json(startup / "fed_admin.json")["admin"]
-            return Kit(folder, "admin", str(admin["username"]), str(admin["host"]), int(admin["port"]),
-                       str(admin["server_identity"]), str(admin.get("connection_security", "mtls")),
-                       startup / admin["client_cert"], startup / admin["client_key"], startup / admin["ca_cert"])
+            return Kit(
+                folder,
+                "admin",
+                str(admin["username"]),
+                str(admin["host"]),
+                int(admin["port"]),
+                str(admin["server_identity"]),
+                str(admin.get("connection_security", "mtls")),
+                startup / admin["client_cert"],
+                startup / admin["client_key"],
+                startup / admin["ca_cert"],
+            )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise KitError(f"the kit's server settings are incomplete ({type(exc).__name__}: {exc})") from None
     raise KitError(f"{startup} holds neither fed_client.json nor fed_admin.json")

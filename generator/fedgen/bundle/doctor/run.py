@@ -21,8 +21,9 @@ def egress_rule(kit: Kit, addresses: Sequence[str]) -> str:
     return f"egress rule: allow outbound TCP from this machine to {where} ({kit.host}) port {kit.port}; no inbound port is needed"
 
 
-def diagnose(kit: Kit, *, want: str, ports: dict[str, int], server_address: str | None, timeout: float,
-             now: dt.datetime, emit: Callable[[str], None] = print) -> int:
+def diagnose(
+    kit: Kit, *, want: str, ports: dict[str, int], server_address: str | None, timeout: float, now: dt.datetime, emit: Callable[[str], None] = print
+) -> int:
     lines: list[Line] = []
 
     def add(line: Line) -> None:
@@ -32,13 +33,21 @@ def diagnose(kit: Kit, *, want: str, ports: dict[str, int], server_address: str 
     add(check_nvflare(want))
     renew = f"ask the operator for a new bundle (fedgen rotate SPEC {kit.name}, then fedgen client-bundle {kit.name})"
     certs: dict[str, Cert] = {}
-    for label, path, hint in (("this kit's certificate", kit.cert, renew),
-                              ("the root CA (rootCA.pem)", kit.root, "the operator must renew the root CA (fedgen rotate SPEC --root-ca) and send everyone a new bundle")):
+    for label, path, hint in (
+        ("this kit's certificate", kit.cert, renew),
+        ("the root CA (rootCA.pem)", kit.root, "the operator must renew the root CA (fedgen rotate SPEC --root-ca) and send everyone a new bundle"),
+    ):
         try:
             certs[label] = parse_pem(path.read_text())
         except (OSError, ValueError) as exc:
-            add(Line(FAIL, "kit", f"cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}",
-                     "run doctor.sh as the user that owns the kit; extract the bundle again and check it (sha256sum -c SHA256SUMS)"))
+            add(
+                Line(
+                    FAIL,
+                    "kit",
+                    f"cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}",
+                    "run doctor.sh as the user that owns the kit; extract the bundle again and check it (sha256sum -c SHA256SUMS)",
+                )
+            )
             continue
         add(check_validity(label, certs[label], now, hint))
     dns, addresses = check_dns(kit.host, kit.port, server_address)
@@ -62,8 +71,14 @@ def diagnose(kit: Kit, *, want: str, ports: dict[str, int], server_address: str 
         for line in handshake.lines:
             add(line)
         if handshake.server_cert is not None:
-            add(check_validity(f"the server's certificate ({describe(handshake.server_cert.subject)})", handshake.server_cert, now,
-                               f"the operator must renew the server's certificate (fedgen rotate SPEC {kit.identity}) and redeploy"))
+            add(
+                check_validity(
+                    f"the server's certificate ({describe(handshake.server_cert.subject)})",
+                    handshake.server_cert,
+                    now,
+                    f"the operator must renew the server's certificate (fedgen rotate SPEC {kit.identity}) and redeploy",
+                )
+            )
     emit(egress_rule(kit, addresses or ([server_address] if server_address else [])))
     emit(verdict(lines))
     return 1 if any(line.status == FAIL for line in lines) else 0
@@ -86,8 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(verdict([line]))
         return 1
     now = dt.datetime.now(dt.timezone.utc)
-    return diagnose(kit, want=args.nvflare, ports={"fl": args.fl_port, "admin": args.admin_port}, server_address=args.server_address,
-                    timeout=args.timeout, now=now, emit=lambda text: print(text, flush=True))
+    return diagnose(
+        kit,
+        want=args.nvflare,
+        ports={"fl": args.fl_port, "admin": args.admin_port},
+        server_address=args.server_address,
+        timeout=args.timeout,
+        now=now,
+        emit=lambda text: print(text, flush=True),
+    )
 
 
 if __name__ == "__main__":

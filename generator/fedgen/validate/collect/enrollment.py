@@ -61,7 +61,9 @@ def read_enrollment_zip(repo: Path, rel: str) -> EnrollmentZip:
         return made(error=f"cannot be inspected ({type(exc).__name__}: {_reason(exc, rel)})" if where is not None else None)
 
 
-def read_enrollment(repo: Path, paths: Iterable[str], specs: Mapping[str, SpecInfo], ledgers: tuple[RepoLedger, ...]) -> tuple[tuple[EnrollmentZip, ...], dict[str, SpecInfo]]:
+def read_enrollment(
+    repo: Path, paths: Iterable[str], specs: Mapping[str, SpecInfo], ledgers: tuple[RepoLedger, ...]
+) -> tuple[tuple[EnrollmentZip, ...], dict[str, SpecInfo]]:
     """Every file under enrollment/ (sorted), and the specs completed with the root CA each server trusts
     (read only for federations that have enrollment files). Nothing of fedgen.enroll is imported otherwise."""
     rels = sorted(p for p in paths if p.startswith(ENROLLMENT_PREFIX))

@@ -74,7 +74,9 @@ def plan_roots(repo: Path, folders: Iterable[str], cluster_dirs: Iterable[str]) 
     return plan
 
 
-def assemble_roots(repo: Path, plan: list[tuple[str, str]], files: Mapping[str, RepoFile], outputs: Mapping[str, Kustomized], checks: Mapping[str, RootCheck]) -> tuple[SyncRoot, ...]:
+def assemble_roots(
+    repo: Path, plan: list[tuple[str, str]], files: Mapping[str, RepoFile], outputs: Mapping[str, Kustomized], checks: Mapping[str, RootCheck]
+) -> tuple[SyncRoot, ...]:
     """Each planned folder with its objects (outputs: what kubectl kustomize made of each folder it ran on)."""
     index = SourceIndex(doc for f in files.values() for doc in f.docs)
     return tuple(_root(repo, folder, role, files, index, outputs.get(folder), checks.get(folder)) for folder, role in plan)
@@ -89,7 +91,9 @@ def engine_of(kustomization: str, specs: Mapping[str, SpecInfo], ledgers: tuple[
     return "config-sync"
 
 
-def _root(repo: Path, folder: str, role: str, files: Mapping[str, RepoFile], index: SourceIndex, output: Kustomized | None, check: RootCheck | None) -> SyncRoot:
+def _root(
+    repo: Path, folder: str, role: str, files: Mapping[str, RepoFile], index: SourceIndex, output: Kustomized | None, check: RootCheck | None
+) -> SyncRoot:
     kfile = kustomization_in(repo / folder)
     if kfile is None or check is None:
         if role == BOOTSTRAP:  # plain files, applied by hand

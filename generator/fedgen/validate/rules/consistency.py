@@ -101,8 +101,11 @@ def nvflare_service_name(model: Model) -> Iterator[Hit]:
             if name is None or (field == "admin_server" and name == server.name):
                 continue
             if _named_service(objects, server, name) is None:
-                yield on(server.config, pointer("data", FED_SERVER),
-                         f"fed_server.json {field} dials {name!r}, but no Service named {name!r} in {server.namespace} selects {server.template.owner.ref}")
+                yield on(
+                    server.config,
+                    pointer("data", FED_SERVER),
+                    f"fed_server.json {field} dials {name!r}, but no Service named {name!r} in {server.namespace} selects {server.template.owner.ref}",
+                )
 
 
 def nvflare_service_ports(model: Model) -> Iterator[Hit]:
@@ -125,8 +128,11 @@ def nvflare_container_ports(model: Model) -> Iterator[Hit]:
         declared = {to_int(p.get("containerPort")) for _, p in server.template.container_ports()}
         for label, number in (("fl port (service.target)", server.fl_port), ("admin_port", server.admin_port)):
             if number not in declared:
-                yield on(server.template.owner, server.template.ptr("spec", "containers"),
-                         f"NVFlare listens on {number} ({label} in fed_server.json), but no container declares containerPort {number}")
+                yield on(
+                    server.template.owner,
+                    server.template.ptr("spec", "containers"),
+                    f"NVFlare listens on {number} ({label} in fed_server.json), but no container declares containerPort {number}",
+                )
 
 
 def _destinations(vs: KObject) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -205,7 +211,11 @@ def certificate_chain(model: Model) -> Iterator[Hit]:
         try:
             cert.verify_directly_issued_by(root)
         except (ValueError, TypeError, Exception):  # noqa: BLE001 - InvalidSignature and mismatched issuers alike
-            yield on(holder, pointer("data", SERVER_CERT), f"{SERVER_CERT} is not signed by the {ROOT_CA} shipped with the kit (issuer {cert.issuer.rfc4514_string()})")
+            yield on(
+                holder,
+                pointer("data", SERVER_CERT),
+                f"{SERVER_CERT} is not signed by the {ROOT_CA} shipped with the kit (issuer {cert.issuer.rfc4514_string()})",
+            )
 
 
 def certificate_expired(model: Model) -> Iterator[Hit]:
@@ -323,12 +333,20 @@ def client_config_mismatch(model: Model) -> Iterator[Hit]:
             if client.port != server.fl_port:
                 yield on(client.config, ptr, f"fed_client.json dials port {client.port}, but the server's fl port is {server.fl_port}")
             if client.identity != server.name:
-                yield on(client.config, ptr, f"fed_client.json expects server identity {client.identity!r}, but the server is {server.name!r} (its certificate CN)")
+                yield on(
+                    client.config, ptr, f"fed_client.json expects server identity {client.identity!r}, but the server is {server.name!r} (its certificate CN)"
+                )
             dialled = {n for n in (_san_names(server.cert[1]) if server.cert else set()) | {server.name or ""} if n}
             if client.host not in dialled:
-                yield on(client.config, ptr, f"fed_client.json dials {client.host!r}, a name the server certificate was not issued for ({', '.join(sorted(dialled))})")
+                yield on(
+                    client.config,
+                    ptr,
+                    f"fed_client.json dials {client.host!r}, a name the server certificate was not issued for ({', '.join(sorted(dialled))})",
+                )
             if client.root_ca is not None and server.root_ca is not None and _load_cert(client.root_ca[1]) != _load_cert(server.root_ca[1]):
-                yield on(client.root_ca[0], pointer("data", ROOT_CA), f"the client's {ROOT_CA} is not the server's root CA: the client cannot verify the server")
+                yield on(
+                    client.root_ca[0], pointer("data", ROOT_CA), f"the client's {ROOT_CA} is not the server's root CA: the client cannot verify the server"
+                )
 
 
 def max_clients_too_low(model: Model) -> Iterator[Hit]:
@@ -339,38 +357,125 @@ def max_clients_too_low(model: Model) -> Iterator[Hit]:
             continue
         where = f"max_num_clients in {cap.max_clients_source[1]}" if cap.max_clients_source else "NVFlare's default max_num_clients"
         holder, key = cap.max_clients_source or (server.config, FED_SERVER)
-        yield on(holder, pointer("data", key),
-                 f"the server admits {cap.max_clients} clients ({where}) but the federation declares {declared} sites: "
-                 f"NVFlare refuses the other {declared - cap.max_clients} ('Maximum number of clients reached')")
+        yield on(
+            holder,
+            pointer("data", key),
+            f"the server admits {cap.max_clients} clients ({where}) but the federation declares {declared} sites: "
+            f"NVFlare refuses the other {declared - cap.max_clients} ('Maximum number of clients reached')",
+        )
 
 
 RULES = (
-    Rule("FG601", "service-selector-no-pods", ERROR, "A Service's selector matches a pod template of its namespace (when the repo has workloads there).",
-         "Make spec.selector equal labels of the pod template.", service_selector_no_pods),
-    Rule("FG602", "workload-selector-mismatch", ERROR, "A workload's spec.selector matches its own pod template.",
-         "Make spec.selector.matchLabels a subset of spec.template.metadata.labels.", workload_selector_mismatch),
-    Rule("FG603", "service-target-port", ERROR, "Every Service port's targetPort names or numbers a containerPort of the selected pods.",
-         "Point targetPort at a declared container port name (tcp-flport) or number.", service_target_port),
-    Rule("FG604", "nvflare-service-name", ERROR, "The Service that selects the NVFlare server is named as fed_server.json says clients dial it.",
-         "Name the Service exactly like the server participant (server.name in the spec) and re-render.", nvflare_service_name),
-    Rule("FG605", "nvflare-service-ports", ERROR, "The server Service carries fed_server.json's fl and admin ports and reaches the same container ports.",
-         "Set the Service ports to server.ports in the spec and re-render.", nvflare_service_ports),
-    Rule("FG606", "nvflare-container-ports", ERROR, "The server container declares the fl and admin ports fed_server.json binds.",
-         "Declare containerPort entries for both NVFlare ports.", nvflare_container_ports),
-    Rule("FG607", "route-destination", ERROR, "VirtualService destinations name a Service of the repo and one of its ports.",
-         "Fix the destination host or port.number to the server Service and its port.", route_destination),
-    Rule("FG608", "certificate-cn", ERROR, "The server certificate's CN equals the name clients dial (the server participant name).",
-         "Re-provision the server certificate for the right name (drop its entry from the state's cert.json and re-render).", certificate_cn),
-    Rule("FG609", "certificate-chain", ERROR, "The server certificate is signed by the rootCA.pem shipped in the same kit.",
-         "Re-render so server.crt and rootCA.pem come from the same provisioning state.", certificate_chain),
-    Rule("FG610", "certificate-expired", ERROR, "The server certificate and the root CA are within their validity period.",
-         "Re-issue the certificates (NVFlare leaf and root validity default to 360 days) and re-render.", certificate_expired),
-    Rule("FG611", "referenced-object-missing", ERROR, "ConfigMaps, Secrets (or SealedSecrets) and ServiceAccounts a pod needs are in its sync root (or the reference architecture provides them).",
-         "Add the missing object, or fix the reference.", referenced_object_missing),
-    Rule("FG612", "fed-server-json-invalid", ERROR, "fed_server.json in the server's ConfigMap is readable and names its target and ports.",
-         "Re-render the kit ConfigMap from the provisioning state.", fed_server_json_invalid),
-    Rule("FG613", "client-config-mismatch", ERROR, "A site cluster's fed_client.json dials the server's fl port and name, expects its identity, and trusts its root CA.",
-         "Re-render: the site kit and the server kit must come from the same spec and state.", client_config_mismatch),
-    Rule("FG616", "max-clients-too-low", ERROR, "The server's max_num_clients admits every site the federation declares.",
-         "Re-render (fedgen sizes max_num_clients from the declared sites), or raise server.maxClients in the spec.", max_clients_too_low),
+    Rule(
+        "FG601",
+        "service-selector-no-pods",
+        ERROR,
+        "A Service's selector matches a pod template of its namespace (when the repo has workloads there).",
+        "Make spec.selector equal labels of the pod template.",
+        service_selector_no_pods,
+    ),
+    Rule(
+        "FG602",
+        "workload-selector-mismatch",
+        ERROR,
+        "A workload's spec.selector matches its own pod template.",
+        "Make spec.selector.matchLabels a subset of spec.template.metadata.labels.",
+        workload_selector_mismatch,
+    ),
+    Rule(
+        "FG603",
+        "service-target-port",
+        ERROR,
+        "Every Service port's targetPort names or numbers a containerPort of the selected pods.",
+        "Point targetPort at a declared container port name (tcp-flport) or number.",
+        service_target_port,
+    ),
+    Rule(
+        "FG604",
+        "nvflare-service-name",
+        ERROR,
+        "The Service that selects the NVFlare server is named as fed_server.json says clients dial it.",
+        "Name the Service exactly like the server participant (server.name in the spec) and re-render.",
+        nvflare_service_name,
+    ),
+    Rule(
+        "FG605",
+        "nvflare-service-ports",
+        ERROR,
+        "The server Service carries fed_server.json's fl and admin ports and reaches the same container ports.",
+        "Set the Service ports to server.ports in the spec and re-render.",
+        nvflare_service_ports,
+    ),
+    Rule(
+        "FG606",
+        "nvflare-container-ports",
+        ERROR,
+        "The server container declares the fl and admin ports fed_server.json binds.",
+        "Declare containerPort entries for both NVFlare ports.",
+        nvflare_container_ports,
+    ),
+    Rule(
+        "FG607",
+        "route-destination",
+        ERROR,
+        "VirtualService destinations name a Service of the repo and one of its ports.",
+        "Fix the destination host or port.number to the server Service and its port.",
+        route_destination,
+    ),
+    Rule(
+        "FG608",
+        "certificate-cn",
+        ERROR,
+        "The server certificate's CN equals the name clients dial (the server participant name).",
+        "Re-provision the server certificate for the right name (drop its entry from the state's cert.json and re-render).",
+        certificate_cn,
+    ),
+    Rule(
+        "FG609",
+        "certificate-chain",
+        ERROR,
+        "The server certificate is signed by the rootCA.pem shipped in the same kit.",
+        "Re-render so server.crt and rootCA.pem come from the same provisioning state.",
+        certificate_chain,
+    ),
+    Rule(
+        "FG610",
+        "certificate-expired",
+        ERROR,
+        "The server certificate and the root CA are within their validity period.",
+        "Re-issue the certificates (NVFlare leaf and root validity default to 360 days) and re-render.",
+        certificate_expired,
+    ),
+    Rule(
+        "FG611",
+        "referenced-object-missing",
+        ERROR,
+        "ConfigMaps, Secrets (or SealedSecrets) and ServiceAccounts a pod needs are in its sync root (or the reference architecture provides them).",
+        "Add the missing object, or fix the reference.",
+        referenced_object_missing,
+    ),
+    Rule(
+        "FG612",
+        "fed-server-json-invalid",
+        ERROR,
+        "fed_server.json in the server's ConfigMap is readable and names its target and ports.",
+        "Re-render the kit ConfigMap from the provisioning state.",
+        fed_server_json_invalid,
+    ),
+    Rule(
+        "FG613",
+        "client-config-mismatch",
+        ERROR,
+        "A site cluster's fed_client.json dials the server's fl port and name, expects its identity, and trusts its root CA.",
+        "Re-render: the site kit and the server kit must come from the same spec and state.",
+        client_config_mismatch,
+    ),
+    Rule(
+        "FG616",
+        "max-clients-too-low",
+        ERROR,
+        "The server's max_num_clients admits every site the federation declares.",
+        "Re-render (fedgen sizes max_num_clients from the declared sites), or raise server.maxClients in the spec.",
+        max_clients_too_low,
+    ),
 )

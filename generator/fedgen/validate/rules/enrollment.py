@@ -78,8 +78,12 @@ def enrollment_federation_unknown(model: Model) -> Iterator[Hit]:
     for z in model.enrollment:
         if z.placed and not _known(model, z):
             here = ", ".join(known) or "none"
-            yield at(z.path, None, f"is filed under federation {z.federation!r}, which is not rendered in this repo "
-                     f"(no .fedgen/owned/{z.federation}.json; federations here: {here})")
+            yield at(
+                z.path,
+                None,
+                f"is filed under federation {z.federation!r}, which is not rendered in this repo "
+                f"(no .fedgen/owned/{z.federation}.json; federations here: {here})",
+            )
 
 
 def enrollment_file_name_mismatch(model: Model) -> Iterator[Hit]:
@@ -143,13 +147,22 @@ def enrollment_certificate_untrusted(model: Model) -> Iterator[Hit]:
         if signed is None:
             continue
         if signed.name != z.site:
-            yield at(z.path, None, f"holds a certificate for CN {signed.name!r}, but its file name says site {z.site!r}: "
-                     f"{z.site} cannot use it and {signed.name} would not find it", pointer="/certificate/CN")
+            yield at(
+                z.path,
+                None,
+                f"holds a certificate for CN {signed.name!r}, but its file name says site {z.site!r}: "
+                f"{z.site} cannot use it and {signed.name} would not find it",
+                pointer="/certificate/CN",
+            )
         root = info.server_root_pem
         if root is not None and signed.rootca_fingerprint != fingerprint(root):
-            yield at(z.path, None, f"the certificate was issued under root CA {signed.rootca_fingerprint}, but the server "
-                     f"trusts {fingerprint(root)} (rootCA.pem of its rendered ConfigMap): the site could not connect",
-                     pointer="/rootCA.pem")
+            yield at(
+                z.path,
+                None,
+                f"the certificate was issued under root CA {signed.rootca_fingerprint}, but the server "
+                f"trusts {fingerprint(root)} (rootCA.pem of its rendered ConfigMap): the site could not connect",
+                pointer="/rootCA.pem",
+            )
 
 
 def enrollment_pair_mismatch(model: Model) -> Iterator[Hit]:
@@ -170,35 +183,76 @@ def enrollment_pair_mismatch(model: Model) -> Iterator[Hit]:
 
 
 RULES = (
-    Rule("FG109", "enrollment-file-misplaced", ERROR,
-         f"Every file under enrollment/ is a request or signed zip at its documented place ({REQUEST_PLACE} or {SIGNED_PLACE}).",
-         "Move the file to its documented place, or remove it: nothing else belongs under enrollment/.", enrollment_file_misplaced),
-    Rule("FG110", "enrollment-federation-unknown", ERROR,
-         "Enrollment files are filed under a federation rendered in this repo (one with .fedgen/owned/<federation>.json).",
-         "Move the file under enrollment/<federation>/ of the federation it is for (the spec's metadata.name), or remove it.",
-         enrollment_federation_unknown),
-    Rule("FG111", "enrollment-file-name-mismatch", ERROR, "A request zip is named after the site it requests (request.json's name).",
-         "Name the file <site>.request.zip after the site inside it (or make a new request for the right site).",
-         enrollment_file_name_mismatch),
-    Rule("FG112", "enrollment-zip-malformed", ERROR,
-         "Request and signed zips have exactly the shape NVFlare 2.9 writes and fedgen enroll approve accepts (members, fields, digests, CSR or certificate).",
-         "Never edit enrollment zips: the site makes a new request (nvflare cert request), the operator approves the committed request again (fedgen enroll approve).",
-         enrollment_zip_malformed),
-    Rule("FG113", "enrollment-site-undeclared", ERROR,
-         "A request or signed zip is for the federation's project and for a site its spec declares with enrollment: request, with the spec's org.",
-         "Declare the site in the spec with `enrollment: request` and its org through a reviewed change, or remove the site's enrollment files.",
-         enrollment_site_undeclared),
-    Rule("FG114", "enrollment-signed-without-request", WARNING, "Every signed zip sits next to the committed request it answers.",
-         "Commit the reviewed request the signature answers at enrollment/<federation>/requests/<site>.request.zip, or remove the signed zip.",
-         enrollment_signed_without_request),
-    Rule("FG408", "enrollment-zip-private-key", ERROR, "No zip under enrollment/ holds a private key.",
-         "Remove the zip from the repo and its history; the key is exposed, so the site makes a new key and request (nvflare cert request).",
-         enrollment_zip_private_key),
-    Rule("FG614", "enrollment-certificate-untrusted", ERROR,
-         "A signed zip's certificate was issued by the root CA the server trusts (rootCA.pem of its rendered ConfigMap) for the site its file is named after.",
-         "Approve the committed request again with fedgen enroll approve (it signs with the server's root) and commit the signed zip it writes.",
-         enrollment_certificate_untrusted),
-    Rule("FG615", "enrollment-pair-mismatch", ERROR, "A signed zip answers the request committed for its site (same site, request id, CSR and public key).",
-         "Approve the committed request again with fedgen enroll approve and commit the signed zip it writes; never pair files of different requests.",
-         enrollment_pair_mismatch),
+    Rule(
+        "FG109",
+        "enrollment-file-misplaced",
+        ERROR,
+        f"Every file under enrollment/ is a request or signed zip at its documented place ({REQUEST_PLACE} or {SIGNED_PLACE}).",
+        "Move the file to its documented place, or remove it: nothing else belongs under enrollment/.",
+        enrollment_file_misplaced,
+    ),
+    Rule(
+        "FG110",
+        "enrollment-federation-unknown",
+        ERROR,
+        "Enrollment files are filed under a federation rendered in this repo (one with .fedgen/owned/<federation>.json).",
+        "Move the file under enrollment/<federation>/ of the federation it is for (the spec's metadata.name), or remove it.",
+        enrollment_federation_unknown,
+    ),
+    Rule(
+        "FG111",
+        "enrollment-file-name-mismatch",
+        ERROR,
+        "A request zip is named after the site it requests (request.json's name).",
+        "Name the file <site>.request.zip after the site inside it (or make a new request for the right site).",
+        enrollment_file_name_mismatch,
+    ),
+    Rule(
+        "FG112",
+        "enrollment-zip-malformed",
+        ERROR,
+        "Request and signed zips have exactly the shape NVFlare 2.9 writes and fedgen enroll approve accepts (members, fields, digests, CSR or certificate).",
+        "Never edit enrollment zips: the site makes a new request (nvflare cert request), the operator approves the committed request again (fedgen enroll approve).",
+        enrollment_zip_malformed,
+    ),
+    Rule(
+        "FG113",
+        "enrollment-site-undeclared",
+        ERROR,
+        "A request or signed zip is for the federation's project and for a site its spec declares with enrollment: request, with the spec's org.",
+        "Declare the site in the spec with `enrollment: request` and its org through a reviewed change, or remove the site's enrollment files.",
+        enrollment_site_undeclared,
+    ),
+    Rule(
+        "FG114",
+        "enrollment-signed-without-request",
+        WARNING,
+        "Every signed zip sits next to the committed request it answers.",
+        "Commit the reviewed request the signature answers at enrollment/<federation>/requests/<site>.request.zip, or remove the signed zip.",
+        enrollment_signed_without_request,
+    ),
+    Rule(
+        "FG408",
+        "enrollment-zip-private-key",
+        ERROR,
+        "No zip under enrollment/ holds a private key.",
+        "Remove the zip from the repo and its history; the key is exposed, so the site makes a new key and request (nvflare cert request).",
+        enrollment_zip_private_key,
+    ),
+    Rule(
+        "FG614",
+        "enrollment-certificate-untrusted",
+        ERROR,
+        "A signed zip's certificate was issued by the root CA the server trusts (rootCA.pem of its rendered ConfigMap) for the site its file is named after.",
+        "Approve the committed request again with fedgen enroll approve (it signs with the server's root) and commit the signed zip it writes.",
+        enrollment_certificate_untrusted,
+    ),
+    Rule(
+        "FG615",
+        "enrollment-pair-mismatch",
+        ERROR,
+        "A signed zip answers the request committed for its site (same site, request id, CSR and public key).",
+        "Approve the committed request again with fedgen enroll approve and commit the signed zip it writes; never pair files of different requests.",
+        enrollment_pair_mismatch,
+    ),
 )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from fnmatch import fnmatchcase
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from typing import Any
 
 from fedgen.validate.finding import ERROR
@@ -49,9 +49,7 @@ def _folder_exists(model: Model, folder: str) -> bool:
 def sync_root_kustomization_missing(model: Model) -> Iterator[Hit]:
     for root in model.sync_roots:
         if root.kustomization is None:
-            nested = sorted(
-                p for p in model.files if _under(p, root.path) and posixpath.basename(p) in KUSTOMIZATION_FILES
-            )
+            nested = sorted(p for p in model.files if _under(p, root.path) and posixpath.basename(p) in KUSTOMIZATION_FILES)
             detail = f" (one only in a sub-folder, {nested[0]}, is Config Sync error KNV1068)" if nested else ""
             yield at(root.path, None, f"sync root {root.path} has no kustomization file directly in it{detail}")
 
@@ -124,8 +122,12 @@ def platform_managed_object(model: Model) -> Iterator[Hit]:
         for obj in root.objects:
             owner = managed.get(obj.identity)
             if owner is not None:
-                yield on(obj, "", f"{obj.ref} is managed by the reference architecture's own Config Sync on cluster {root.cluster} ({owner}): "
-                         "declaring it here makes two managers fight over it (KNV1060)")
+                yield on(
+                    obj,
+                    "",
+                    f"{obj.ref} is managed by the reference architecture's own Config Sync on cluster {root.cluster} ({owner}): "
+                    "declaring it here makes two managers fight over it (KNV1060)",
+                )
 
 
 def duplicate_object(model: Model) -> Iterator[Hit]:
@@ -235,7 +237,11 @@ def root_sync_self_managed(model: Model) -> Iterator[Hit]:
             if obj.group == "configsync.gke.io" and obj.kind == "RootSync":
                 target = _norm(_str(as_dict(obj.spec.get(str(obj.spec.get("sourceType", "git")))).get("dir")))
                 if target == root.path:
-                    yield on(obj, "", f"RootSync {obj.name} is built by the sync root it syncs ({root.path}): it would manage itself; keep it in {root.path}/bootstrap")
+                    yield on(
+                        obj,
+                        "",
+                        f"RootSync {obj.name} is built by the sync root it syncs ({root.path}): it would manage itself; keep it in {root.path}/bootstrap",
+                    )
 
 
 # ------------------------------------------------------------------------------------------ Argo CD projects
@@ -293,7 +299,9 @@ def argocd_project_denies(model: Model) -> Iterator[Hit]:
             continue
         project = projects.get((app.namespace, name))
         if project is None:
-            yield on(app, "/spec/project", f"project {name!r} is not declared in the repo (AppProject {app.namespace}/{name}): Argo CD will not sync {app.name}")
+            yield on(
+                app, "/spec/project", f"project {name!r} is not declared in the repo (AppProject {app.namespace}/{name}): Argo CD will not sync {app.name}"
+            )
             continue
         source = as_dict(app.spec.get("source"))
         repo = _str(source.get("repoURL")) or ""
@@ -329,41 +337,148 @@ def config_file_unparsable(model: Model) -> Iterator[Hit]:
 
 
 RULES = (
-    Rule("FG501", "sync-root-kustomization-missing", ERROR, "Every sync root has a kustomization file directly in it.",
-         "Add kustomization.yaml to the folder the RootSync syncs (fedgen render writes clusters/<cluster>/kustomization.yaml).", sync_root_kustomization_missing),
-    Rule("FG502", "sync-root-build-failed", ERROR, "Every sync root builds with kustomize as its applier builds it.",
-         "Fix the kustomization as kustomize's message says (kubectl kustomize --load-restrictor=LoadRestrictionsNone <dir>).", sync_root_build_failed),
-    Rule("FG503", "non-object-in-sync-root", ERROR, "Every .yaml/.yml/.json inside a sync root is a Kubernetes object (no tfvars, no config files).",
-         "Move the file out of the sync root (Terraform variables belong in terraform/).", non_object_in_sync_root),
-    Rule("FG504", "namespace-missing", ERROR, "Namespaced objects declare their namespace.",
-         "Set metadata.namespace (or a namespace: in the kustomization).", namespace_missing),
-    Rule("FG505", "cluster-scoped-namespaced", ERROR, "Cluster-scoped objects declare no namespace.",
-         "Remove metadata.namespace from the cluster-scoped object.", cluster_scoped_namespaced),
-    Rule("FG506", "reserved-metadata", ERROR, "No label or annotation uses a prefix Config Sync reserves.",
-         "Remove the configmanagement.gke.io/ or configsync.gke.io/ label or annotation.", reserved_metadata),
-    Rule("FG507", "server-set-field", ERROR, "No field the API server sets (uid, resourceVersion, status, ...) is declared.",
-         "Delete the field; it was probably copied from kubectl get -o yaml.", server_set_field),
-    Rule("FG508", "reserved-namespace", ERROR, "Sync roots declare nothing in Config Sync's own namespaces.",
-         "Move the object to another namespace; Config Sync's namespaces are managed by its installation.", reserved_namespace),
-    Rule("FG509", "duplicate-object", ERROR, "No object is declared twice for one cluster (sync root and bootstrap together).",
-         "Keep one declaration of the object.", duplicate_object),
-    Rule("FG510", "sync-dir-missing", ERROR, "RootSync/RepoSync/Application objects sync a folder that exists in the repo.",
-         "Point spec.git.dir (or spec.source.path) at the cluster's folder, clusters/<cluster>.", sync_dir_missing),
-    Rule("FG511", "sync-dir-not-its-cluster", ERROR, "The RootSync kept with a cluster syncs that cluster's folder.",
-         "Set spec.git.dir to clusters/<cluster> of the folder the RootSync is kept in.", sync_dir_not_its_cluster),
-    Rule("FG512", "sync-source-mismatch", ERROR, "Sync objects use the repository and revision the spec names.",
-         "Change gitops.repo/revision in the spec and re-render, rather than editing the RootSync.", sync_source_mismatch),
-    Rule("FG513", "sync-object-placement", ERROR, "RootSync lives in config-management-system, RepoSync elsewhere, both unstructured.",
-         "Fix the namespace and sourceFormat as the message says.", sync_object_placement),
-    Rule("FG514", "root-sync-self-managed", ERROR, "No RootSync is built by the sync root it syncs.",
-         "Keep the RootSync in clusters/<cluster>/bootstrap, outside what the sync root's kustomization builds.", root_sync_self_managed),
-    Rule("FG515", "config-file-unparsable", ERROR, "YAML/JSON files in sync roots and those their kustomizations pull in parse.",
-         "Fix the syntax at the line given.", config_file_unparsable),
-    Rule("FG516", "argocd-project-denies", ERROR, "Every object an Argo CD Application syncs is allowed by its AppProject (source repo, kinds, destination namespaces).",
-         "Render again (fedgen's AppProject lists every kind and namespace it renders), or add the kind or namespace to the AppProject.", argocd_project_denies),
-    Rule("FG517", "platform-managed-object", ERROR, "Sync roots declare nothing the reference architecture's own Config Sync manages on that cluster (tenant baselines, gateway, mesh).",
-         "Remove the object (fedgen render leaves these out on the reference architecture), or set the cluster's platform kind to standalone if the platform does not run there.", platform_managed_object),
-    Rule("FG518", "kustomization-reads-outside", ERROR,
-         "Every path a kustomization names is relative and leads to a file of the repository (no URL or remote base, no absolute path, no way out, no symbolic link), and no kustomization runs helm or a plugin.",
-         "Vendor remote bases and charts into the repository and name files by relative paths inside it; validate does not build a sync root whose kustomizations read anything else.", kustomization_reads_outside),
+    Rule(
+        "FG501",
+        "sync-root-kustomization-missing",
+        ERROR,
+        "Every sync root has a kustomization file directly in it.",
+        "Add kustomization.yaml to the folder the RootSync syncs (fedgen render writes clusters/<cluster>/kustomization.yaml).",
+        sync_root_kustomization_missing,
+    ),
+    Rule(
+        "FG502",
+        "sync-root-build-failed",
+        ERROR,
+        "Every sync root builds with kustomize as its applier builds it.",
+        "Fix the kustomization as kustomize's message says (kubectl kustomize --load-restrictor=LoadRestrictionsNone <dir>).",
+        sync_root_build_failed,
+    ),
+    Rule(
+        "FG503",
+        "non-object-in-sync-root",
+        ERROR,
+        "Every .yaml/.yml/.json inside a sync root is a Kubernetes object (no tfvars, no config files).",
+        "Move the file out of the sync root (Terraform variables belong in terraform/).",
+        non_object_in_sync_root,
+    ),
+    Rule(
+        "FG504",
+        "namespace-missing",
+        ERROR,
+        "Namespaced objects declare their namespace.",
+        "Set metadata.namespace (or a namespace: in the kustomization).",
+        namespace_missing,
+    ),
+    Rule(
+        "FG505",
+        "cluster-scoped-namespaced",
+        ERROR,
+        "Cluster-scoped objects declare no namespace.",
+        "Remove metadata.namespace from the cluster-scoped object.",
+        cluster_scoped_namespaced,
+    ),
+    Rule(
+        "FG506",
+        "reserved-metadata",
+        ERROR,
+        "No label or annotation uses a prefix Config Sync reserves.",
+        "Remove the configmanagement.gke.io/ or configsync.gke.io/ label or annotation.",
+        reserved_metadata,
+    ),
+    Rule(
+        "FG507",
+        "server-set-field",
+        ERROR,
+        "No field the API server sets (uid, resourceVersion, status, ...) is declared.",
+        "Delete the field; it was probably copied from kubectl get -o yaml.",
+        server_set_field,
+    ),
+    Rule(
+        "FG508",
+        "reserved-namespace",
+        ERROR,
+        "Sync roots declare nothing in Config Sync's own namespaces.",
+        "Move the object to another namespace; Config Sync's namespaces are managed by its installation.",
+        reserved_namespace,
+    ),
+    Rule(
+        "FG509",
+        "duplicate-object",
+        ERROR,
+        "No object is declared twice for one cluster (sync root and bootstrap together).",
+        "Keep one declaration of the object.",
+        duplicate_object,
+    ),
+    Rule(
+        "FG510",
+        "sync-dir-missing",
+        ERROR,
+        "RootSync/RepoSync/Application objects sync a folder that exists in the repo.",
+        "Point spec.git.dir (or spec.source.path) at the cluster's folder, clusters/<cluster>.",
+        sync_dir_missing,
+    ),
+    Rule(
+        "FG511",
+        "sync-dir-not-its-cluster",
+        ERROR,
+        "The RootSync kept with a cluster syncs that cluster's folder.",
+        "Set spec.git.dir to clusters/<cluster> of the folder the RootSync is kept in.",
+        sync_dir_not_its_cluster,
+    ),
+    Rule(
+        "FG512",
+        "sync-source-mismatch",
+        ERROR,
+        "Sync objects use the repository and revision the spec names.",
+        "Change gitops.repo/revision in the spec and re-render, rather than editing the RootSync.",
+        sync_source_mismatch,
+    ),
+    Rule(
+        "FG513",
+        "sync-object-placement",
+        ERROR,
+        "RootSync lives in config-management-system, RepoSync elsewhere, both unstructured.",
+        "Fix the namespace and sourceFormat as the message says.",
+        sync_object_placement,
+    ),
+    Rule(
+        "FG514",
+        "root-sync-self-managed",
+        ERROR,
+        "No RootSync is built by the sync root it syncs.",
+        "Keep the RootSync in clusters/<cluster>/bootstrap, outside what the sync root's kustomization builds.",
+        root_sync_self_managed,
+    ),
+    Rule(
+        "FG515",
+        "config-file-unparsable",
+        ERROR,
+        "YAML/JSON files in sync roots and those their kustomizations pull in parse.",
+        "Fix the syntax at the line given.",
+        config_file_unparsable,
+    ),
+    Rule(
+        "FG516",
+        "argocd-project-denies",
+        ERROR,
+        "Every object an Argo CD Application syncs is allowed by its AppProject (source repo, kinds, destination namespaces).",
+        "Render again (fedgen's AppProject lists every kind and namespace it renders), or add the kind or namespace to the AppProject.",
+        argocd_project_denies,
+    ),
+    Rule(
+        "FG517",
+        "platform-managed-object",
+        ERROR,
+        "Sync roots declare nothing the reference architecture's own Config Sync manages on that cluster (tenant baselines, gateway, mesh).",
+        "Remove the object (fedgen render leaves these out on the reference architecture), or set the cluster's platform kind to standalone if the platform does not run there.",
+        platform_managed_object,
+    ),
+    Rule(
+        "FG518",
+        "kustomization-reads-outside",
+        ERROR,
+        "Every path a kustomization names is relative and leads to a file of the repository (no URL or remote base, no absolute path, no way out, no symbolic link), and no kustomization runs helm or a plugin.",
+        "Vendor remote bases and charts into the repository and name files by relative paths inside it; validate does not build a sync root whose kustomizations read anything else.",
+        kustomization_reads_outside,
+    ),
 )

@@ -6,9 +6,9 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from fedgen.spec import sizing
 from fedgen.validate.finding import ERROR, WARNING
 from fedgen.validate.k8s import PodTemplate, as_dict, as_list, pod_templates, to_int
-from fedgen.spec import sizing
 from fedgen.validate.model import KObject, Model
 from fedgen.validate.nvflare import declared_sites, find_servers, server_containers
 from fedgen.validate.rule import Hit, Rule, on
@@ -40,8 +40,11 @@ def run_as_root(model: Model) -> Iterator[Hit]:
             non_root = sc.get("runAsNonRoot", pod.get("runAsNonRoot"))
             user = to_int(sc.get("runAsUser", pod.get("runAsUser")))
             if user == 0:
-                yield on(t.owner, f"{ptr}/securityContext/runAsUser" if "runAsUser" in sc else t.ptr("spec", "securityContext", "runAsUser"),
-                         f"container {c.get('name')!r} runs as uid 0")
+                yield on(
+                    t.owner,
+                    f"{ptr}/securityContext/runAsUser" if "runAsUser" in sc else t.ptr("spec", "securityContext", "runAsUser"),
+                    f"container {c.get('name')!r} runs as uid 0",
+                )
             elif non_root is not True:
                 yield on(t.owner, f"{ptr}/securityContext", f"container {c.get('name')!r} may run as root: runAsNonRoot is not true")
 
@@ -85,12 +88,7 @@ def resources_missing(model: Model) -> Iterator[Hit]:
     for t in _templates(model):
         for ptr, c in _regular(t):
             resources = as_dict(c.get("resources"))
-            missing = [
-                f"{kind}.{name}"
-                for kind in ("requests", "limits")
-                for name in ("cpu", "memory")
-                if name not in as_dict(resources.get(kind))
-            ]
+            missing = [f"{kind}.{name}" for kind in ("requests", "limits") for name in ("cpu", "memory") if name not in as_dict(resources.get(kind))]
             if missing:
                 yield on(t.owner, f"{ptr}/resources", f"container {c.get('name')!r} sets no {', '.join(missing)}")
 
@@ -147,9 +145,12 @@ def server_memory_below_estimate(model: Model) -> Iterator[Hit]:
                 limit = as_dict(as_dict(c.get("resources")).get("limits")).get("memory")
                 have = sizing.memory_bytes(limit)
                 if limit is not None and (have is None or have < need * 2**20):
-                    yield on(server.template.owner, f"{ptr}/resources/limits/memory",
-                             f"memory limit {limit} of container {c.get('name')!r} is below the {math.ceil(need)}Mi the server needs "
-                             f"with {sites} sites and {jobs} jobs at once: the kernel kills it, and every running job, when it runs out")
+                    yield on(
+                        server.template.owner,
+                        f"{ptr}/resources/limits/memory",
+                        f"memory limit {limit} of container {c.get('name')!r} is below the {math.ceil(need)}Mi the server needs "
+                        f"with {sites} sites and {jobs} jobs at once: the kernel kills it, and every running job, when it runs out",
+                    )
 
 
 def image_not_pinned(model: Model) -> Iterator[Hit]:
@@ -161,28 +162,92 @@ def image_not_pinned(model: Model) -> Iterator[Hit]:
 
 
 RULES = (
-    Rule("FG701", "run-as-root", ERROR, "Containers run as non-root (runAsNonRoot true, never uid 0).",
-         "Set securityContext.runAsNonRoot: true and a non-zero runAsUser.", run_as_root),
-    Rule("FG702", "privilege-escalation", ERROR, "Containers set allowPrivilegeEscalation: false.",
-         "Set securityContext.allowPrivilegeEscalation: false on every container.", privilege_escalation),
-    Rule("FG703", "privileged-container", ERROR, "No container is privileged or adds dangerous capabilities.",
-         "Remove privileged: true and capabilities.add.", privileged),
-    Rule("FG704", "host-namespaces", ERROR, "Pods share no node namespace (hostNetwork/hostPID/hostIPC) and bind no hostPort.",
-         "Remove hostNetwork/hostPID/hostIPC and hostPort.", host_namespaces),
-    Rule("FG705", "writable-root-filesystem", ERROR, "Containers have a read-only root filesystem.",
-         "Set readOnlyRootFilesystem: true and mount emptyDir volumes where the process writes.", writable_root_filesystem),
-    Rule("FG706", "resources-missing", ERROR, "Containers set cpu and memory requests and limits.",
-         "Set resources.requests and resources.limits for cpu and memory.", resources_missing),
-    Rule("FG707", "token-automount", ERROR, "Pods do not mount a Kubernetes API token (automountServiceAccountToken false).",
-         "Set automountServiceAccountToken: false on the pod spec or its ServiceAccount.", token_automount),
-    Rule("FG708", "capabilities-not-dropped", ERROR, "Containers drop all Linux capabilities.",
-         "Set securityContext.capabilities.drop: [ALL].", capabilities_not_dropped),
-    Rule("FG709", "load-balancer-open", WARNING, "LoadBalancer Services limit their source ranges (empty = open to the internet).",
-         "Set server.loadBalancerSourceRanges in the spec to the sites' CIDRs and re-render.", load_balancer_open),
-    Rule("FG710", "server-memory-below-estimate", WARNING,
-         "The NVFlare server's memory limit covers the estimate for the federation's sites and concurrent jobs (docs/sizing.md).",
-         "Drop server.resources.memory from the spec to let fedgen size it, or raise it (or lower server.maxJobs), and re-render.",
-         server_memory_below_estimate),
-    Rule("FG711", "image-not-pinned", WARNING, "Containers (the NVFlare server and site-cluster clients) run an image pinned by digest.",
-         "Set nvflare.image in the spec to name@sha256:<digest> (docker buildx imagetools inspect or gcloud artifacts docker images describe prints it) and re-render.", image_not_pinned),
+    Rule(
+        "FG701",
+        "run-as-root",
+        ERROR,
+        "Containers run as non-root (runAsNonRoot true, never uid 0).",
+        "Set securityContext.runAsNonRoot: true and a non-zero runAsUser.",
+        run_as_root,
+    ),
+    Rule(
+        "FG702",
+        "privilege-escalation",
+        ERROR,
+        "Containers set allowPrivilegeEscalation: false.",
+        "Set securityContext.allowPrivilegeEscalation: false on every container.",
+        privilege_escalation,
+    ),
+    Rule(
+        "FG703",
+        "privileged-container",
+        ERROR,
+        "No container is privileged or adds dangerous capabilities.",
+        "Remove privileged: true and capabilities.add.",
+        privileged,
+    ),
+    Rule(
+        "FG704",
+        "host-namespaces",
+        ERROR,
+        "Pods share no node namespace (hostNetwork/hostPID/hostIPC) and bind no hostPort.",
+        "Remove hostNetwork/hostPID/hostIPC and hostPort.",
+        host_namespaces,
+    ),
+    Rule(
+        "FG705",
+        "writable-root-filesystem",
+        ERROR,
+        "Containers have a read-only root filesystem.",
+        "Set readOnlyRootFilesystem: true and mount emptyDir volumes where the process writes.",
+        writable_root_filesystem,
+    ),
+    Rule(
+        "FG706",
+        "resources-missing",
+        ERROR,
+        "Containers set cpu and memory requests and limits.",
+        "Set resources.requests and resources.limits for cpu and memory.",
+        resources_missing,
+    ),
+    Rule(
+        "FG707",
+        "token-automount",
+        ERROR,
+        "Pods do not mount a Kubernetes API token (automountServiceAccountToken false).",
+        "Set automountServiceAccountToken: false on the pod spec or its ServiceAccount.",
+        token_automount,
+    ),
+    Rule(
+        "FG708",
+        "capabilities-not-dropped",
+        ERROR,
+        "Containers drop all Linux capabilities.",
+        "Set securityContext.capabilities.drop: [ALL].",
+        capabilities_not_dropped,
+    ),
+    Rule(
+        "FG709",
+        "load-balancer-open",
+        WARNING,
+        "LoadBalancer Services limit their source ranges (empty = open to the internet).",
+        "Set server.loadBalancerSourceRanges in the spec to the sites' CIDRs and re-render.",
+        load_balancer_open,
+    ),
+    Rule(
+        "FG710",
+        "server-memory-below-estimate",
+        WARNING,
+        "The NVFlare server's memory limit covers the estimate for the federation's sites and concurrent jobs (docs/sizing.md).",
+        "Drop server.resources.memory from the spec to let fedgen size it, or raise it (or lower server.maxJobs), and re-render.",
+        server_memory_below_estimate,
+    ),
+    Rule(
+        "FG711",
+        "image-not-pinned",
+        WARNING,
+        "Containers (the NVFlare server and site-cluster clients) run an image pinned by digest.",
+        "Set nvflare.image in the spec to name@sha256:<digest> (docker buildx imagetools inspect or gcloud artifacts docker images describe prints it) and re-render.",
+        image_not_pinned,
+    ),
 )

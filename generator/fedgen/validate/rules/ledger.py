@@ -28,8 +28,12 @@ def owned_file_missing(model: Model) -> Iterator[Hit]:
     for ledger in model.ledgers:
         for path, digest in sorted(ledger.actual.items()):
             if digest is None:
-                yield at(ledger.path, line_of_text(model, ledger.path, f'"{path}"'),
-                         f"{path} is recorded as rendered for {ledger.federation} but is missing", pointer=pointer("files", path))
+                yield at(
+                    ledger.path,
+                    line_of_text(model, ledger.path, f'"{path}"'),
+                    f"{path} is recorded as rendered for {ledger.federation} but is missing",
+                    pointer=pointer("files", path),
+                )
 
 
 def owned_file_modified(model: Model) -> Iterator[Hit]:
@@ -59,8 +63,7 @@ def spec_missing(model: Model) -> Iterator[Hit]:
         if not ledger.spec:
             yield at(ledger.path, 1, "names no spec, so the tree cannot be re-rendered or checked against it")
         elif not model.specs[ledger.spec].exists:
-            yield at(ledger.path, line_of_text(model, ledger.path, '"spec"'),
-                     f"names spec {ledger.spec}, which is not in the repo", pointer="/spec")
+            yield at(ledger.path, line_of_text(model, ledger.path, '"spec"'), f"names spec {ledger.spec}, which is not in the repo", pointer="/spec")
 
 
 def spec_invalid(model: Model) -> Iterator[Hit]:
@@ -86,20 +89,68 @@ def allowlist_entry_unused(model: Model) -> Iterator[Hit]:
 
 
 RULES = (
-    Rule("FG101", "owned-file-missing", ERROR, "Every file the ledger records as rendered exists.",
-         "Run fedgen render with the spec to restore it, or restore it from git.", owned_file_missing),
-    Rule("FG102", "owned-file-modified", ERROR, "Rendered files are not edited by hand (digest matches the ledger).",
-         "Make the change in the spec and run fedgen render; hand edits are overwritten by the next render.", owned_file_modified),
-    Rule("FG103", "render-interrupted", ERROR, "No interrupted render (journal or staging folder) is left in the repo.",
-         "Run fedgen render again to complete or discard it; never commit .fedgen/journal.json or .fedgen/tmp.", render_interrupted),
-    Rule("FG104", "ledger-invalid", ERROR, "Every .fedgen/owned/*.json is a readable ownership record.",
-         "Restore the file from git or re-render the federation.", ledger_invalid),
-    Rule("FG105", "spec-missing", ERROR, "The spec each ledger names is in the repo.",
-         "Commit the spec next to the rendered tree (or render with the spec at its committed path).", spec_missing),
-    Rule("FG106", "spec-invalid", ERROR, "The spec each ledger names loads without errors.",
-         "Fix the spec as the message says, then run fedgen render.", spec_invalid),
-    Rule("FG107", "generated-file-unowned", WARNING, "Files carrying fedgen's generated header are owned by a ledger.",
-         "Delete the leftover file, or re-render the federation that should own it.", generated_file_unowned),
-    Rule("FG108", "allowlist-entry-unused", ERROR, "Every allowlist entry silences at least one finding (errors only by their exact object).",
-         "Remove the entry from the allowlist, or name the exact object of the error it is for (globs match warnings only).", allowlist_entry_unused),
+    Rule(
+        "FG101",
+        "owned-file-missing",
+        ERROR,
+        "Every file the ledger records as rendered exists.",
+        "Run fedgen render with the spec to restore it, or restore it from git.",
+        owned_file_missing,
+    ),
+    Rule(
+        "FG102",
+        "owned-file-modified",
+        ERROR,
+        "Rendered files are not edited by hand (digest matches the ledger).",
+        "Make the change in the spec and run fedgen render; hand edits are overwritten by the next render.",
+        owned_file_modified,
+    ),
+    Rule(
+        "FG103",
+        "render-interrupted",
+        ERROR,
+        "No interrupted render (journal or staging folder) is left in the repo.",
+        "Run fedgen render again to complete or discard it; never commit .fedgen/journal.json or .fedgen/tmp.",
+        render_interrupted,
+    ),
+    Rule(
+        "FG104",
+        "ledger-invalid",
+        ERROR,
+        "Every .fedgen/owned/*.json is a readable ownership record.",
+        "Restore the file from git or re-render the federation.",
+        ledger_invalid,
+    ),
+    Rule(
+        "FG105",
+        "spec-missing",
+        ERROR,
+        "The spec each ledger names is in the repo.",
+        "Commit the spec next to the rendered tree (or render with the spec at its committed path).",
+        spec_missing,
+    ),
+    Rule(
+        "FG106",
+        "spec-invalid",
+        ERROR,
+        "The spec each ledger names loads without errors.",
+        "Fix the spec as the message says, then run fedgen render.",
+        spec_invalid,
+    ),
+    Rule(
+        "FG107",
+        "generated-file-unowned",
+        WARNING,
+        "Files carrying fedgen's generated header are owned by a ledger.",
+        "Delete the leftover file, or re-render the federation that should own it.",
+        generated_file_unowned,
+    ),
+    Rule(
+        "FG108",
+        "allowlist-entry-unused",
+        ERROR,
+        "Every allowlist entry silences at least one finding (errors only by their exact object).",
+        "Remove the entry from the allowlist, or name the exact object of the error it is for (globs match warnings only).",
+        allowlist_entry_unused,
+    ),
 )

@@ -66,12 +66,18 @@ def port_declared_http(model: Model) -> Iterator[Hit]:
                     continue
                 for key in ("name", "appProtocol"):
                     if _sniffed(port.get(key)):
-                        yield on(svc, f"/spec/ports/{i}/{key}",
-                                 f"port {port.get('port')} carries NVFlare's TLS but its {key} {port.get(key)!r} makes Istio parse it as {str(port.get(key)).split('-')[0]}; use a tcp- name and appProtocol tcp")
+                        yield on(
+                            svc,
+                            f"/spec/ports/{i}/{key}",
+                            f"port {port.get('port')} carries NVFlare's TLS but its {key} {port.get(key)!r} makes Istio parse it as {str(port.get(key)).split('-')[0]}; use a tcp- name and appProtocol tcp",
+                        )
         for ptr, cport in ctx.template.container_ports():
             if to_int(cport.get("containerPort")) in ports and _sniffed(cport.get("name")):
-                yield on(ctx.template.owner, f"{ptr}/name",
-                         f"container port {cport.get('containerPort')} is named {cport.get('name')!r}; NVFlare ports must not be named grpc/http/http2")
+                yield on(
+                    ctx.template.owner,
+                    f"{ptr}/name",
+                    f"container port {cport.get('containerPort')} is named {cport.get('name')!r}; NVFlare ports must not be named grpc/http/http2",
+                )
 
 
 def tls_terminated(model: Model) -> Iterator[Hit]:
@@ -82,13 +88,18 @@ def tls_terminated(model: Model) -> Iterator[Hit]:
                 tls_mode = str(as_dict(srv.get("tls")).get("mode", "")).upper()
                 if protocol == "TCP" or (protocol == "TLS" and tls_mode in PASSTHROUGH_TLS_MODES):
                     continue
-                yield on(gw, f"/spec/servers/{i}/port/protocol",
-                         f"gateway server on NVFlare port {port} has protocol {protocol or '(none)'}{' tls.mode ' + tls_mode if tls_mode else ''}: the mesh would terminate or parse NVFlare's TLS; use protocol TCP")
+                yield on(
+                    gw,
+                    f"/spec/servers/{i}/port/protocol",
+                    f"gateway server on NVFlare port {port} has protocol {protocol or '(none)'}{' tls.mode ' + tls_mode if tls_mode else ''}: the mesh would terminate or parse NVFlare's TLS; use protocol TCP",
+                )
                 for vs in ctx.virtual_services(gw):
                     for j, route in enumerate(as_list(vs.spec.get("http"))):
                         matches = as_list(as_dict(route).get("match"))
                         if any(to_int(as_dict(m).get("port")) == port for m in matches):
-                            yield on(vs, f"/spec/http/{j}", f"http route on NVFlare port {port}: the gateway would parse NVFlare's TLS as HTTP; route it with tcp")
+                            yield on(
+                                vs, f"/spec/http/{j}", f"http route on NVFlare port {port}: the gateway would parse NVFlare's TLS as HTTP; route it with tcp"
+                            )
             for dr in ctx.destination_rules():
                 dr_mode, ptr = _dr_mode(dr, port)
                 if dr_mode in TERMINATING_DR_MODES:
@@ -118,8 +129,11 @@ def gateway_service_port_missing(model: Model) -> Iterator[Hit]:
                 carriers = ctx.gateway_services(gw)
                 if not any(to_int(p.get("port")) == port for svc in carriers for _, p in service_ports(svc)):
                     names = ", ".join(s.ref for s in carriers) or "none in the repo"
-                    yield on(gw, f"/spec/servers/{i}/port/number",
-                             f"the gateway listens on {port} but no Service of the gateway pods carries port {port} ({names}); clients cannot reach it")
+                    yield on(
+                        gw,
+                        f"/spec/servers/{i}/port/number",
+                        f"the gateway listens on {port} but no Service of the gateway pods carries port {port} ({names}); clients cannot reach it",
+                    )
 
 
 def _tcp_routes(ctx: Ctx, gw: KObject, port: int) -> Iterator[tuple[KObject, str, str]]:
@@ -147,8 +161,11 @@ def virtual_service_route_missing(model: Model) -> Iterator[Hit]:
         for port in ctx.server.ports:
             for gw, i, _ in ctx.gateway_servers(port):
                 if not any(_names_server(ctx, host) for vs, _, host in _tcp_routes(ctx, gw, port)):
-                    yield on(gw, f"/spec/servers/{i}",
-                             f"no VirtualService bound to {gw.namespace}/{gw.name} routes tcp port {port} to {ctx.server.name}.{ctx.server.namespace}.svc.cluster.local")
+                    yield on(
+                        gw,
+                        f"/spec/servers/{i}",
+                        f"no VirtualService bound to {gw.namespace}/{gw.name} routes tcp port {port} to {ctx.server.name}.{ctx.server.namespace}.svc.cluster.local",
+                    )
 
 
 def virtual_service_host_not_fqdn(model: Model) -> Iterator[Hit]:
@@ -159,7 +176,11 @@ def virtual_service_host_not_fqdn(model: Model) -> Iterator[Hit]:
                 for vs, ptr, host in _tcp_routes(ctx, gw, port):
                     if _names_server(ctx, host) and not host.endswith(".svc.cluster.local") and (vs.ref, ptr) not in seen:
                         seen.add((vs.ref, ptr))
-                        yield on(vs, ptr, f"destination host {host!r} is not a fully qualified name; the gateway resolves short names in its own namespace (use {ctx.server.name}.{ctx.server.namespace}.svc.cluster.local)")
+                        yield on(
+                            vs,
+                            ptr,
+                            f"destination host {host!r} is not a fully qualified name; the gateway resolves short names in its own namespace (use {ctx.server.name}.{ctx.server.namespace}.svc.cluster.local)",
+                        )
 
 
 def destination_rule_mtls(model: Model) -> Iterator[Hit]:
@@ -168,13 +189,21 @@ def destination_rule_mtls(model: Model) -> Iterator[Hit]:
             continue
         rules = ctx.destination_rules()
         if not rules:
-            yield on(ctx.service, "", f"no DestinationRule for {ctx.service.name}.{ctx.service.namespace}.svc.cluster.local keeps the gateway -> server hop in mesh mTLS (tls.mode ISTIO_MUTUAL)")
+            yield on(
+                ctx.service,
+                "",
+                f"no DestinationRule for {ctx.service.name}.{ctx.service.namespace}.svc.cluster.local keeps the gateway -> server hop in mesh mTLS (tls.mode ISTIO_MUTUAL)",
+            )
             continue
         for dr in rules:
             for port in ctx.server.ports:
                 mode, ptr = _dr_mode(dr, port)
                 if mode == "DISABLE":
-                    yield on(dr, ptr, f"tls.mode DISABLE for port {port} in passthrough mode: the server sidecar's STRICT mTLS refuses the gateway's plain connection; use ISTIO_MUTUAL")
+                    yield on(
+                        dr,
+                        ptr,
+                        f"tls.mode DISABLE for port {port} in passthrough mode: the server sidecar's STRICT mTLS refuses the gateway's plain connection; use ISTIO_MUTUAL",
+                    )
 
 
 def _denying(policies: list[KObject], conn: Connection) -> tuple[KObject, str] | None:
@@ -224,7 +253,11 @@ def authorization_open_beyond_gateway(model: Model) -> Iterator[Hit]:
                     (ctx.template.owner, ctx.template.ptr("metadata", "labels")),
                 )
                 who = f"pods of namespace {source}" if source != ANY_OTHER_NAMESPACE else "pods of any namespace"
-                yield on(allowing[0], allowing[1], f"{who} reach NVFlare port {port} directly, not only through the gateway; add a DENY for sources other than the gateway namespace")
+                yield on(
+                    allowing[0],
+                    allowing[1],
+                    f"{who} reach NVFlare port {port} directly, not only through the gateway; add a DENY for sources other than the gateway namespace",
+                )
 
 
 # ------------------------------------------------------------------------------------------------- bypass
@@ -243,8 +276,11 @@ def bypass_ports_not_excluded(model: Model) -> Iterator[Hit]:
         excluded = ports_list(ctx.template.annotations.get(EXCLUDE_INBOUND))
         missing = [p for p in ctx.server.ports if p not in excluded]
         if missing:
-            yield on(ctx.template.owner, _annotations_ptr(ctx, EXCLUDE_INBOUND),
-                     f"bypass exposure, but {EXCLUDE_INBOUND} does not list {', '.join(map(str, missing))}: the sidecar would intercept NVFlare's TLS")
+            yield on(
+                ctx.template.owner,
+                _annotations_ptr(ctx, EXCLUDE_INBOUND),
+                f"bypass exposure, but {EXCLUDE_INBOUND} does not list {', '.join(map(str, missing))}: the sidecar would intercept NVFlare's TLS",
+            )
 
 
 def bypass_include_defeats(model: Model) -> Iterator[Hit]:
@@ -254,24 +290,35 @@ def bypass_include_defeats(model: Model) -> Iterator[Hit]:
             continue
         caught = [p for p in ctx.server.ports if p in ports_list(include)]
         if caught:
-            yield on(ctx.template.owner, _annotations_ptr(ctx, INCLUDE_INBOUND),
-                     f"{INCLUDE_INBOUND}={include!r} makes the sidecar capture {', '.join(map(str, caught))} (excludeInboundPorts only works while it is '*')")
+            yield on(
+                ctx.template.owner,
+                _annotations_ptr(ctx, INCLUDE_INBOUND),
+                f"{INCLUDE_INBOUND}={include!r} makes the sidecar capture {', '.join(map(str, caught))} (excludeInboundPorts only works while it is '*')",
+            )
 
 
 def bypass_peer_authentication(model: Model) -> Iterator[Hit]:
     for ctx in _bypass(model):
         peers = [
-            pa for pa in ctx.objects
-            if pa.group == "security.istio.io" and pa.kind == "PeerAuthentication" and pa.namespace == ctx.server.namespace
-            and label_selector_matches(pa.spec.get("selector"), ctx.template.labels) and pa.spec.get("selector")
+            pa
+            for pa in ctx.objects
+            if pa.group == "security.istio.io"
+            and pa.kind == "PeerAuthentication"
+            and pa.namespace == ctx.server.namespace
+            and label_selector_matches(pa.spec.get("selector"), ctx.template.labels)
+            and pa.spec.get("selector")
         ]
         for port in ctx.server.ports:
             disabled = any(
                 str(as_dict(v).get("mode", "")).upper() == "DISABLE"
-                for pa in peers for k, v in as_dict(pa.spec.get("portLevelMtls")).items() if to_int(k) == port
+                for pa in peers
+                for k, v in as_dict(pa.spec.get("portLevelMtls")).items()
+                if to_int(k) == port
             )
             if not disabled:
-                obj, ptr = (sorted(peers, key=lambda p: p.ref)[0], "/spec/portLevelMtls") if peers else (ctx.template.owner, ctx.template.ptr("metadata", "labels"))
+                obj, ptr = (
+                    (sorted(peers, key=lambda p: p.ref)[0], "/spec/portLevelMtls") if peers else (ctx.template.owner, ctx.template.ptr("metadata", "labels"))
+                )
                 yield on(obj, ptr, f"bypass exposure needs a PeerAuthentication selecting the server pod with portLevelMtls {port}: DISABLE")
 
 
@@ -283,7 +330,11 @@ def bypass_destination_rule_tls(model: Model) -> Iterator[Hit]:
         for port in ctx.server.ports:
             if not any(_dr_mode(dr, port)[0] == "DISABLE" for dr in rules):
                 obj, ptr = (rules[0], "/spec/trafficPolicy") if rules else (ctx.service, "")
-                yield on(obj, ptr, f"bypass exposure: in-mesh callers of port {port} need a DestinationRule with tls.mode DISABLE for it (auto mTLS would wrap NVFlare's TLS)")
+                yield on(
+                    obj,
+                    ptr,
+                    f"bypass exposure: in-mesh callers of port {port} need a DestinationRule with tls.mode DISABLE for it (auto mTLS would wrap NVFlare's TLS)",
+                )
 
 
 def _open_peer(peer: dict[str, Any]) -> bool:
@@ -297,14 +348,20 @@ def bypass_ports_unrestricted(model: Model) -> Iterator[Hit]:
     for ctx in _bypass(model):
         names = {str(p.get("name")): to_int(p.get("containerPort")) for _, p in ctx.template.container_ports()}
         policies = [
-            np for np in ctx.objects
-            if np.group == "networking.k8s.io" and np.kind == "NetworkPolicy" and np.namespace == ctx.server.namespace
+            np
+            for np in ctx.objects
+            if np.group == "networking.k8s.io"
+            and np.kind == "NetworkPolicy"
+            and np.namespace == ctx.server.namespace
             and label_selector_matches(np.spec.get("podSelector"), ctx.template.labels)
             and ("Ingress" in [str(t) for t in as_list(np.spec.get("policyTypes"))] or "policyTypes" not in np.spec)
         ]
         if not policies:
-            yield on(ctx.template.owner, ctx.template.ptr("metadata", "labels"),
-                     "bypass exposure: no NetworkPolicy limits ingress to the server pod, and excluded ports skip mesh authorization")
+            yield on(
+                ctx.template.owner,
+                ctx.template.ptr("metadata", "labels"),
+                "bypass exposure: no NetworkPolicy limits ingress to the server pod, and excluded ports skip mesh authorization",
+            )
             continue
         for port in ctx.server.ports:
             for np in sorted(policies, key=lambda p: p.ref):
@@ -316,36 +373,124 @@ def bypass_ports_unrestricted(model: Model) -> Iterator[Hit]:
                     )
                     peers = as_list(rule.get("from"))
                     if covers and (not peers or any(_open_peer(as_dict(p)) for p in peers)):
-                        yield on(np, f"/spec/ingress/{i}", f"bypass exposure: this rule admits any source to excluded NVFlare port {port}, which skips mesh authorization")
+                        yield on(
+                            np,
+                            f"/spec/ingress/{i}",
+                            f"bypass exposure: this rule admits any source to excluded NVFlare port {port}, which skips mesh authorization",
+                        )
 
 
 RULES = (
-    Rule("FG301", "nvflare-port-declared-http", ERROR, "NVFlare ports are never named or declared grpc/http/http2 (Istio would parse the TLS stream).",
-         "Name the ports tcp-<name> and set appProtocol: tcp.", port_declared_http),
-    Rule("FG302", "nvflare-tls-terminated", ERROR, "The mesh never terminates, parses or originates TLS on NVFlare ports.",
-         "Use Gateway protocol TCP, tcp routes, and DestinationRule tls.mode ISTIO_MUTUAL (passthrough) or DISABLE (bypass).", tls_terminated),
-    Rule("FG303", "gateway-server-missing", ERROR, "Passthrough: a Gateway server listens with protocol TCP on each NVFlare port.",
-         "Add a Gateway server {port: {number: <port>, protocol: TCP}} for each port (fedgen render does).", gateway_server_missing),
-    Rule("FG304", "gateway-service-port-missing", ERROR, "Passthrough: the gateway pods' Service carries each NVFlare port.",
-         "Add the port to the gateway's LoadBalancer Service (fedgen render writes istio-ingress/<tenant>/service.yaml).", gateway_service_port_missing),
-    Rule("FG305", "virtual-service-route-missing", ERROR, "Passthrough: a VirtualService bound to the Gateway routes each NVFlare port by tcp to the server.",
-         "Add a tcp route matching the port to the server Service's FQDN.", virtual_service_route_missing),
-    Rule("FG306", "virtual-service-host-not-fqdn", ERROR, "Passthrough: VirtualService destination hosts are fully qualified (<svc>.<ns>.svc.cluster.local).",
-         "Write the destination host as <service>.<namespace>.svc.cluster.local.", virtual_service_host_not_fqdn),
-    Rule("FG307", "destination-rule-mtls", ERROR, "Passthrough: a DestinationRule for the server host keeps mesh mTLS (ISTIO_MUTUAL) on the NVFlare ports.",
-         "Add a DestinationRule for the server FQDN with trafficPolicy.tls.mode ISTIO_MUTUAL.", destination_rule_mtls),
-    Rule("FG308", "authorization-blocks-gateway", ERROR, "Passthrough: AuthorizationPolicies let the gateway reach the NVFlare ports, and clients reach the gateway.",
-         "Allow source namespace <gateway namespace> to the NVFlare ports on the server pod, and the ports on the gateway pods.", authorization_blocks_gateway),
-    Rule("FG309", "authorization-open-beyond-gateway", WARNING, "Passthrough: only the gateway reaches the NVFlare ports inside the mesh.",
-         "Add a DENY policy for sources outside the gateway namespace on the NVFlare ports (fedgen render writes one).", authorization_open_beyond_gateway),
-    Rule("FG311", "bypass-ports-not-excluded", ERROR, "Bypass: the server pod excludes both NVFlare ports from sidecar interception.",
-         "Set traffic.sidecar.istio.io/excludeInboundPorts: \"<fl>,<admin>\" on the server pod template.", bypass_ports_not_excluded),
-    Rule("FG312", "bypass-include-inbound-defeats", ERROR, "Bypass: includeInboundPorts does not defeat excludeInboundPorts.",
-         "Remove traffic.sidecar.istio.io/includeInboundPorts or set it to '*'.", bypass_include_defeats),
-    Rule("FG313", "bypass-peer-authentication", ERROR, "Bypass: a PeerAuthentication selects the server pod with portLevelMtls DISABLE on each NVFlare port.",
-         "Add a PeerAuthentication with selector = server pod labels and portLevelMtls {<port>: {mode: DISABLE}}.", bypass_peer_authentication),
-    Rule("FG314", "bypass-destination-rule-tls", ERROR, "Bypass: a DestinationRule disables TLS origination to the NVFlare ports for in-mesh callers.",
-         "Add portLevelSettings with tls.mode DISABLE for each NVFlare port to the server host's DestinationRule.", bypass_destination_rule_tls),
-    Rule("FG315", "bypass-ports-unrestricted", ERROR, "Bypass: NetworkPolicy limits who reaches the excluded ports (mesh authorization no longer applies).",
-         "Restrict ingress to the NVFlare ports to the sites' CIDRs (server.loadBalancerSourceRanges).", bypass_ports_unrestricted),
+    Rule(
+        "FG301",
+        "nvflare-port-declared-http",
+        ERROR,
+        "NVFlare ports are never named or declared grpc/http/http2 (Istio would parse the TLS stream).",
+        "Name the ports tcp-<name> and set appProtocol: tcp.",
+        port_declared_http,
+    ),
+    Rule(
+        "FG302",
+        "nvflare-tls-terminated",
+        ERROR,
+        "The mesh never terminates, parses or originates TLS on NVFlare ports.",
+        "Use Gateway protocol TCP, tcp routes, and DestinationRule tls.mode ISTIO_MUTUAL (passthrough) or DISABLE (bypass).",
+        tls_terminated,
+    ),
+    Rule(
+        "FG303",
+        "gateway-server-missing",
+        ERROR,
+        "Passthrough: a Gateway server listens with protocol TCP on each NVFlare port.",
+        "Add a Gateway server {port: {number: <port>, protocol: TCP}} for each port (fedgen render does).",
+        gateway_server_missing,
+    ),
+    Rule(
+        "FG304",
+        "gateway-service-port-missing",
+        ERROR,
+        "Passthrough: the gateway pods' Service carries each NVFlare port.",
+        "Add the port to the gateway's LoadBalancer Service (fedgen render writes istio-ingress/<tenant>/service.yaml).",
+        gateway_service_port_missing,
+    ),
+    Rule(
+        "FG305",
+        "virtual-service-route-missing",
+        ERROR,
+        "Passthrough: a VirtualService bound to the Gateway routes each NVFlare port by tcp to the server.",
+        "Add a tcp route matching the port to the server Service's FQDN.",
+        virtual_service_route_missing,
+    ),
+    Rule(
+        "FG306",
+        "virtual-service-host-not-fqdn",
+        ERROR,
+        "Passthrough: VirtualService destination hosts are fully qualified (<svc>.<ns>.svc.cluster.local).",
+        "Write the destination host as <service>.<namespace>.svc.cluster.local.",
+        virtual_service_host_not_fqdn,
+    ),
+    Rule(
+        "FG307",
+        "destination-rule-mtls",
+        ERROR,
+        "Passthrough: a DestinationRule for the server host keeps mesh mTLS (ISTIO_MUTUAL) on the NVFlare ports.",
+        "Add a DestinationRule for the server FQDN with trafficPolicy.tls.mode ISTIO_MUTUAL.",
+        destination_rule_mtls,
+    ),
+    Rule(
+        "FG308",
+        "authorization-blocks-gateway",
+        ERROR,
+        "Passthrough: AuthorizationPolicies let the gateway reach the NVFlare ports, and clients reach the gateway.",
+        "Allow source namespace <gateway namespace> to the NVFlare ports on the server pod, and the ports on the gateway pods.",
+        authorization_blocks_gateway,
+    ),
+    Rule(
+        "FG309",
+        "authorization-open-beyond-gateway",
+        WARNING,
+        "Passthrough: only the gateway reaches the NVFlare ports inside the mesh.",
+        "Add a DENY policy for sources outside the gateway namespace on the NVFlare ports (fedgen render writes one).",
+        authorization_open_beyond_gateway,
+    ),
+    Rule(
+        "FG311",
+        "bypass-ports-not-excluded",
+        ERROR,
+        "Bypass: the server pod excludes both NVFlare ports from sidecar interception.",
+        'Set traffic.sidecar.istio.io/excludeInboundPorts: "<fl>,<admin>" on the server pod template.',
+        bypass_ports_not_excluded,
+    ),
+    Rule(
+        "FG312",
+        "bypass-include-inbound-defeats",
+        ERROR,
+        "Bypass: includeInboundPorts does not defeat excludeInboundPorts.",
+        "Remove traffic.sidecar.istio.io/includeInboundPorts or set it to '*'.",
+        bypass_include_defeats,
+    ),
+    Rule(
+        "FG313",
+        "bypass-peer-authentication",
+        ERROR,
+        "Bypass: a PeerAuthentication selects the server pod with portLevelMtls DISABLE on each NVFlare port.",
+        "Add a PeerAuthentication with selector = server pod labels and portLevelMtls {<port>: {mode: DISABLE}}.",
+        bypass_peer_authentication,
+    ),
+    Rule(
+        "FG314",
+        "bypass-destination-rule-tls",
+        ERROR,
+        "Bypass: a DestinationRule disables TLS origination to the NVFlare ports for in-mesh callers.",
+        "Add portLevelSettings with tls.mode DISABLE for each NVFlare port to the server host's DestinationRule.",
+        bypass_destination_rule_tls,
+    ),
+    Rule(
+        "FG315",
+        "bypass-ports-unrestricted",
+        ERROR,
+        "Bypass: NetworkPolicy limits who reaches the excluded ports (mesh authorization no longer applies).",
+        "Restrict ingress to the NVFlare ports to the sites' CIDRs (server.loadBalancerSourceRanges).",
+        bypass_ports_unrestricted,
+    ),
 )

@@ -15,7 +15,6 @@ from fedgen.validate.nvflare import NvflareServer, find_servers
 EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
 
 
-
 class RootObjects:
     """What every server of one sync root shares, looked up once per validation (contexts): its Services (in build order),
     the Gateway servers listening on each port, and the Services of each Gateway's pods. Without it the
@@ -104,7 +103,8 @@ class Ctx:
         if self.service is None:
             return []
         return [
-            dr for dr in self.of("networking.istio.io", "DestinationRule")
+            dr
+            for dr in self.of("networking.istio.io", "DestinationRule")
             if resolve_host(str(dr.spec.get("host", "")), dr.namespace, [self.service]) is self.service
         ]
 

@@ -68,9 +68,12 @@ def ledger_record_differs(model: Model) -> Iterator[Hit]:
             continue
         where = ledger.path
         if ledger.federation != want.federation or where != f".fedgen/owned/{want.federation}.json":
-            yield at(where, line_of_text(model, where, '"federation"'),
-                     f"records federation {show(ledger.federation)}; its spec names {show(want.federation)} (.fedgen/owned/{want.federation}.json)",
-                     pointer="/federation")
+            yield at(
+                where,
+                line_of_text(model, where, '"federation"'),
+                f"records federation {show(ledger.federation)}; its spec names {show(want.federation)} (.fedgen/owned/{want.federation}.json)",
+                pointer="/federation",
+            )
         for path in sorted(set(want.files) - set(ledger.files)):
             yield at(where, None, f"does not list {path}, which its spec renders", pointer=pointer("files", path))
         for path in sorted(set(ledger.files) - set(want.files)):
@@ -145,16 +148,52 @@ def rerender_failed(model: Model) -> Iterator[Hit]:
 
 
 RULES = (
-    Rule("FG120", "rendered-file-differs", ERROR, "Every rendered file is what its committed spec renders (certificates and ciphertext aside), whatever the ledger's digests say.",
-         "Change the spec and run fedgen render instead of editing rendered files; restore the file with fedgen render.", rendered_file_differs),
-    Rule("FG121", "ledger-record-differs", ERROR, "Each ledger records exactly the files and shared-file contributions its spec renders.",
-         "Run fedgen render with the spec to rewrite the ledger; never edit .fedgen/owned/*.json by hand.", ledger_record_differs),
-    Rule("FG122", "owned-folder-file-unlisted", ERROR, "Folders fedgen renders (tenants/<tenant>/, clusters/<cluster>/) hold only files a ledger lists.",
-         "Move the file out of the folder fedgen owns, or delete it.", owned_folder_file_unlisted),
-    Rule("FG123", "owned-folder-kind-foreign", ERROR, "Folders fedgen renders hold only kinds of object fedgen renders there.",
-         "Remove the object; apply objects fedgen does not render from a folder of your own.", owned_folder_kind_foreign),
-    Rule("FG124", "image-not-from-spec", ERROR, "Every container image in folders fedgen renders is the spec's spec.nvflare.image.",
-         "Change spec.nvflare.image and run fedgen render.", image_not_from_spec),
-    Rule("FG125", "rerender-failed", ERROR, "Each ledger's spec can be rendered again without the state, so the tree can be checked against it.",
-         "Fix what the message names (the spec, or the nvflare installation validate runs with).", rerender_failed),
+    Rule(
+        "FG120",
+        "rendered-file-differs",
+        ERROR,
+        "Every rendered file is what its committed spec renders (certificates and ciphertext aside), whatever the ledger's digests say.",
+        "Change the spec and run fedgen render instead of editing rendered files; restore the file with fedgen render.",
+        rendered_file_differs,
+    ),
+    Rule(
+        "FG121",
+        "ledger-record-differs",
+        ERROR,
+        "Each ledger records exactly the files and shared-file contributions its spec renders.",
+        "Run fedgen render with the spec to rewrite the ledger; never edit .fedgen/owned/*.json by hand.",
+        ledger_record_differs,
+    ),
+    Rule(
+        "FG122",
+        "owned-folder-file-unlisted",
+        ERROR,
+        "Folders fedgen renders (tenants/<tenant>/, clusters/<cluster>/) hold only files a ledger lists.",
+        "Move the file out of the folder fedgen owns, or delete it.",
+        owned_folder_file_unlisted,
+    ),
+    Rule(
+        "FG123",
+        "owned-folder-kind-foreign",
+        ERROR,
+        "Folders fedgen renders hold only kinds of object fedgen renders there.",
+        "Remove the object; apply objects fedgen does not render from a folder of your own.",
+        owned_folder_kind_foreign,
+    ),
+    Rule(
+        "FG124",
+        "image-not-from-spec",
+        ERROR,
+        "Every container image in folders fedgen renders is the spec's spec.nvflare.image.",
+        "Change spec.nvflare.image and run fedgen render.",
+        image_not_from_spec,
+    ),
+    Rule(
+        "FG125",
+        "rerender-failed",
+        ERROR,
+        "Each ledger's spec can be rendered again without the state, so the tree can be checked against it.",
+        "Fix what the message names (the spec, or the nvflare installation validate runs with).",
+        rerender_failed,
+    ),
 )
