@@ -59,7 +59,7 @@ def test_a_lost_or_mistyped_state_does_not_mint_a_new_root_ca(rendered: tuple[Pa
         result = render_spec(spec, "--state", str(mistyped), *args)
         assert result.exit_code == 2, result.output
         line = _one_line(result)
-        assert f"state {mistyped} holds no root CA than the one the committed federation genomics trusts ({committed} in {CONFIGMAPS})" in line
+        assert f"state {mistyped} holds no root CA, but the committed federation genomics trusts ({committed} in {CONFIGMAPS})" in line
         assert "Point --state at the federation's state" in line and f"fedgen render {spec} --new-root-ca" in line
     assert _everything(repo) == before
     assert not mistyped.exists()  # refused before the lock, which would have made the folder

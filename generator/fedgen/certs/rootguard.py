@@ -64,9 +64,9 @@ def require_committed_root(committed: dict[str, str], document: StateDocument, w
     if state_fp in committed:
         return
     trusted = ", ".join(f"{fp} in {rel}" for fp, rel in sorted(committed.items(), key=lambda item: item[1]))
-    has = f"holds another root CA ({state_fp})" if state_fp else "holds no root CA"
+    has = f"holds another root CA ({state_fp}) than the one" if state_fp else "holds no root CA, but"
     raise InputError(
-        f"state {where} {has} than the one the committed federation {federation} trusts ({trusted}); a render "
+        f"state {where} {has} the committed federation {federation} trusts ({trusted}); a render "
         "would break every site's kit. Point --state at the federation's state (or restore it from a backup), or, "
         f"to start over on purpose and hand every site and admin a new bundle, run `fedgen render {shlex.quote(str(spec))} --new-root-ca`"
     )
