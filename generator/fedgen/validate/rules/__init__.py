@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fedgen.validate.rule import Registry
-from fedgen.validate.rules import consistency, enrollment, gitops, hardening, ledger, mesh, rerender, schema, secrets
+from fedgen.validate.rules import consistency, enrollment, gitops, gitops_engine, hardening, kit_consistency, ledger, mesh, rerender, schema, secrets
 
 # IDs of rules that were removed: never used again (allowlists, SARIF baselines and old reports name them).
 RETIRED = frozenset({"FG310"})
@@ -17,7 +17,9 @@ REGISTRY = Registry(
         *mesh.RULES,
         *secrets.RULES,
         *gitops.RULES,
+        *gitops_engine.RULES,  # FG510-FG514, FG516: RootSync/RepoSync and Argo CD objects
         *consistency.RULES,
+        *kit_consistency.RULES,  # FG608-FG610, FG612-FG613: the NVFlare kits
         *hardening.RULES,
         *enrollment.RULES,  # FG109-FG114, FG408, FG614-FG615: files under enrollment/
         *rerender.RULES,  # FG120-FG125: the tree against what its specs render
