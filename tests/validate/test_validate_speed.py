@@ -6,7 +6,10 @@
   split and parse again: same results as validate_manifests;
 - FG403 skips files whose source cannot spell base64 of a key (may_hold_encoded_key): never a file where the
   plain walk finds one, however the value is written (JSON escapes, every YAML scalar style);
-- a missing tool is still reported after invalid input (the allowlist), as before the builds started early.
+- a missing tool is still reported after invalid input (the allowlist), as before the builds started early;
+- YAML files are read in one walk over libyaml's nodes (data, line map and checks together): the documents,
+  lines and errors of the plain way (construct, walk for lines, copy to plain data), and kustomize's output
+  the plain data of the plain way.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION, validate_doc
 from fedgen.validate.model import Model, RepoFile
 from fedgen.validate.rules import REGISTRY
 from fedgen.validate.rules.secrets import encoded_private_key, may_hold_encoded_key
-from fedgen.validate.yamlsource import parse_file
+from fedgen.validate.yamlsource import _clean, _one_pass, load_all_plain, parse_file, parse_yaml, parse_yaml_plain
 from tests.validate.support import SERVER_DIR, container, edit_obj, fresh, pem_key, restamp, rsa_key
 
 # --------------------------------------------------------------------------------- overlapped evaluation
@@ -193,3 +196,97 @@ def test_a_missing_tool_comes_after_invalid_input(tmp_path: Path) -> None:
     (repo / ".fedgen" / "allowlist.yaml").unlink()
     result = CliRunner().invoke(main, ["validate", "--repo", str(repo)], env=env)
     assert result.exit_code == 3 and "kubectl" in result.output, result.output
+
+
+# ------------------------------------------------------------------------------------ one-pass YAML reading
+
+ONE_PASS_CASES = {
+    "scalars": "a: 1\nb: 0x1f\nc: 1.5e3\nd: .inf\ne: yes\nf: ~\ng: 2024-01-02\nh: 2024-01-02T03:04:05Z\ni: '1'\nj: 0o17\nk: 1_000\n",
+    "binary": "k: !!binary aGVsbG8=\n",
+    "keys as other scalars": "1: a\ntrue: b\n~: c\n2024-01-02: d\n1.5: e\n",
+    "keys that collide once constructed": "1: a\n01: b\n'x': c\nyes: d\ntrue: e\n",
+    "pointer escapes": "a/b: 1\nc~d: {e/f~g: [1, {h: 2}]}\n",
+    "anchors and aliases": "a: &x {b: [1, 2]}\nc: *x\nd: [*x, *x]\n",
+    "merge key": "base: &b {x: 1}\nobj:\n  <<: *b\n  y: 2\n",
+    "quoted merge key": "'<<': 1\n",
+    "value key": "a: {=: 1}\n",
+    "set": "s: !!set {a, b}\n",
+    "omap": "o: !!omap [a: 1, b: 2]\n",
+    "custom tag": "a: !thing 1\n",
+    "bad int tag": "a: !!int nope\n",
+    "complex key": "? [a, b]\n: 1\n",
+    "duplicate key": "a: 1\nb: 2\na: 3\n",
+    "duplicate key, spelt differently": "1: a\n'1': b\n",
+    "documents": "---\na: 1\n---\n---\n~\n---\n- x\n- y: [1]\n...\n---\nz: 2\n",
+    "syntax error": "a: [1, 2\nb: 3\n",
+    "error in a later document": "a: 1\n---\nb: {c\n",
+    "tabs": "a:\n\t- 1\n",
+    "undefined alias": "a: *nope\n",
+    "deep": "a: " + "[" * 120 + "]" * 120 + "\n",
+    "just under the depth": "a: " + "[" * 98 + "]" * 98 + "\n",
+    "recursive alias": "a: &r [*r]\n",
+    "alias bomb": "a: &a [" + ",".join(["x"] * 20) + "]\n" + "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 20) + "]\n" for p, c in zip("abcd", "bcde")),
+    "block scalars": "a: |\n  x\n  y\nb: >-\n  z\n  w\n",
+    "empty values": "a:\nb: []\nc: {}\nd: ''\n",
+    "a scalar document": "just text\n",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("text", ONE_PASS_CASES.values(), ids=ONE_PASS_CASES.keys())
+def test_one_pass_reads_like_the_plain_way(text: str) -> None:
+    assert parse_yaml("f.yaml", text) == parse_yaml_plain("f.yaml", text)
+    try:
+        plain: Any = [_clean(d) for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d is not None]
+    except Exception as exc:  # noqa: BLE001 - whatever the plain way raises, the one-pass reader raises too
+        with pytest.raises(type(exc)):
+            load_all_plain(text)
+    else:
+        assert load_all_plain(text) == plain
+
+
+def test_one_pass_reads_a_rendered_repository_itself(tmp_path: Path) -> None:
+    """Every YAML file of a render is read by the one walk (not handed to the plain way), with the plain
+    way's documents and lines; so are the built objects kustomize prints."""
+    repo = fresh("ranged", tmp_path)
+    files = sorted(p for p in repo.rglob("*.y*ml") if ".fedgen" not in p.parts)
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text()
+        _one_pass(text, positions=True)  # raises on anything it leaves to the plain way
+        assert parse_yaml(path.name, text) == parse_yaml_plain(path.name, text), path
+    model = collect_model(repo.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION)
+    built = [o.data for r in model.roots for o in r.objects]
+    stream = yaml.safe_dump_all(built, sort_keys=False)
+    assert len(built) > 20
+    assert load_all_plain(stream) == [_clean(d) for d in yaml.load_all(stream, Loader=yaml.CSafeLoader) if d is not None]
+    _one_pass(stream, positions=False)
+
+
+_leaf = st.one_of(
+    st.sampled_from(["1", "0x10", "1.0", "yes", "no", "~", "null", "2024-01-02", "'q'", '"d"', "a/b", "t~x", "<<", "=", "!!str 5", "&k v", "*k"]),
+    st.text(alphabet="ab1:-#'\" ", max_size=4),
+)
+
+
+@st.composite
+def _yaml_texts(draw: st.DrawFn) -> str:
+    """Small block and flow YAML with repeated keys, odd scalars, anchors and aliases, some of it invalid."""
+
+    def node(depth: int) -> str:
+        choice = draw(st.integers(0, 3 if depth < 4 else 0))
+        if choice == 0:
+            return draw(_leaf)
+        if choice == 1:
+            return "[" + ", ".join(node(depth + 1) for _ in range(draw(st.integers(0, 3)))) + "]"
+        keys = [draw(_leaf) for _ in range(draw(st.integers(0, 3)))]
+        return "{" + ", ".join(f"{k}: {node(depth + 1)}" for k in keys) + "}"
+
+    keys = [draw(_leaf) for _ in range(draw(st.integers(1, 4)))]
+    return "".join(f"{k}: {node(0)}\n" for k in keys)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_yaml_texts())
+def test_one_pass_reads_random_yaml_like_the_plain_way(text: str) -> None:
+    assert parse_yaml("r.yaml", text) == parse_yaml_plain("r.yaml", text)

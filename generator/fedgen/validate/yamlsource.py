@@ -177,9 +177,110 @@ def _nodes(text: str) -> Iterator[tuple[Any, Any]]:
         yield node, yaml.constructor.construct_document(node)
 
 
+_TAG = "tag:yaml.org,2002:"
+_MAP, _SEQ, _STR = _TAG + "map", _TAG + "seq", _TAG + "str"
+_SCALAR_TAGS = frozenset(_TAG + t for t in ("null", "bool", "int", "float", "binary", "timestamp"))
+
+
+class _Unusual(Exception):
+    """A node the one-pass reader leaves to the plain way: merge keys, keys that are not scalars, tags other
+    than the plain map, seq and scalar ones."""
+
+
+class _OnePass:
+    """libyaml's composed nodes -> plain data and (optionally) the line map in ONE walk, with the plain way's
+    checks (duplicate keys, aliasing, depth); what the plain way would make of the same nodes, proven by
+    tests/validate/test_validate_speed.py. Anything unusual raises, and the caller reads the text the plain
+    way, which also words the errors."""
+
+    def __init__(self, loader: Any, lines: dict[str, int] | None, unique_keys: bool) -> None:
+        self.loader = loader
+        self.constructors = loader.yaml_constructors
+        self.lines = lines
+        self.unique_keys = unique_keys
+        self.walk = _Walk()
+
+    def scalar(self, node: Any) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag not in _SCALAR_TAGS:
+            raise _Unusual(tag)
+        return _scalar(self.constructors[tag](self.loader, node))
+
+    def build(self, node: Any, ptr: str, depth: int) -> Any:
+        walk = self.walk
+        walk.visits += 1
+        walk.distinct.add(id(node))
+        if walk.visits > ALIAS_FREE_NODES and walk.visits > ALIAS_EXPANSION * len(walk.distinct):
+            raise _ExcessiveAliasing(node.start_mark.line + 1)
+        kind = node.id
+        if kind == "scalar":
+            tag = node.tag
+            if tag == _STR:
+                return node.value
+            if tag not in _SCALAR_TAGS:
+                raise _Unusual(tag)
+            return _scalar(self.constructors[tag](self.loader, node))
+        if depth >= MAX_DEPTH:
+            raise TooDeep(MAX_DEPTH, node.start_mark.line + 1)
+        lines = self.lines
+        if kind == "mapping":
+            if node.tag != _MAP:
+                raise _Unusual(node.tag)
+            out: dict[Any, Any] = {}
+            seen: set[str] = set()
+            for key, value in node.value:
+                if key.id != "scalar":
+                    raise _Unusual("a key that is not a scalar")
+                token = key.value
+                if token == "<<":
+                    raise _Unusual("merge key")
+                if self.unique_keys:
+                    if token in seen:
+                        raise _DuplicateKey(token, key.start_mark.line + 1)
+                    seen.add(token)
+                if lines is None:
+                    child = ""
+                else:
+                    child = ptr + "/" + (token.replace("~", "~0").replace("/", "~1") if "~" in token or "/" in token else token)
+                    lines.setdefault(child, key.start_mark.line + 1)
+                out[key.value if key.tag == _STR else self.scalar(key)] = self.build(value, child, depth + 1)
+            return out
+        if node.tag != _SEQ:
+            raise _Unusual(node.tag)
+        if lines is None:
+            return [self.build(item, "", depth + 1) for item in node.value]
+        items = []
+        for i, item in enumerate(node.value):
+            child = f"{ptr}/{i}"
+            lines.setdefault(child, item.start_mark.line + 1)
+            items.append(self.build(item, child, depth + 1))
+        return items
+
+
+def _one_pass(text: str, *, positions: bool) -> list[tuple[Any, Any, dict[str, int]]]:
+    """(root node, plain data, line map) of each document, read in one walk (raises on anything the plain
+    way must read)."""
+    loader = _FAST_LOADER(text)
+    out = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            lines: dict[str, int] = {}
+            out.append((node, _OnePass(loader, lines if positions else None, positions).build(node, "", 0), lines))
+    finally:
+        loader.dispose()
+    return out
+
+
 def load_all_plain(text: str) -> list[Any]:
     """Every non-empty document of a YAML stream as plain data (for kustomize output: no positions needed)."""
     if _FAST_LOADER is not None:
+        try:
+            return [data for _, data, _ in _one_pass(text, positions=False) if data is not None]
+        except Exception:  # noqa: BLE001 - anything unusual or wrong: the plain way reads it (and raises)
+            pass
         docs = list(_pyyaml.load_all(text, Loader=_FAST_LOADER))
     else:
         docs = list(_ruamel().load_all(text))
@@ -191,6 +292,22 @@ def _one_line(text: str) -> str:
 
 
 def parse_yaml(path: str, text: str) -> ParsedFile:
+    """The file's documents with their line maps: in one walk over libyaml's nodes (_OnePass), or, when that
+    meets anything unusual or wrong, the plain way (parse_yaml_plain), which words the error."""
+    if _FAST_LOADER is not None:
+        try:
+            read = _one_pass(text, positions=True)
+        except Exception:  # noqa: BLE001 - anything unusual or wrong: the plain way reads it and says what
+            return parse_yaml_plain(path, text)
+        docs = [(node, data, lines) for node, data, lines in read if node is not None and data is not None]
+        return ParsedFile(
+            tuple(YamlDoc(path=path, index=i, line=node.start_mark.line + 1, data=data, lines=lines) for i, (node, data, lines) in enumerate(docs))
+        )
+    return parse_yaml_plain(path, text)
+
+
+def parse_yaml_plain(path: str, text: str) -> ParsedFile:
+    """The plain way: construct each document, walk it for lines and checks, copy it to plain data."""
     docs: list[YamlDoc] = []
     marked, other = _parse_errors()
     unpositioned: tuple[type[BaseException], ...] = (*other, ValueError)
