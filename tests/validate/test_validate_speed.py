@@ -3,7 +3,7 @@
 - validate() overlaps kubectl kustomize, kubeconform and the rules: its report is evaluate(collect_model(...))'s,
   and a rule that does not say it uses kubeconform's verdicts gives the same findings without them;
 - kubeconform gets the built objects as documents already split (validate_documents), not as a stream to
-  split and parse again: same results as validate_manifests;
+  split and parse again, grouped a few to a file: same results as validate_manifests (a file per document);
 - FG403 skips files whose source cannot spell base64 of a key (may_hold_encoded_key): never a file where the
   plain walk finds one, however the value is written (JSON escapes, every YAML scalar style);
 - a missing tool is still reported after invalid input (the allowlist), as before the builds started early;
@@ -87,6 +87,28 @@ def test_documents_already_split_validate_like_a_stream() -> None:
         (r.document_index, r.kind, r.name, r.namespace, r.status, r.messages) for r in streamed
     ]
     assert [r.status for r in split] == ["valid", "invalid", "no-schema", "invalid"]
+
+
+def test_grouped_documents_get_the_verdicts_of_one_file_each() -> None:
+    """kubeconform reads JSON documents grouped a few to a file (no identity twice in one): each verdict still
+    lands on its own document, even among objects of one kind and name in many namespaces."""
+    docs: list[Any] = []
+    for i in range(6):
+        cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same", "namespace": f"ns{i}"}, "data": {"k": "v"}}
+        if i % 3 == 1:
+            cm["dta"] = {}  # invalid: strict schemas refuse unknown fields
+        docs.append(cm)
+    docs += [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "g-", "namespace": "ns0"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": 5}},
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "same"}},
+        {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same"}, "x": 1}]},
+    ]
+    texts = [json.dumps(d, sort_keys=True) for d in docs]
+    split = validate_documents(texts)
+    streamed = validate_manifests("".join(f"---\n{t}\n" for t in texts).encode())  # YAML text: a file each
+    assert [(r.document_index, r.namespace, r.status, r.messages) for r in split] == [(r.document_index, r.namespace, r.status, r.messages) for r in streamed]
+    assert [r.status for r in split[:6]] == ["valid", "invalid", "valid", "valid", "invalid", "valid"]
 
 
 # ------------------------------------------------------------------------------------- FG403 prefilter

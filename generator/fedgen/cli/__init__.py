@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 findings or drift, 2 invalid input, 3 external failure (and 
 
 from __future__ import annotations
 
+import importlib
 import traceback
 from typing import Any
 
@@ -20,9 +21,38 @@ INTERNAL_EXIT = 3  # a bug or an interrupt: the documented codes are 0-3 only
 ERROR_LINE_LIMIT = 2000
 
 
+# Each command by name: (its module in fedgen.cli, its attribute). A module is imported when its command runs
+# (or --help lists them all), so `fedgen validate` starts kubectl kustomize before render's or enroll's
+# imports would have been read.
+COMMANDS = {
+    "render": ("render", "render"),
+    "remove": ("render", "remove"),
+    "validate": ("validate", "validate"),
+    "schema": ("validate", "schema"),
+    "client-bundle": ("sites", "client_bundle"),
+    "enroll": ("sites", "enroll"),
+    "certs": ("certs", "certs"),
+    "rotate": ("certs", "rotate"),
+    "workspace": ("workspace", "workspace"),
+    "state": ("state", "state"),
+    "status": ("cluster", "status"),
+    "bootstrap": ("cluster", "bootstrap"),
+}
+
+
 class FedgenGroup(click.Group):
     """A click group that maps every error of every command below it to one line on stderr and its exit code;
-    a traceback only with --debug. Nothing leaves with a code outside 0-3: a bug or an interrupt is exit 3."""
+    a traceback only with --debug. Nothing leaves with a code outside 0-3: a bug or an interrupt is exit 3.
+    Its commands (COMMANDS) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attribute = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(f"fedgen.cli.{module}"), attribute), cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -75,26 +105,3 @@ def main(debug: bool) -> None:
     from fedgen.scratch import sweep
 
     sweep()  # key folders a killed fedgen left in the temporary folder
-
-
-def _register() -> None:
-    from fedgen.cli import certs, cluster, render, sites, state, validate, workspace
-
-    for command in (
-        render.render,
-        render.remove,
-        validate.validate,
-        validate.schema,
-        sites.client_bundle,
-        sites.enroll,
-        certs.certs,
-        certs.rotate,
-        workspace.workspace,
-        state.state,
-        cluster.status,
-        cluster.bootstrap,
-    ):
-        main.add_command(command)
-
-
-_register()

@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from fedgen import api
-from fedgen.cli import formatting
 from fedgen.cli.options import REPO_PATH
 
 FORMAT_NAMES = ("text", "json", "sarif")
@@ -66,6 +65,8 @@ def validate(repo: Path, fmt: str, kubernetes_version: str | None, list_rules: b
     2 invalid input (flags, allowlist), 3 kubectl or kubeconform missing (or a bug, an interrupt).
     """
     if list_rules:
+        from fedgen.cli import formatting
+
         click.echo(formatting.rules_table(api.rules(), retired=api.retired_rule_ids()), nl=False)
         return
     # A short-lived run that builds one large acyclic heap: no cyclic garbage collection until it is done.

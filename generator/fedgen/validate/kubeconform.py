@@ -115,6 +115,7 @@ class _Document:
     index: int
     text: str
     data: Any  # parsed content, or None when it could not be parsed
+    json: bool = False  # text is JSON: no line of it can read as a YAML document separator
 
 
 def _libyaml() -> Any:
@@ -342,38 +343,79 @@ def validate_documents(
         if not text.strip():
             continue
         try:
-            data = json.loads(text)
+            data, is_json = json.loads(text), True
         except ValueError:
+            is_json = False
             load = load or _chunk_loader()
             try:
                 data = load(text)
             except Exception:  # noqa: BLE001 - kubeconform reports what it cannot read
                 data = None
-        parsed.append(_Document(index=index, text=text, data=data))
+        parsed.append(_Document(index=index, text=text, data=data, json=is_json))
     return _validate(binary, schemas, version, parsed)
 
 
-def _validate(binary: Path, schemas: Path, version: str, documents: list[_Document]) -> list[SchemaResult]:
+Batch = tuple[dict[str, "_Document"], dict[tuple[str, str, str, str], "_Document"]]
+
+
+def _groupable(doc: _Document) -> tuple[str, str, str] | None:
+    """The identity kubeconform reports a JSON document by, when it names one object unambiguously."""
+    if not doc.json or _items(doc) != [doc.data] or "generateName" in (doc.data.get("metadata") or {}):
+        return None
+    identity = _identity(doc.data)
+    return identity if all(identity) else None
+
+
+def _write_batch(folder: Path, documents: list[_Document], *, grouped: bool) -> Batch:
+    """The documents as files for kubeconform: each in its own file, or (grouped) the JSON documents that
+    name one object each in a few multi-document files, no identity twice in a file, so that each verdict
+    maps back by (file, kind, apiVersion, name). Writing hundreds of small files costs more than kubeconform
+    (file creation is slow on some file systems, and each write waits for the interpreter lock while the
+    rules run)."""
+    width = len(str(documents[-1].index))
+    by_file: dict[str, _Document] = {}
+    by_identity: dict[tuple[str, str, str, str], _Document] = {}
+    groups: list[list[str]] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for doc in documents:
+        identity = _groupable(doc) if grouped else None
+        if identity is None:
+            name = f"doc-{doc.index:0{width}d}.yaml"
+            (folder / name).write_text(doc.text, encoding="utf-8")
+            by_file[name] = doc
+            continue
+        group = seen[identity] = seen.get(identity, -1) + 1
+        if group == len(groups):
+            groups.append([])
+        groups[group].append(doc.text)
+        by_identity[(f"group-{group}.yaml", *identity)] = doc
+    for group, texts in enumerate(groups):
+        (folder / f"group-{group}.yaml").write_text("\n---\n".join(texts) + "\n", encoding="utf-8")
+    return by_file, by_identity
+
+
+def _validate(binary: Path, schemas: Path, version: str, documents: list[_Document], *, grouped: bool = True) -> list[SchemaResult]:
     if not documents:
         return []
-    width = len(str(documents[-1].index))
     with tempfile.TemporaryDirectory(prefix="fedgen-kubeconform-") as tmp:
-        by_file: dict[str, _Document] = {}
-        for doc in documents:
-            path = Path(tmp) / f"doc-{doc.index:0{width}d}.yaml"
-            path.write_text(doc.text, encoding="utf-8")
-            by_file[path.name] = doc
+        by_file, by_identity = _write_batch(Path(tmp), documents, grouped=grouped)
         report = _run(binary, schemas, version, Path(tmp))
 
     results: list[tuple[tuple[Any, ...], SchemaResult]] = []
+    reported: set[int] = set()
     for entry in report["resources"]:
         if not isinstance(entry, dict):
             continue
         raw_status = entry.get("status") or ""
         if raw_status not in _STATUS_MAP:  # "" is an empty document
             continue
-        filename = str(entry.get("filename") or "")
-        found = by_file.get(Path(filename).name)
+        filename = Path(str(entry.get("filename") or "")).name
+        found = by_file.get(filename)
+        if found is None and filename.startswith("group-"):
+            found = by_identity.get((filename, str(entry.get("kind") or ""), str(entry.get("version") or ""), str(entry.get("name") or "")))
+            if found is None or found.index in reported:  # not one verdict per document: the plain way
+                return _validate(binary, schemas, version, documents, grouped=False)
+            reported.add(found.index)
         if found is None:
             raise ExternalError(f"kubeconform reported on an unknown file {filename!r}")
         doc = found
@@ -403,5 +445,7 @@ def _validate(binary: Path, schemas: Path, version: str, documents: list[_Docume
         )
         key = (doc.index, position, api_version, kind, result.namespace or "", name, status, result.messages)
         results.append((key, result))
+    if len(reported) != len(by_identity):  # a grouped document without its verdict: the plain way
+        return _validate(binary, schemas, version, documents, grouped=False)
     results.sort(key=lambda pair: pair[0])
     return [result for _, result in results]
