@@ -9,7 +9,8 @@
 - a missing tool is still reported after invalid input (the allowlist), as before the builds started early;
 - YAML files are read in one walk over libyaml's nodes (data, line map and checks together): the documents,
   lines and errors of the plain way (construct, walk for lines, copy to plain data), and kustomize's output
-  the plain data of the plain way.
+  the plain data of the plain way;
+- the file reader reuses the kustomization files the guard parsed when their text is unchanged.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ from hypothesis import strategies as st
 
 from fedgen.cli import main
 from fedgen.validate.collect.collector import collect_model
+from fedgen.validate.collect.files import read_file, read_files
 from fedgen.validate.engine import _findings, evaluate, validate
 from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION, validate_documents, validate_manifests
+from fedgen.validate.kustomization import Guard
 from fedgen.validate.model import Model, RepoFile
 from fedgen.validate.rules import REGISTRY
 from fedgen.validate.rules.secrets import encoded_private_key, may_hold_encoded_key
+from fedgen.validate.scan import list_files
 from fedgen.validate.yamlsource import _clean, _one_pass, load_all_plain, parse_file, parse_yaml, parse_yaml_plain
-from tests.validate.support import SERVER_DIR, container, edit_obj, fresh, pem_key, restamp, rsa_key
+from tests.validate.support import CLUSTER_DIR, SERVER_DIR, container, edit_obj, fresh, pem_key, restamp, rsa_key
 
 # --------------------------------------------------------------------------------- overlapped evaluation
 
@@ -312,3 +316,19 @@ def _yaml_texts(draw: st.DrawFn) -> str:
 @given(_yaml_texts())
 def test_one_pass_reads_random_yaml_like_the_plain_way(text: str) -> None:
     assert parse_yaml("r.yaml", text) == parse_yaml_plain("r.yaml", text)
+
+
+def test_the_file_reader_reuses_what_the_guard_parsed(tmp_path: Path) -> None:
+    repo = fresh("ranged", tmp_path).resolve()
+    paths = list_files(repo)
+    guard = Guard(repo, frozenset(paths))
+    assert guard.check(CLUSTER_DIR).buildable
+    kustomizations = sorted(guard.parsed)
+    assert len(kustomizations) > 3
+    reused, plain = read_files(repo, paths, guard.parsed), read_files(repo, paths)
+    assert reused == plain
+    assert all(reused[rel].docs is guard.parsed[rel][1].docs for rel in kustomizations)  # not parsed twice
+    changed = repo / kustomizations[0]  # changed after the guard read it: parsed again
+    changed.write_text(changed.read_text() + "commonLabels: {late: edit}\n")
+    assert read_file(repo, kustomizations[0], guard.parsed) == read_file(repo, kustomizations[0])
+    assert read_file(repo, kustomizations[0], guard.parsed).docs[0].data["commonLabels"] == {"late": "edit"}

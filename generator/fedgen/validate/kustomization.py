@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedgen.validate.yamlsource import YamlDoc, load_all_plain, parse_yaml, pointer
+from fedgen.validate.yamlsource import ParsedFile, YamlDoc, load_all_plain, parse_yaml, pointer
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MAX_NESTING = 64  # kustomizations including kustomizations
@@ -105,11 +105,15 @@ def _inline(entry: str) -> list[Any] | None:
     return docs if docs and all(isinstance(d, dict) for d in docs) else None
 
 
+Parsed = dict[str, tuple[str, ParsedFile]]  # repo file -> (its text when parsed, what parse_yaml made of it)
+
+
 class _Walk:
-    def __init__(self, repo: Path, listed: frozenset[str], listed_dirs: frozenset[str]) -> None:
+    def __init__(self, repo: Path, listed: frozenset[str], listed_dirs: frozenset[str], parsed: Parsed) -> None:
         self.repo = repo
         self.listed = listed
         self.listed_dirs = listed_dirs
+        self.parsed = parsed
         self.refusals: list[Refusal] = []
         self.reachable: set[str] = set()
         self.seen: set[tuple[str, str | None]] = set()
@@ -202,7 +206,13 @@ class _Walk:
         if len(raw) > MAX_KUSTOMIZATION_BYTES:
             self.refuse((rel, None, ""), f"is larger than {MAX_KUSTOMIZATION_BYTES // 1024} KiB; not checked, not built")
             return None
-        parsed = parse_yaml(rel, raw.decode("utf-8", "replace"))
+        text = raw.decode("utf-8", "replace")
+        known = self.parsed.get(rel)
+        if known is not None and known[0] == text:  # read again (another root, a spec's check): same text, same parse
+            parsed = known[1]
+        else:
+            parsed = parse_yaml(rel, text)
+            self.parsed[rel] = (text, parsed)
         if parsed.error:
             self.refusals.append(Refusal(rel, parsed.error_line, "", f"cannot be checked, so it is not built: {parsed.error}"))
             return None
@@ -366,6 +376,8 @@ class Guard:
     repo: Path
     listed: frozenset[str]
     listed_dirs: frozenset[str] = field(init=False)
+    # Every file a check parsed, with its text: the repo's file reader reuses them (collect/files.py).
+    parsed: Parsed = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.listed_dirs = listed_folders(self.listed)
@@ -373,12 +385,12 @@ class Guard:
     def file_problem(self, entry: str, folder: str = ".") -> str | None:
         """Why validate may not read this file (entry relative to folder), or None (also when it is missing:
         the reader says so)."""
-        walk = _Walk(self.repo, self.listed, self.listed_dirs)
+        walk = _Walk(self.repo, self.listed, self.listed_dirs, self.parsed)
         walk.target(entry, folder, ("", None, ""), folder_ok=False, what="path")
         return walk.refusals[0].message if walk.refusals else None
 
     def check(self, folder: str) -> RootCheck:
-        walk = _Walk(self.repo, self.listed, self.listed_dirs)
+        walk = _Walk(self.repo, self.listed, self.listed_dirs, self.parsed)
         where = (folder, None, "")
         found = walk.target(folder, ".", where, folder_ok=True, what="sync root")
         if found is not None:

@@ -98,7 +98,7 @@ class ModelCollector:
         specs = {ledger.spec: read_spec(repo, ledger.spec, self.kustomize.guard) for ledger in ledgers if ledger.spec}
         # The worker makes NVFlare's kit files while this process reads the repo and waits for kustomize.
         static = static_kits(self.static, repo, specs) if self.static else dict
-        files = read_files(repo, paths)
+        files = read_files(repo, paths, self.kustomize.guard.parsed)
         folders = sorted(set(self.cluster_dirs) | {d for d in sync_dirs(files) if (repo / d).is_dir()})
         plan = plan_roots(repo, folders, self.cluster_dirs)
         self._start(plan, specs, ledgers)
