@@ -58,19 +58,25 @@ def port_declared_http(model: Model) -> Iterator[Hit]:
         for svc in ctx.svcs:
             if svc.namespace != ctx.template.namespace and id(svc) not in carriers:
                 continue  # selects no pod of the server's namespace and carries no Gateway: not its port
-            selects_server = ctx.template in selected_pods(svc, [ctx.template])
+            selects_server: bool | None = None
             for i, port in service_ports(svc):
+                # The cheap test first: a gateway Service carries every federation's ports, each server's own
+                # reach over all of them would be quadratic in federations.
+                sniffed = [key for key in ("name", "appProtocol") if _sniffed(port.get(key))]
+                if not sniffed:
+                    continue
+                if selects_server is None:
+                    selects_server = ctx.template in selected_pods(svc, [ctx.template])
                 reaches = resolve_target(port, ctx.template) in ports if selects_server else False
                 on_gateway = any(svc in ctx.gateway_services(gw) for gw, _, _ in ctx.gateway_servers(to_int(port.get("port")) or -1))
                 if not (reaches or on_gateway):
                     continue
-                for key in ("name", "appProtocol"):
-                    if _sniffed(port.get(key)):
-                        yield on(
-                            svc,
-                            f"/spec/ports/{i}/{key}",
-                            f"port {port.get('port')} carries NVFlare's TLS but its {key} {port.get(key)!r} makes Istio parse it as {str(port.get(key)).split('-')[0]}; use a tcp- name and appProtocol tcp",
-                        )
+                for key in sniffed:
+                    yield on(
+                        svc,
+                        f"/spec/ports/{i}/{key}",
+                        f"port {port.get('port')} carries NVFlare's TLS but its {key} {port.get(key)!r} makes Istio parse it as {str(port.get(key)).split('-')[0]}; use a tcp- name and appProtocol tcp",
+                    )
         for ptr, cport in ctx.template.container_ports():
             if to_int(cport.get("containerPort")) in ports and _sniffed(cport.get("name")):
                 yield on(
