@@ -10,7 +10,8 @@
 - YAML files are read in one walk over libyaml's nodes (data, line map and checks together): the documents,
   lines and errors of the plain way (construct, walk for lines, copy to plain data), and kustomize's output
   the plain data of the plain way;
-- the file reader reuses the kustomization files the guard parsed when their text is unchanged.
+- the file reader reuses the kustomization files the guard parsed when their text is unchanged; the guard's
+  later checks reuse what its earlier ones parsed and lstat-ed, with the answers of a fresh guard.
 """
 
 from __future__ import annotations
@@ -332,3 +333,19 @@ def test_the_file_reader_reuses_what_the_guard_parsed(tmp_path: Path) -> None:
     changed.write_text(changed.read_text() + "commonLabels: {late: edit}\n")
     assert read_file(repo, kustomizations[0], guard.parsed) == read_file(repo, kustomizations[0])
     assert read_file(repo, kustomizations[0], guard.parsed).docs[0].data["commonLabels"] == {"late": "edit"}
+
+
+def test_a_guard_that_checked_before_answers_like_a_fresh_one(tmp_path: Path) -> None:
+    repo = fresh("ranged", tmp_path).resolve()
+    other = repo / "clusters" / "other"
+    other.mkdir()
+    (other / "link").symlink_to(repo / "tenants")
+    tenant = next(p.name for p in (repo / "tenants").iterdir())
+    (other / "kustomization.yaml").write_text(f"resources:\n- ../../tenants/{tenant}\n- link/{tenant}\n- missing.yaml\n")
+    paths = frozenset(list_files(repo))
+    used = Guard(repo, paths)
+    assert used.check(CLUSTER_DIR).buildable
+    assert used.modes and used.parsed
+    second, fresh_check = used.check("clusters/other"), Guard(repo, paths).check("clusters/other")
+    assert second == fresh_check
+    assert [r.message for r in second.refusals] == [f"resources entry 'link/{tenant}' passes through the symbolic link clusters/other/link"]

@@ -109,11 +109,12 @@ Parsed = dict[str, tuple[str, ParsedFile]]  # repo file -> (its text when parsed
 
 
 class _Walk:
-    def __init__(self, repo: Path, listed: frozenset[str], listed_dirs: frozenset[str], parsed: Parsed) -> None:
+    def __init__(self, repo: Path, listed: frozenset[str], listed_dirs: frozenset[str], parsed: Parsed, modes: dict[str, int | None]) -> None:
         self.repo = repo
         self.listed = listed
         self.listed_dirs = listed_dirs
         self.parsed = parsed
+        self.modes = modes  # repo path -> its lstat mode (None: missing), shared by the walks of one check
         self.refusals: list[Refusal] = []
         self.reachable: set[str] = set()
         self.seen: set[tuple[str, str | None]] = set()
@@ -123,17 +124,21 @@ class _Walk:
     def _symlink_on_the_way(self, rel: str) -> str | None:
         """The first component of rel that is a symbolic link; '' when rel does not exist (kustomize reports
         a missing file itself); None when every component is a real file or folder."""
-        current = self.repo
-        walked: list[str] = []
-        for part in rel.split("/"):
-            current = current / part
-            walked.append(part)
-            try:
-                mode = os.lstat(current).st_mode
-            except OSError:
+        parts = rel.split("/")
+        for n in range(1, len(parts) + 1):
+            walked = "/".join(parts[:n])
+            if walked in self.modes:
+                mode = self.modes[walked]
+            else:
+                try:
+                    mode = os.lstat(self.repo / walked).st_mode
+                except OSError:
+                    mode = None
+                self.modes[walked] = mode
+            if mode is None:
                 return ""
             if stat.S_ISLNK(mode):
-                return "/".join(walked)
+                return walked
         return None
 
     def target(self, entry: Any, folder: str, where: Where, *, folder_ok: bool, what: str) -> tuple[str, bool] | None:
@@ -378,6 +383,7 @@ class Guard:
     listed_dirs: frozenset[str] = field(init=False)
     # Every file a check parsed, with its text: the repo's file reader reuses them (collect/files.py).
     parsed: Parsed = field(init=False, default_factory=dict)
+    modes: dict[str, int | None] = field(init=False, default_factory=dict)  # lstat of the paths the checks met
 
     def __post_init__(self) -> None:
         self.listed_dirs = listed_folders(self.listed)
@@ -385,12 +391,12 @@ class Guard:
     def file_problem(self, entry: str, folder: str = ".") -> str | None:
         """Why validate may not read this file (entry relative to folder), or None (also when it is missing:
         the reader says so)."""
-        walk = _Walk(self.repo, self.listed, self.listed_dirs, self.parsed)
+        walk = _Walk(self.repo, self.listed, self.listed_dirs, self.parsed, self.modes)
         walk.target(entry, folder, ("", None, ""), folder_ok=False, what="path")
         return walk.refusals[0].message if walk.refusals else None
 
     def check(self, folder: str) -> RootCheck:
-        walk = _Walk(self.repo, self.listed, self.listed_dirs, self.parsed)
+        walk = _Walk(self.repo, self.listed, self.listed_dirs, self.parsed, self.modes)
         where = (folder, None, "")
         found = walk.target(folder, ".", where, folder_ok=True, what="sync root")
         if found is not None:
