@@ -12,7 +12,10 @@ document yields one result per item, all with the List's index. The stream is sp
 Python parser; a stream neither can parse is split on ``---`` lines, as kubeconform splits it.
 
 ``validate_documents`` takes documents already split (``fedgen validate`` passes one JSON text per built
-object), so nothing is parsed twice.
+object), so nothing is parsed twice. kubeconform reads each document from a file of its own, except JSON
+documents that name one object: those are grouped a few to a file, no identity twice in one, and each verdict
+is mapped back by file and identity (when that mapping is not one verdict per document, the batch is run again
+a file per document).
 """
 
 from __future__ import annotations
