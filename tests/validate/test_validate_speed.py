@@ -106,6 +106,8 @@ def test_grouped_documents_get_the_verdicts_of_one_file_each() -> None:
     docs += [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "g-", "namespace": "ns0"}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": 5}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": 5},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name"]},
         {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "same"}},
         {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "same"}, "x": 1}]},
     ]

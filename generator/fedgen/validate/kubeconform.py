@@ -363,7 +363,10 @@ Batch = tuple[dict[str, "_Document"], dict[tuple[str, str, str, str], "_Document
 
 def _groupable(doc: _Document) -> tuple[str, str, str] | None:
     """The identity kubeconform reports a JSON document by, when it names one object unambiguously."""
-    if not doc.json or _items(doc) != [doc.data] or "generateName" in (doc.data.get("metadata") or {}):
+    if not doc.json or _items(doc) != [doc.data]:
+        return None
+    metadata = doc.data.get("metadata")
+    if not isinstance(metadata, dict) or "generateName" in metadata:
         return None
     identity = _identity(doc.data)
     return identity if all(identity) else None
