@@ -7,9 +7,7 @@ kubeconform's JSON (never its exit code) and returns one ``SchemaResult`` per ob
 
 Document numbering follows YAML: ``document_index`` is the position of the document in the stream as
 ``yaml.safe_load_all`` counts them, empty documents included (they produce no result). A ``kind: List``
-document yields one result per item, all with the List's index. The stream is split and read with libyaml
-(PyYAML's C parser, YAML 1.1 like Kubernetes' own reader) when it is installed, else with ruamel.yaml's pure
-Python parser; a stream neither can parse is split on ``---`` lines, as kubeconform splits it.
+document yields one result per item, all with the List's index. The stream is split by manifest_stream.py.
 
 ``validate_documents`` takes documents already split (``fedgen validate`` passes one JSON text per built
 object), so nothing is parsed twice. kubeconform reads each document from a file of its own, except JSON
@@ -31,6 +29,7 @@ from typing import Any
 from fedgen.errors import ExternalError, InputError
 from fedgen.executables import find_tool
 from fedgen.paths import SCHEMAS_DIR
+from fedgen.validate.manifest_stream import Document, chunk_loader, split_documents
 from fedgen.validate.sandbox import run_sandboxed
 
 # The Kubernetes version GKE's Regular channel (the default channel for new clusters) runs in late 2026:
@@ -56,7 +55,6 @@ _STATUS_MAP = {
 }
 _NO_SCHEMA = re.compile(r"^could not find schema for ")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
-_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$")
 # One error in kubeconform's msg: "- at '<JSON pointer>': <message>", up to the next one.
 _MSG_ITEM = re.compile(r"- at '([^']*)': (.*?)(?=\s+- at '|$)")
 _GROUP_HEADER = "validation failed"
@@ -110,120 +108,10 @@ def _resolve_version(kubernetes_version: str, schemas_dir: Path) -> str:
     return version
 
 
-# ------------------------------------------------------------------------------------------ splitting input
-
-
-@dataclass(frozen=True)
-class _Document:
-    index: int
-    text: str
-    data: Any  # parsed content, or None when it could not be parsed
-    json: bool = False  # text is JSON: no line of it can read as a YAML document separator
-
-
-def _libyaml() -> Any:
-    """PyYAML when its libyaml binding (CSafeLoader) is installed, else None. Imported on first use."""
-    try:
-        import yaml  # type: ignore[import-untyped]
-
-        yaml.CSafeLoader  # noqa: B018 - AttributeError without libyaml
-    except (ImportError, AttributeError):  # pragma: no cover - depends on the environment
-        return None
-    return yaml
-
-
-def _split_with_yaml(text: str) -> list[tuple[int, int]]:
-    """(start, end) character offsets of each document, as a YAML parser numbers them (libyaml's event parser,
-    linear and in C; libyaml marks count characters, not bytes). Raises the parser's error on broken YAML."""
-    yaml = _libyaml()
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    if yaml is not None:
-        events: Any = yaml.parse(text, Loader=yaml.CSafeLoader)
-        start_type, end_type = yaml.DocumentStartEvent, yaml.DocumentEndEvent
-    else:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.events import DocumentEndEvent, DocumentStartEvent
-
-        events = YAML(typ="safe", pure=True).parse(text)
-        start_type, end_type = DocumentStartEvent, DocumentEndEvent
-    for event in events:
-        if isinstance(event, start_type):
-            start = event.end_mark.index
-        elif isinstance(event, end_type) and start is not None:
-            spans.append((start, max(start, event.start_mark.index)))
-            start = None
-    return spans
-
-
-def _yaml_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions the parser _split_with_yaml uses raises on broken YAML."""
-    yaml = _libyaml()
-    if yaml is not None:
-        return (yaml.YAMLError,)
-    from ruamel.yaml.error import YAMLError
-
-    return (YAMLError,)
-
-
-def _chunk_loader() -> Any:
-    """load(text) -> data of one document (libyaml when installed)."""
-    yaml = _libyaml()
-    if yaml is not None:
-        return lambda chunk: yaml.load(chunk, Loader=yaml.CSafeLoader)
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe", pure=True).load
-
-
-def _split_by_lines(text: str) -> list[tuple[int, int]]:
-    """Fallback for streams a YAML parser rejects: split on '---' lines, as kubeconform does."""
-    spans: list[tuple[int, int]] = []
-    start = pos = 0
-    seen_separator = False
-    for line in text.splitlines(keepends=True):
-        if _SEPARATOR.match(line.rstrip("\r\n")):
-            spans.append((start, pos))
-            start = pos + 3  # whatever follows '---' on its line belongs to the next document
-            seen_separator = True
-        pos += len(line)
-    spans.append((start, len(text)))
-
-    def blank(span: tuple[int, int]) -> bool:
-        return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text[span[0] : span[1]].splitlines())
-
-    # Text before the first separator is a document only if it holds something (YAML's explicit start).
-    if spans and blank(spans[0]) and (seen_separator or len(spans) == 1):
-        spans = spans[1:]
-    return spans
-
-
-def _split(manifests: bytes) -> list[_Document]:
-    try:
-        text = manifests.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"manifests are not UTF-8: {exc}") from exc
-    errors = _yaml_errors()
-    try:
-        spans = _split_with_yaml(text)
-    except errors:
-        spans = _split_by_lines(text)
-    load = _chunk_loader()
-    documents = []
-    for index, (start, end) in enumerate(spans):
-        chunk = text[start:end]
-        try:
-            data = load(chunk)
-        except Exception:  # noqa: BLE001 - broken or odd content (duplicate keys, ...) is kubeconform's to report
-            data = None
-        documents.append(_Document(index=index, text=chunk, data=data))
-    return documents
-
-
 # ---------------------------------------------------------------------------------------------- validating
 
 
-def _items(doc: _Document) -> list[dict[str, Any]]:
+def _items(doc: Document) -> list[dict[str, Any]]:
     """The objects kubeconform sees in a document: itself, or the items of a kind: List."""
     data = doc.data
     if not isinstance(data, dict):
@@ -325,7 +213,7 @@ def validate_manifests(
     schemas = _schemas_dir(schemas_dir)
     version = _resolve_version(kubernetes_version, schemas)
     binary = find_kubeconform()
-    return _validate(binary, schemas, version, [d for d in _split(manifests) if d.text.strip()])
+    return _validate(binary, schemas, version, [d for d in split_documents(manifests) if d.text.strip()])
 
 
 def validate_documents(
@@ -349,19 +237,19 @@ def validate_documents(
             data, is_json = json.loads(text), True
         except ValueError:
             is_json = False
-            load = load or _chunk_loader()
+            load = load or chunk_loader()
             try:
                 data = load(text)
             except Exception:  # noqa: BLE001 - kubeconform reports what it cannot read
                 data = None
-        parsed.append(_Document(index=index, text=text, data=data, json=is_json))
+        parsed.append(Document(index=index, text=text, data=data, json=is_json))
     return _validate(binary, schemas, version, parsed)
 
 
-Batch = tuple[dict[str, "_Document"], dict[tuple[str, str, str, str], "_Document"]]
+Batch = tuple[dict[str, "Document"], dict[tuple[str, str, str, str], "Document"]]
 
 
-def _groupable(doc: _Document) -> tuple[str, str, str] | None:
+def _groupable(doc: Document) -> tuple[str, str, str] | None:
     """The identity kubeconform reports a JSON document by, when it names one object unambiguously."""
     if not doc.json or _items(doc) != [doc.data]:
         return None
@@ -372,15 +260,15 @@ def _groupable(doc: _Document) -> tuple[str, str, str] | None:
     return identity if all(identity) else None
 
 
-def _write_batch(folder: Path, documents: list[_Document], *, grouped: bool) -> Batch:
+def _write_batch(folder: Path, documents: list[Document], *, grouped: bool) -> Batch:
     """The documents as files for kubeconform: each in its own file, or (grouped) the JSON documents that
     name one object each in a few multi-document files, no identity twice in a file, so that each verdict
     maps back by (file, kind, apiVersion, name). Writing hundreds of small files costs more than kubeconform
     (file creation is slow on some file systems, and each write waits for the interpreter lock while the
     rules run)."""
     width = len(str(documents[-1].index))
-    by_file: dict[str, _Document] = {}
-    by_identity: dict[tuple[str, str, str, str], _Document] = {}
+    by_file: dict[str, Document] = {}
+    by_identity: dict[tuple[str, str, str, str], Document] = {}
     groups: list[list[str]] = []
     seen: dict[tuple[str, str, str], int] = {}
     for doc in documents:
@@ -400,7 +288,7 @@ def _write_batch(folder: Path, documents: list[_Document], *, grouped: bool) -> 
     return by_file, by_identity
 
 
-def _validate(binary: Path, schemas: Path, version: str, documents: list[_Document], *, grouped: bool = True) -> list[SchemaResult]:
+def _validate(binary: Path, schemas: Path, version: str, documents: list[Document], *, grouped: bool = True) -> list[SchemaResult]:
     if not documents:
         return []
     with tempfile.TemporaryDirectory(prefix="fedgen-kubeconform-") as tmp:

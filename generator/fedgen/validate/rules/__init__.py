@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from fedgen.validate.rule import Registry
-from fedgen.validate.rules import consistency, enrollment, gitops, gitops_engine, hardening, kit_consistency, ledger, mesh, rerender, schema, secrets
+from fedgen.validate.rules import (
+    consistency,
+    enrollment,
+    gitops,
+    gitops_engine,
+    hardening,
+    kit_consistency,
+    ledger,
+    mesh,
+    mesh_bypass,
+    rerender,
+    schema,
+    secrets,
+)
 
 # IDs of rules that were removed: never used again (allowlists, SARIF baselines and old reports name them).
 RETIRED = frozenset({"FG310"})
@@ -15,6 +28,7 @@ REGISTRY = Registry(
         *ledger.RULES,
         *schema.RULES,
         *mesh.RULES,
+        *mesh_bypass.RULES,  # FG311-FG315: the loadbalancer (bypass) exposure
         *secrets.RULES,
         *gitops.RULES,
         *gitops_engine.RULES,  # FG510-FG514, FG516: RootSync/RepoSync and Argo CD objects

@@ -1,4 +1,4 @@
-"""What the mesh rules (mesh.py) look at for each NVFlare server: the objects of its sync root shared by all of
+"""What the mesh rules (mesh.py, mesh_bypass.py) look at for each NVFlare server: the objects of its sync root shared by all of
 its servers (RootObjects) and the server's own view of them (Ctx), found once per validation (contexts)."""
 
 from __future__ import annotations
@@ -139,3 +139,15 @@ def contexts(model: Model) -> Iterator[Ctx]:
             found += [Ctx(shared, server) for server in find_servers(shared.objects) if server.ports]
         _LAST = (roots, tuple(found))
     return iter(_LAST[1])
+
+
+def dr_mode(dr: KObject, port: int) -> tuple[str | None, str]:
+    """Effective tls.mode of a DestinationRule for a port, and the pointer where it is set."""
+    policy = as_dict(dr.spec.get("trafficPolicy"))
+    for i, setting in enumerate(as_list(policy.get("portLevelSettings"))):
+        setting = as_dict(setting)
+        if to_int(as_dict(setting.get("port")).get("number")) == port and "tls" in setting:
+            level = as_dict(setting.get("tls")).get("mode")
+            return (str(level) if level else None), f"/spec/trafficPolicy/portLevelSettings/{i}/tls/mode"
+    mode = as_dict(policy.get("tls")).get("mode")
+    return (str(mode) if mode else None), "/spec/trafficPolicy/tls/mode"
