@@ -216,12 +216,7 @@ class _OnePass:
             raise _ExcessiveAliasing(node.start_mark.line + 1)
         kind = node.id
         if kind == "scalar":
-            tag = node.tag
-            if tag == _STR:
-                return node.value
-            if tag not in _SCALAR_TAGS:
-                raise _Unusual(tag)
-            return _scalar(self.constructors[tag](self.loader, node))
+            return node.value if node.tag == _STR else self.scalar(node)
         if depth >= MAX_DEPTH:
             raise TooDeep(MAX_DEPTH, node.start_mark.line + 1)
         lines = self.lines
