@@ -56,11 +56,18 @@ class RootWatch:
         self.current: str | None = None
 
 
+STATIC_FILE_TEMPLATE = "master_template.yml"  # the template StaticFileBuilder loads (NVFlare's templates folder)
+
+
 def preload() -> None:
-    """Import what provisioning uses, so a worker started early does it while its caller prepares the request."""
+    """Import what provisioning uses and parse StaticFileBuilder's template (kept, see _load_lighter), so a
+    worker started early does both while its caller prepares the request (the first run was ~20 ms slower)."""
     _load_lighter()
+    import nvflare.lighter.ctx as ctx
     import nvflare.lighter.impl.static_file  # noqa: F401
     import nvflare.lighter.provisioner  # noqa: F401
+
+    ctx.load_yaml(os.path.join(os.path.dirname(ctx.prov.__file__), "templates", STATIC_FILE_TEMPLATE))
 
 
 _lighter_lock = threading.RLock()  # re-entrant: completing the package imports modules that ask it for names

@@ -63,14 +63,15 @@ class ModelCollector:
         self.kustomize = KustomizeRuns(repo, self.pool, self.paths)
         self.found = read_ledger_files(repo)
         early_ledgers = preliminary_ledgers(self.found)
-        engines = {ledger.spec: quick_engine(repo, ledger.spec, self.kustomize.guard) for ledger in early_ledgers if ledger.spec}
-        quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
-        self.cluster_dirs = cluster_folders(repo)
+        spec_paths = [ledger.spec for ledger in early_ledgers if ledger.spec]
         self.static: StaticKits | None = None
-        if engines:  # NVFlare's import takes longest: its worker starts first (see validate/rerender.py)
+        if spec_paths:  # NVFlare's worker is the longest way to the end: it starts first (see validate/rerender.py)
             from fedgen.provision.static import StaticKits
 
-            self.static = StaticKits(spec_hint(repo, spec) for spec in engines)
+            self.static = StaticKits(spec_hint(repo, spec) for spec in spec_paths)
+        engines = {spec: quick_engine(repo, spec, self.kustomize.guard) for spec in spec_paths}
+        quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
+        self.cluster_dirs = cluster_folders(repo)
         self.schema: SchemaCheck | None = None
         self.error: FedgenError | None = None
         try:
@@ -79,6 +80,10 @@ class ModelCollector:
             self.schema.check_after(self.kustomize.futures.values())
         except ExternalError as exc:
             self.error = exc
+        # The specs load and the worker gets its request while kustomize builds: the re-render waits for its
+        # answer, the ledgers' digests (which import the renderer) do not.
+        self.specs = {spec: read_spec(repo, spec, self.kustomize.guard) for spec in spec_paths}
+        self.static_answers = static_kits(self.static, repo, self.specs) if self.static else dict
 
     def _start(self, plan: list[tuple[str, str]], specs: Mapping[str, SpecInfo], ledgers: tuple[RepoLedger, ...]) -> None:
         for folder, _ in plan:
@@ -95,9 +100,7 @@ class ModelCollector:
         repo = self.repo
         paths = self.paths
         ledgers = finish_ledgers(repo, self.found, self.kustomize.guard.listed)
-        specs = {ledger.spec: read_spec(repo, ledger.spec, self.kustomize.guard) for ledger in ledgers if ledger.spec}
-        # The worker makes NVFlare's kit files while this process reads the repo and waits for kustomize.
-        static = static_kits(self.static, repo, specs) if self.static else dict
+        specs = self.specs
         files = read_files(repo, paths, self.kustomize.guard.parsed)
         folders = sorted(set(self.cluster_dirs) | {d for d in sync_dirs(files) if (repo / d).is_dir()})
         plan = plan_roots(repo, folders, self.cluster_dirs)
@@ -109,7 +112,7 @@ class ModelCollector:
         verdicts = self.schema.verdicts(objects)
         from fedgen.validate.rerender import rerender
 
-        rendered = rerender(files, ledgers, specs, static())
+        rendered = rerender(files, ledgers, specs, self.static_answers())
         interrupted = tuple(m for m in INTERRUPT_MARKERS if (repo / m).exists())
         model = Model(
             files=files,
