@@ -11,13 +11,20 @@
   lines and errors of the plain way (construct, walk for lines, copy to plain data), and kustomize's output
   the plain data of the plain way;
 - the file reader reuses the kustomization files the guard parsed when their text is unchanged; the guard's
-  later checks reuse what its earlier ones parsed and lstat-ed, with the answers of a fresh guard.
+  later checks reuse what its earlier ones parsed and lstat-ed, with the answers of a fresh guard;
+- the NVFlare worker gets its request when the collector starts, before the repo is read (the specs load
+  while kustomize builds); the worker parses StaticFileBuilder's template before its request comes, and its
+  kits are those of a process that did not;
+- a validate process skips the collector's walk of the heap at its exit: its output and exit code are those
+  of the same validation run in-process.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedgen.cli import main
-from fedgen.validate.collect.collector import collect_model
+from fedgen.provision import static
+from fedgen.validate.collect import collector
+from fedgen.validate.collect.collector import ModelCollector, collect_model
 from fedgen.validate.collect.files import read_file, read_files
 from fedgen.validate.engine import _findings, evaluate, validate
 from fedgen.validate.kubeconform import DEFAULT_KUBERNETES_VERSION, validate_documents, validate_manifests
@@ -38,6 +47,7 @@ from fedgen.validate.rules import REGISTRY
 from fedgen.validate.rules.secrets import encoded_private_key, may_hold_encoded_key
 from fedgen.validate.scan import list_files
 from fedgen.validate.yamlsource import _clean, _one_pass, load_all_plain, parse_file, parse_yaml, parse_yaml_plain
+from tests.support import REPO_ROOT
 from tests.validate.support import CLUSTER_DIR, SERVER_DIR, container, edit_obj, fresh, pem_key, restamp, rsa_key
 
 # --------------------------------------------------------------------------------- overlapped evaluation
@@ -73,6 +83,66 @@ def test_only_rules_marked_uses_schema_read_kubeconforms_verdicts(planted: Path)
         if not rule.uses_schema:
             assert _findings(without, [rule]) == _findings(model, [rule]), rule.id
     assert {r.id for r in REGISTRY if r.uses_schema} == {"FG201", "FG202"}
+
+
+def test_the_worker_is_asked_before_the_repo_is_read(planted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector's start loads the specs and sends NVFlare's worker its request; finish() reads the repo
+    and the ledgers' digests after that, and the model is the one collect_model gives."""
+    monkeypatch.setattr(static, "_ANSWERS", {})
+    monkeypatch.setattr(static, "_HINTS", {})
+    order: list[str] = []
+    send, read, ledgers = static.StaticKits._send, collector.read_files, collector.finish_ledgers
+    monkeypatch.setattr(static.StaticKits, "_send", lambda kits, requests: order.append("request") or send(kits, requests))
+    monkeypatch.setattr(collector, "read_files", lambda *a: order.append("read files") or read(*a))
+    monkeypatch.setattr(collector, "finish_ledgers", lambda *a: order.append("ledger digests") or ledgers(*a))
+    with ModelCollector(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION) as started:
+        assert order == ["request"]
+        model = started.finish().complete()
+    assert order == ["request", "ledger digests", "read files"]
+    plain = collect_model(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION)
+    assert model.rerender == plain.rerender and model.rerender.files
+    assert model.specs == plain.specs and model.ledgers == plain.ledgers
+
+
+# The kits of the example's federation as JSON, from a fresh interpreter; after preload() when argv[1] is "preload",
+# and then with every further YAML parse made to fail (the template was parsed by preload).
+_KITS_SCRIPT = """
+import base64, json, sys
+from pathlib import Path
+from fedgen.provision import lighter
+from fedgen.provision.static import static_request
+from fedgen.spec import load_federation
+request = static_request(load_federation(Path(sys.argv[2])))
+if sys.argv[1] == "preload":
+    lighter.preload()
+    import yaml
+    def refuse(*args, **kwargs):
+        raise AssertionError("a template parsed after preload")
+    yaml.safe_load = yaml.load = refuse
+kits = lighter.static_kits(request)
+print(json.dumps({n: {p: base64.b64encode(d).decode() for p, d in k.items()} for n, k in kits.items()}, sort_keys=True))
+"""
+
+
+def test_the_worker_parses_the_template_before_its_request_with_the_same_kits() -> None:
+    def kits(mode: str) -> Any:
+        ran = subprocess.run(
+            [sys.executable, "-c", _KITS_SCRIPT, mode, str(REPO_ROOT / "examples" / "federation.yaml")], capture_output=True, text=True, timeout=300
+        )
+        assert ran.returncode == 0, ran.stderr
+        return json.loads(ran.stdout)
+
+    preloaded = kits("preload")
+    assert preloaded == kits("plain")
+    assert any(path.endswith("fed_server.json") for kit in preloaded.values() for path in kit)
+
+
+def test_a_validate_process_exits_with_the_report_of_an_in_process_run(planted: Path) -> None:
+    args = ["validate", "--repo", str(planted), "--format", "json"]
+    ran = subprocess.run([sys.executable, "-m", "fedgen", *args], capture_output=True, text=True, timeout=300)
+    in_process = CliRunner().invoke(main, args)
+    assert (ran.returncode, ran.stdout) == (in_process.exit_code, in_process.stdout)
+    assert ran.returncode == 1 and {"FG201", "FG703"} <= {f["rule"] for f in json.loads(ran.stdout)["findings"]}
 
 
 # ------------------------------------------------------------------------------------ kubeconform input
