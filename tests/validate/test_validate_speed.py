@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedgen.cli import main
+from fedgen.errors import ExternalError
 from fedgen.provision import static
 from fedgen.validate.collect import collector
 from fedgen.validate.collect.collector import ModelCollector, collect_model
@@ -421,3 +422,45 @@ def test_a_guard_that_checked_before_answers_like_a_fresh_one(tmp_path: Path) ->
     second, fresh_check = used.check("clusters/other"), Guard(repo, paths).check("clusters/other")
     assert second == fresh_check
     assert [r.message for r in second.refusals] == [f"resources entry 'link/{tenant}' passes through the symbolic link clusters/other/link"]
+
+
+# A stand-in worker: replies with argv[1] as written, then lives on until its input ends (as the real one
+# may, while the interpreter tears down).
+_LINGERING_WORKER = """
+import sys
+sys.stdin.buffer.readline()
+sys.stdout.buffer.write(sys.argv[1].encode())
+sys.stdout.buffer.flush()
+sys.stdin.buffer.read()
+"""
+
+
+def _stand_in_worker(monkeypatch: pytest.MonkeyPatch, reply: str) -> None:
+    from fedgen.provision import runner
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", _LINGERING_WORKER, reply], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(static, "_ANSWERS", {})
+    monkeypatch.setattr(static, "_HINTS", {})
+    monkeypatch.setattr(runner, "spawn_worker", spawn)
+
+
+def test_the_worker_s_reply_is_read_without_waiting_for_its_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    kit = {"s1": {"startup/fed_client.json": base64.b64encode(b"{}").decode()}}
+    _stand_in_worker(monkeypatch, json.dumps({"kits": [kit]}) + "\n")
+    with static.StaticKits(["hint"]) as kits:
+        answers = kits.ask([("hint", {"roster": "r"})])
+        assert answers() == [{"s1": {"startup/fed_client.json": b"{}"}}]
+        assert kits.proc is not None and kits.proc.poll() is None  # still running: its end was not waited for
+    assert kits.proc.returncode == 0  # close() ended it
+
+
+def test_a_worker_that_ends_without_a_whole_reply_is_an_external_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in_worker(monkeypatch, '{"kits": [')
+    with static.StaticKits(["hint"]) as kits:
+        answers = kits.ask([("hint", {"roster": "r"})])
+        assert kits.proc is not None and kits.proc.stdin is not None
+        kits.proc.stdin.close()  # the stand-in ends after its partial line
+        with pytest.raises(ExternalError, match="gave no answer"):
+            answers()

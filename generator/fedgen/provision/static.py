@@ -125,12 +125,13 @@ class StaticKits:
     def _receive(self, proc: subprocess.Popen[bytes], count: int) -> list[Kits | str]:
         assert proc.stdout is not None and self.timer is not None
         try:
-            out = proc.stdout.read()
+            # The reply is one line: read up to its end, not to the worker's exit (which close() waits for).
+            out = proc.stdout.readline()
         except OSError as exc:
             raise ExternalError(f"the NVFlare worker process failed ({exc})") from None
         finally:
             self.timer.cancel()
-        if proc.wait() < 0:
+        if not out.endswith(b"\n") and proc.wait() < 0:
             raise ExternalError(f"NVFlare did not make the static kit files within {TIMEOUT}s")
         try:
             reply = json.loads(out)
