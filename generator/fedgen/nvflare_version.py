@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 
 
@@ -19,6 +18,8 @@ def installed_nvflare_version() -> str | None:
         found = sorted(Path(spec.origin).parent.parent.glob("nvflare-*.dist-info"))
         if len(found) == 1:
             return found[0].name.removeprefix("nvflare-").removesuffix(".dist-info")
+    from importlib import metadata  # only here: its import alone costs ~15 ms, on validate's critical path
+
     try:
         return metadata.version("nvflare")
     except metadata.PackageNotFoundError:

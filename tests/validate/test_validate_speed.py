@@ -464,3 +464,22 @@ def test_a_worker_that_ends_without_a_whole_reply_is_an_external_failure(monkeyp
         kits.proc.stdin.close()  # the stand-in ends after its partial line
         with pytest.raises(ExternalError, match="gave no answer"):
             answers()
+
+
+def test_the_nvflare_version_is_read_as_importlib_metadata_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read off the dist-info folder's name (importlib.metadata is imported only for the fallback); the
+    fallback, when no single dist-info folder is found, gives the same version."""
+    from importlib import metadata
+    from pathlib import Path as RealPath
+
+    from fedgen import nvflare_version
+
+    expected = metadata.version("nvflare")
+    nvflare_version.installed_nvflare_version.cache_clear()
+    assert nvflare_version.installed_nvflare_version() == expected
+    nvflare_version.installed_nvflare_version.cache_clear()
+    monkeypatch.setattr(RealPath, "glob", lambda self, pattern: iter(()))
+    try:
+        assert nvflare_version.installed_nvflare_version() == expected
+    finally:
+        nvflare_version.installed_nvflare_version.cache_clear()
