@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from fedgen.cli import main
 from fedgen.errors import ExternalError
 from fedgen.provision import static
-from fedgen.validate.collect import collector
+from fedgen.validate.collect import collector, files
 from fedgen.validate.collect.collector import ModelCollector, collect_model
 from fedgen.validate.collect.files import read_file, read_files
 from fedgen.validate.engine import _findings, evaluate, validate
@@ -92,9 +92,9 @@ def test_the_worker_is_asked_before_the_repo_is_read(planted: Path, monkeypatch:
     monkeypatch.setattr(static, "_ANSWERS", {})
     monkeypatch.setattr(static, "_HINTS", {})
     order: list[str] = []
-    send, read, ledgers = static.StaticKits._send, collector.read_files, collector.finish_ledgers
+    send, ledgers = static.StaticKits._send, collector.finish_ledgers
     monkeypatch.setattr(static.StaticKits, "_send", lambda kits, requests: order.append("request") or send(kits, requests))
-    monkeypatch.setattr(collector, "read_files", lambda *a: order.append("read files") or read(*a))
+    monkeypatch.setattr(files, "read_files", lambda *a: order.append("read files") or read_files(*a))
     monkeypatch.setattr(collector, "finish_ledgers", lambda *a: order.append("ledger digests") or ledgers(*a))
     with ModelCollector(planted.resolve(), kubernetes_version=DEFAULT_KUBERNETES_VERSION) as started:
         assert order == ["request"]
@@ -470,7 +470,6 @@ def test_the_nvflare_version_is_read_as_importlib_metadata_reads_it(monkeypatch:
     """Read off the dist-info folder's name (importlib.metadata is imported only for the fallback); the
     fallback, when no single dist-info folder is found, gives the same version."""
     from importlib import metadata
-    from pathlib import Path as RealPath
 
     from fedgen import nvflare_version
 
@@ -478,7 +477,7 @@ def test_the_nvflare_version_is_read_as_importlib_metadata_reads_it(monkeypatch:
     nvflare_version.installed_nvflare_version.cache_clear()
     assert nvflare_version.installed_nvflare_version() == expected
     nvflare_version.installed_nvflare_version.cache_clear()
-    monkeypatch.setattr(RealPath, "glob", lambda self, pattern: iter(()))
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(()))
     try:
         assert nvflare_version.installed_nvflare_version() == expected
     finally:

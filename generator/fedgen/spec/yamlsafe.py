@@ -28,8 +28,8 @@ from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fedgen.errors import InputError, SpecErrors
+from fedgen.spec import MAX_BYTES
 
-MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_ITEMS = 10_000  # the schema's longest list (sites) allows 5000
 MAX_NODES = 200_000

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from fedgen.errors import ExternalError, FedgenError
 from fedgen.ledger import read_ledger_files
 from fedgen.validate.collect.enrollment import read_enrollment
-from fedgen.validate.collect.files import read_files
 from fedgen.validate.collect.kustomize import KustomizeRuns, kustomization_in
 from fedgen.validate.collect.ledgers import finish_ledgers, preliminary_ledgers
 from fedgen.validate.collect.schemas import SchemaCheck, Verdicts
@@ -58,9 +57,6 @@ class ModelCollector:
         self.repo = repo
         self.kubernetes_version = kubernetes_version
         self.now = now
-        self.paths = list_files(repo)  # what kustomize may read, and what is read below
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedgen-kustomize")
-        self.kustomize = KustomizeRuns(repo, self.pool, self.paths)
         self.found = read_ledger_files(repo)
         early_ledgers = preliminary_ledgers(self.found)
         spec_paths = [ledger.spec for ledger in early_ledgers if ledger.spec]
@@ -69,6 +65,9 @@ class ModelCollector:
             from fedgen.provision.static import StaticKits
 
             self.static = StaticKits(spec_hint(repo, spec) for spec in spec_paths)
+        self.paths = list_files(repo)  # what kustomize may read, and what is read below
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fedgen-kustomize")
+        self.kustomize = KustomizeRuns(repo, self.pool, self.paths)
         engines = {spec: quick_engine(repo, spec, self.kustomize.guard) for spec in spec_paths}
         quick = {spec: SpecInfo(path=spec, exists=True, engine=engine) for spec, engine in engines.items()}
         self.cluster_dirs = cluster_folders(repo)
@@ -101,6 +100,8 @@ class ModelCollector:
         paths = self.paths
         ledgers = finish_ledgers(repo, self.found, self.kustomize.guard.listed)
         specs = self.specs
+        from fedgen.validate.collect.files import read_files  # here: its import would delay the worker's start
+
         files = read_files(repo, paths, self.kustomize.guard.parsed)
         folders = sorted(set(self.cluster_dirs) | {d for d in sync_dirs(files) if (repo / d).is_dir()})
         plan = plan_roots(repo, folders, self.cluster_dirs)

@@ -32,7 +32,7 @@ def _key_bytes(path: Path | None) -> tuple[int | None, str | None]:
 
 def _read_spec_head(repo: Path, spec: str) -> Any:
     """The spec's first document as plain data (libyaml, at most the spec loader's size), or None."""
-    from fedgen.spec.yamlsafe import MAX_BYTES as SPEC_MAX_BYTES
+    from fedgen.spec import MAX_BYTES as SPEC_MAX_BYTES
 
     try:
         with (repo / spec).open("rb") as fh:
