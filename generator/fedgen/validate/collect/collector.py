@@ -3,11 +3,11 @@ map objects to their source, and run kubeconform once over everything kustomize 
 that touches the world; what it collects is laid out by kind in this package (files, ledgers, specs,
 kustomize, syncroots, schemas, enrollment).
 
-Order, for speed (validate is a PR check; see ModelCollector): kubectl kustomize starts as soon as the
-ledgers and each spec's GitOps engine are known, before anything heavy is imported or parsed; kubeconform
-starts on what kustomize prints as soon as it is done; meanwhile the repo is read and the specs load, and
-the engine applies every rule that does not need kubeconform's verdicts before waiting for them
-(PendingModel).
+Order, for speed (validate is a PR check; see ModelCollector): NVFlare's worker starts first, then kubectl
+kustomize as soon as the ledgers and each spec's GitOps engine are known, before anything heavy is imported
+or parsed; the specs load and the worker gets its request while kustomize runs; kubeconform starts on what
+kustomize prints as soon as it is done; meanwhile the repo is read, and the engine applies every rule that
+does not need kubeconform's verdicts before waiting for them (PendingModel).
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ class PendingModel:
 
 class ModelCollector:
     """Collecting the model of a repo, started at once: kubectl kustomize of every clusters/<c>/ folder (and
-    its bootstrap), then kubeconform on what they print, run in the background while finish() reads the
-    repo, loads the specs and maps objects to their source. A missing tool is raised by finish(), so the
+    its bootstrap), then kubeconform on what they print, run in the background while the start loads the
+    specs (and asks NVFlare's worker for their kits) and finish() reads the repo and maps objects to their
+    source. A missing tool is raised by finish(), so the
     caller's own input checks (the allowlist) still come first. Use as a context manager."""
 
     def __init__(self, repo: Path, *, kubernetes_version: str, now: dt.datetime | None = None) -> None:
