@@ -153,22 +153,28 @@ class GcsStore:
 
     def load(self) -> StateDocument:
         """The document and its generation (remembered for save); an empty document when absent."""
+        with storage_errors(f"state {self.description}", self.bucket_name):
+            read = self._read_document(self._bucket())
+        if read is None:
+            self._generation = 0
+            return StateDocument()
+        data, self._generation = read
+        return StateDocument.from_bytes(data, self.document_url)
+
+    def _read_document(self, bucket: Bucket) -> tuple[bytes, int] | None:
+        """(bytes, generation) of one consistent version of the document; None when there is none."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
         name = self._name(DOCUMENT)
-        with storage_errors(f"state {self.description}", self.bucket_name):
-            bucket = self._bucket()
-            for _ in range(5):
-                blob = bucket.get_blob(name, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
-                if blob is None:
-                    self._generation = 0
-                    return StateDocument()
-                try:
-                    data = blob.download_as_bytes(if_generation_match=blob.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
-                except (NotFound, PreconditionFailed):
-                    continue  # replaced or deleted between the metadata read and the download: read again
-                self._generation = int(blob.generation)
-                return StateDocument.from_bytes(data, self.document_url)
+        for _ in range(5):
+            blob = bucket.get_blob(name, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
+            if blob is None:
+                return None
+            try:
+                data = blob.download_as_bytes(if_generation_match=blob.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
+            except (NotFound, PreconditionFailed):
+                continue  # replaced or deleted between the metadata read and the download: read again
+            return data, int(blob.generation)
         raise ExternalError(f"state {self.document_url}: keeps changing while being read; is another render running?")
 
     def save(self, document: StateDocument) -> None:
@@ -209,22 +215,14 @@ class GcsStore:
     def backup(self) -> Backup:
         """Copy state.json to <prefix>/state.json.backup-<UTC time> in the same bucket (created with
         if_generation_match=0, so no copy is ever replaced); a Backup without a copy when there is no document."""
-        from google.api_core.exceptions import NotFound, PreconditionFailed
+        from google.api_core.exceptions import PreconditionFailed
 
-        name = self._name(DOCUMENT)
         with storage_errors(f"state {self.description}", self.bucket_name):
             bucket = self._bucket()
-            for _ in range(5):
-                blob = bucket.get_blob(name, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
-                if blob is None:
-                    return Backup(self.description, None)
-                try:
-                    data = blob.download_as_bytes(if_generation_match=blob.generation, retry=retry_policy(), timeout=REQUEST_TIMEOUT)
-                    break
-                except (NotFound, PreconditionFailed):
-                    continue  # replaced between the metadata read and the download: read again
-            else:
-                raise ExternalError(f"state {self.document_url}: keeps changing while being read; is another render running?")
+            read = self._read_document(bucket)
+            if read is None:
+                return Backup(self.description, None)
+            data = read[0]
             for attempt in range(100):
                 copy = bucket.blob(self._name(backup_name(DOCUMENT, attempt)))
                 copy.cache_control = "no-store"
