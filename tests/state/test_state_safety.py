@@ -240,3 +240,18 @@ def _bucket_names(node: Any) -> list[str]:
         for item in node:
             out += _bucket_names(item)
     return out
+
+
+@pytest.mark.parametrize("damage", [{"server": "10.0.0.1"}, {"participants": ["site-a"]}, {"kits": 7}])
+def test_a_damaged_state_section_is_one_line_exit_2_and_nothing_changes(rendered: tuple[Path, Path], damage: dict[str, object]) -> None:
+    spec, repo = rendered
+    document = repo / ".fedgen/state/genomics/state.json"
+    state = json.loads(document.read_text())
+    state.update(damage)
+    document.write_text(json.dumps(state))
+    before = tree_snapshot(repo, exclude=())
+    result = render_spec(spec)
+    (section,) = damage
+    assert result.exit_code == 2, result.output
+    assert f"damaged state: {section} is not a JSON object" in _one_line(result)
+    assert tree_snapshot(repo, exclude=()) == before

@@ -80,15 +80,16 @@ class StateDocument:
             raise InputError(f"{origin}: state is not valid JSON ({exc})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise InputError(f"{origin}: not a fedgen state document of format {FORMAT}")
-        return cls(
-            project=doc.get("project"),
-            nvflare_cert=dict(doc.get("nvflare_cert") or {}),
-            participants=dict(doc.get("participants") or {}),
-            sealing=dict(doc.get("sealing") or {}),
-            sealing_certificates=dict(doc.get("sealing_certificates") or {}),
-            sealed=dict(doc.get("sealed") or {}),
-            enrolled=dict(doc.get("enrolled") or {}),
-            kits=dict(doc.get("kits") or {}),
-            offboarded=dict(doc.get("offboarded") or {}),
-            server=dict(doc.get("server") or {}),
-        )
+        sections = {name: _section(doc, name, origin) for name in SECTIONS}
+        return cls(project=doc.get("project"), **sections)
+
+
+# The document's sections: each a JSON object (a damaged state with another type is refused, not a crash).
+SECTIONS = ("nvflare_cert", "participants", "sealing", "sealing_certificates", "sealed", "enrolled", "kits", "offboarded", "server")
+
+
+def _section(doc: dict[str, Any], name: str, origin: str) -> dict[str, Any]:
+    value = doc.get(name) or {}
+    if not isinstance(value, dict):
+        raise InputError(f"{origin}: damaged state: {name} is not a JSON object; restore the state from a backup")
+    return dict(value)
